@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test program and script; ends with "N passed, N failed".
+# Each test prints lines "ok NAME" / "not ok NAME"; a program that crashes or
+# exits nonzero without reporting a failure counts as one failure.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+LIBDIR=${LIBDIR:-lib}
+export DS8B_SHARED=${DS8B_SHARED:-$(cd .. && pwd)/shared}
+export DS8B_ROOT=$(pwd) DS8B_BUILD=$BUILD DS8B_LIBDIR=$LIBDIR
+FILTER=${1:-}
+pass=0; fail=0
+LOG=$BUILD/test-logs; mkdir -p "$LOG"
+run_one() {
+  local name=$1; shift
+  local out="$LOG/$name.log"
+  local t0=$(date +%s)
+  timeout 900 "$@" >"$out" 2>&1
+  local rc=$?
+  local p f
+  p=$(grep -c '^ok ' "$out"); f=$(grep -c '^not ok ' "$out")
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "not ok $name (exit status $rc)" >>"$out"; fi
+  pass=$((pass+p)); fail=$((fail+f))
+  printf '%-40s %3d ok %3d failed  %4ss\n' "$name" "$p" "$f" "$(( $(date +%s) - t0 ))"
+  if [ "$f" -ne 0 ]; then grep -E '^(not ok|  #)' "$out" | head -40 | sed 's/^/    /'; fi
+}
+for t in "$BUILD"/tests/test_*; do
+  [ -x "$t" ] || continue
+  n=$(basename "$t"); [ -n "$FILTER" ] && [[ "$n" != *$FILTER* ]] && continue
+  run_one "$n" "$t"
+done
+for r in "$BUILD"/fuzz/replay_*; do
+  [ -x "$r" ] || continue
+  n=$(basename "$r"); [ -n "$FILTER" ] && [[ "$n" != *$FILTER* ]] && continue
+  tgt=${n#replay_fuzz_}
+  run_one "$n" "$r" "tests/fuzz/corpus/$tgt"
+done
+for s in tests/test_*.sh; do
+  [ -f "$s" ] || continue
+  n=$(basename "$s" .sh); [ -n "$FILTER" ] && [[ "$n" != *$FILTER* ]] && continue
+  run_one "$n" bash "$s"
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
