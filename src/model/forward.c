@@ -1,0 +1,254 @@
+/*
+ * forward.c -- the decoder forward pass (Llama and Qwen3), read top to
+ * bottom like the reference PyTorch modules:
+ *
+ *   x = embed(ids)
+ *   for each layer:
+ *       h  = rmsnorm(x) * attn_norm
+ *       q, k, v = h Wq^T, h Wk^T, h Wv^T
+ *       (qwen3) q, k = rmsnorm_per_head(q) * q_norm, rmsnorm_per_head(k) * k_norm
+ *       q, k = rope(q, pos), rope(k, pos);  cache k, v
+ *       x += attention(q, cache) Wo^T
+ *       h  = rmsnorm(x) * ffn_norm
+ *       x += (silu(h Wgate^T) * (h Wup^T)) Wdown^T
+ *   logits = rmsnorm(x) * out_norm Wout^T
+ */
+#include "session/session.h"
+#include "quant/quant.h"
+
+#include <math.h>
+
+/* ================================================================== */
+/* KV cache storage                                                    */
+/* ================================================================== */
+static bool kv_row_bytes(int type, int64_t kvd, size_t *rb) {
+    switch (type) {
+    case DS8B_KV_F32: return ds8b__row_bytes(DS8B_T_F32, kvd, rb);
+    case DS8B_KV_F16: return ds8b__row_bytes(DS8B_T_F16, kvd, rb);
+    case DS8B_KV_Q8_0: return ds8b__row_bytes(DS8B_T_Q8_0, kvd, rb);
+    default: return false;
+    }
+}
+
+bool ds8b__kv_bytes(int type, int64_t n_layer, int64_t n_ctx, int64_t kvd, size_t *bytes) {
+    size_t rb, a, b;
+    return kv_row_bytes(type, kvd, &rb) && ds8b__mul_ok(rb, (size_t)n_ctx, &a) &&
+           ds8b__mul_ok(a, (size_t)n_layer, &b) && ds8b__mul_ok(b, 2, bytes);
+}
+
+int ds8b__kv_init(ds8b__kv *kv, int type, int64_t n_layer, int64_t n_ctx, int64_t kvd, ds8b__err *e) {
+    memset(kv, 0, sizeof *kv);
+    size_t rb, half;
+    if (!kv_row_bytes(type, kvd, &rb))
+        return ds8b__seterr(e, DS8B_E_INVALID, "KV cache type %d cannot hold rows of %lld values",
+                            type, (long long)kvd);
+    if (!ds8b__mul_ok(rb, (size_t)n_ctx * (size_t)n_layer, &half))
+        return ds8b__seterr(e, DS8B_E_LIMIT, "KV cache size overflows");
+    kv->type = type;
+    kv->n_ctx = n_ctx;
+    kv->n_layer = n_layer;
+    kv->kvd = kvd;
+    kv->row_bytes = rb;
+    kv->k = ds8b__xmalloc(DS8B_MEM_KV, half, "the KV cache (keys)", e);
+    if (!kv->k) return DS8B_E_NOMEM;
+    kv->v = ds8b__xmalloc(DS8B_MEM_KV, half, "the KV cache (values)", e);
+    if (!kv->v) {
+        ds8b__free(kv->k);
+        kv->k = NULL;
+        return DS8B_E_NOMEM;
+    }
+    return DS8B_OK;
+}
+
+void ds8b__kv_free(ds8b__kv *kv) {
+    ds8b__free(kv->k);
+    ds8b__free(kv->v);
+    kv->k = kv->v = NULL;
+}
+
+static inline uint8_t *kv_row(const ds8b__kv *kv, const uint8_t *base, int64_t layer, int64_t pos) {
+    return (uint8_t *)base + ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * kv->row_bytes;
+}
+
+void ds8b__kv_put(ds8b__kv *kv, uint8_t *base, int64_t layer, int64_t pos, const float *src) {
+    uint8_t *r = kv_row(kv, base, layer, pos);
+    switch (kv->type) {
+    case DS8B_KV_F32: memcpy(r, src, (size_t)kv->kvd * 4); break;
+    case DS8B_KV_F16: {
+        uint16_t *h = (uint16_t *)r;
+        for (int64_t i = 0; i < kv->kvd; i++) h[i] = ds8b__f32_to_f16(src[i]);
+        break;
+    }
+    case DS8B_KV_Q8_0: ds8b__quant_row(DS8B_T_Q8_0, src, r, kv->kvd); break;
+    }
+}
+
+/* Loads len values starting at element off of a cached row. off and len
+ * are multiples of 32. Returns a pointer to the floats (tmp or in place). */
+static inline const float *kv_seg(const ds8b__kv *kv, const uint8_t *base, int64_t layer,
+                                  int64_t pos, int64_t off, int64_t len, float *tmp) {
+    const uint8_t *r = kv_row(kv, base, layer, pos);
+    switch (kv->type) {
+    case DS8B_KV_F32: return (const float *)r + off;
+    case DS8B_KV_F16: {
+        const uint16_t *h = (const uint16_t *)r + off;
+        for (int64_t i = 0; i < len; i++) tmp[i] = ds8b__f16_to_f32(h[i]);
+        return tmp;
+    }
+    default:
+        ds8b__dequant_row(DS8B_T_Q8_0, r + (size_t)(off / 32) * 34, tmp, len);
+        return tmp;
+    }
+}
+
+void ds8b__kv_get(const ds8b__kv *kv, const uint8_t *base, int64_t layer, int64_t pos, float *dst) {
+    const float *p = kv_seg(kv, base, layer, pos, 0, kv->kvd, dst);
+    if (p != dst) memcpy(dst, p, (size_t)kv->kvd * 4);
+}
+
+/* ================================================================== */
+/* Small kernels                                                       */
+/* ================================================================== */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);
+}
+
+/* Rotates one head (hd values) at position pos. */
+static void rope_head(float *v, int64_t hd, int64_t pos, const float *inv_freq, float scale,
+                      bool interleaved) {
+    int64_t half = hd / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float ang = (float)pos * inv_freq[i];
+        float c = cosf(ang) * scale, s = sinf(ang) * scale;
+        int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x1 * c + x0 * s;
+    }
+}
+
+static void embed_row(const ds8b__tensor *t, int64_t id, float *dst) {
+    size_t rb;
+    ds8b__row_bytes(t->type, t->ne[0], &rb);
+    const uint8_t *row = (const uint8_t *)t->data + (size_t)id * rb;
+    ds8b__dequant_row(t->type, row, dst, t->ne[0]);
+}
+
+/* ================================================================== */
+/* Attention over the cache, parallel over (token, head) pairs         */
+/* ================================================================== */
+typedef struct att_job {
+    ds8b_session *s;
+    int64_t layer, n, pos;
+} att_job;
+
+static void attention_task(void *ctx, int ith, int nth) {
+    att_job *j = ctx;
+    ds8b_session *s = j->s;
+    const ds8b__hparams *hp = &s->model->hp;
+    int64_t hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    int64_t qd = nh * hd;
+    int64_t total = j->n * nh;
+    int64_t per = (total + nth - 1) / nth, lo = per * ith, hi = lo + per < total ? lo + per : total;
+    float *scores = s->sc.scores + (size_t)ith * (size_t)s->n_ctx;
+    float *tmp = s->sc.kvrow + (size_t)ith * (size_t)(2 * hd);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int64_t w = lo; w < hi; w++) {
+        int64_t t = w / nh, h = w % nh, g = h / group;
+        int64_t p = j->pos + t; /* attend to 0..p */
+        const float *q = s->sc.q + (size_t)t * qd + h * hd;
+        float mx = -INFINITY;
+        for (int64_t c = 0; c <= p; c++) {
+            const float *k = kv_seg(&s->kv, s->kv.k, j->layer, c, g * hd, hd, tmp);
+            float d = ds8b__vec_dot_f32(q, k, hd) * scale;
+            scores[c] = d;
+            if (d > mx) mx = d;
+        }
+        float sum = 0.0f;
+        for (int64_t c = 0; c <= p; c++) {
+            float ev = expf(scores[c] - mx);
+            scores[c] = ev;
+            sum += ev;
+        }
+        float inv = 1.0f / sum;
+        float *out = s->sc.att + (size_t)t * qd + h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int64_t c = 0; c <= p; c++) {
+            const float *v = kv_seg(&s->kv, s->kv.v, j->layer, c, g * hd, hd, tmp + hd);
+            ds8b__vec_axpy(out, v, scores[c] * inv, hd);
+        }
+    }
+}
+
+/* ================================================================== */
+/* The forward pass                                                    */
+/* ================================================================== */
+int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, int want_logits,
+                  float *logits_all, ds8b__err *e) {
+    const ds8b_model *m = s->model;
+    const ds8b__hparams *hp = &m->hp;
+    ds8b__scratch *sc = &s->sc;
+    int64_t d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
+    int64_t qd = nh * hd, kvd = nkv * hd, ff = hp->n_ff;
+    float eps = (float)hp->rms_eps;
+    int rc;
+
+    for (int64_t t = 0; t < n; t++) {
+        if (ids[t] < 0 || ids[t] >= hp->n_vocab)
+            return ds8b__seterr(e, DS8B_E_INVALID, "token id %d at index %lld is outside the vocabulary (0..%lld)",
+                                ids[t], (long long)t, (long long)hp->n_vocab - 1);
+        embed_row(&m->tok_embd, ids[t], sc->x + (size_t)t * d);
+    }
+
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const ds8b__layer *L = &m->layers[l];
+        /* attention block */
+        for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, L->attn_norm, d, eps);
+        if ((rc = ds8b__matmul(s->pool, &L->wq, sc->xb, n, sc->q, &sc->ws, e))) return rc;
+        if ((rc = ds8b__matmul(s->pool, &L->wk, sc->xb, n, sc->k, &sc->ws, e))) return rc;
+        if ((rc = ds8b__matmul(s->pool, &L->wv, sc->xb, n, sc->v, &sc->ws, e))) return rc;
+        for (int64_t t = 0; t < n; t++) {
+            float *q = sc->q + t * qd, *k = sc->k + t * kvd;
+            if (L->q_norm) {
+                for (int64_t h = 0; h < nh; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, eps);
+                for (int64_t h = 0; h < nkv; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, eps);
+            }
+            for (int64_t h = 0; h < nh; h++)
+                rope_head(q + h * hd, hd, pos + t, m->rope_inv_freq, m->rope_scale, m->rope_interleaved);
+            for (int64_t h = 0; h < nkv; h++)
+                rope_head(k + h * hd, hd, pos + t, m->rope_inv_freq, m->rope_scale, m->rope_interleaved);
+            ds8b__kv_put(&s->kv, s->kv.k, l, pos + t, k);
+            ds8b__kv_put(&s->kv, s->kv.v, l, pos + t, sc->v + t * kvd);
+        }
+        att_job job = {s, l, n, pos};
+        ds8b__pool_run(s->pool, attention_task, &job);
+        if ((rc = ds8b__matmul(s->pool, &L->wo, sc->att, n, sc->o, &sc->ws, e))) return rc;
+        for (int64_t i = 0; i < n * d; i++) sc->x[i] += sc->o[i];
+
+        /* feed-forward block */
+        for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, L->ffn_norm, d, eps);
+        if ((rc = ds8b__matmul(s->pool, &L->w_gate, sc->xb, n, sc->gate, &sc->ws, e))) return rc;
+        if ((rc = ds8b__matmul(s->pool, &L->w_up, sc->xb, n, sc->up, &sc->ws, e))) return rc;
+        for (int64_t i = 0; i < n * ff; i++) {
+            float g = sc->gate[i];
+            sc->gate[i] = g / (1.0f + expf(-g)) * sc->up[i];
+        }
+        if ((rc = ds8b__matmul(s->pool, &L->w_down, sc->gate, n, sc->o, &sc->ws, e))) return rc;
+        for (int64_t i = 0; i < n * d; i++) sc->x[i] += sc->o[i];
+        if (atomic_load(&s->cancel))
+            return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled during the forward pass");
+    }
+
+    if (want_logits == 2) {
+        for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, m->out_norm, d, eps);
+        if ((rc = ds8b__matmul(s->pool, &m->output, sc->xb, n, logits_all, &sc->ws, e))) return rc;
+        memcpy(sc->logits, logits_all + (size_t)(n - 1) * hp->n_vocab, (size_t)hp->n_vocab * 4);
+    } else if (want_logits == 1) {
+        rmsnorm(sc->xb, sc->x + (n - 1) * d, m->out_norm, d, eps);
+        if ((rc = ds8b__matmul(s->pool, &m->output, sc->xb, 1, sc->logits, &sc->ws, e))) return rc;
+    }
+    return DS8B_OK;
+}

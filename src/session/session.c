@@ -1,0 +1,482 @@
+/* session.c -- session lifetime, evaluation and generation. */
+#include "session/session.h"
+
+#include "tokenizer/tokenizer.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+static bool sess_ok(const ds8b_session *s) { return s && s->magic == DS8B_SESSION_MAGIC; }
+
+/* Records an error on the session and on the thread. */
+static int sfail(ds8b_session *s, ds8b__err *e) {
+    if (s) s->err = *e;
+    ds8b__set_last_error(e);
+    return e->code;
+}
+
+/* ================================================================== */
+/* Creation                                                            */
+/* ================================================================== */
+static int alloc_scratch(ds8b_session *s, ds8b__err *e) {
+    const ds8b__hparams *hp = &s->model->hp;
+    int64_t nb = s->n_batch, d = hp->n_embd, qd = hp->n_head * hp->head_dim;
+    int64_t kvd = hp->n_head_kv * hp->head_dim;
+    ds8b__scratch *sc = &s->sc;
+    memset(sc, 0, sizeof *sc);
+    sc->n_batch = nb;
+#define A(field, count)                                                                        \
+    if (!(sc->field = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)(count) * sizeof(float),          \
+                                    "session scratch (" #field ")", e)))                       \
+        return DS8B_E_NOMEM;
+    A(x, nb * d)
+    A(xb, nb * d)
+    A(q, nb * qd)
+    A(k, nb * kvd)
+    A(v, nb * kvd)
+    A(att, nb * qd)
+    A(o, nb * d)
+    A(gate, nb * hp->n_ff)
+    A(up, nb * hp->n_ff)
+    A(scores, (int64_t)s->n_threads * s->n_ctx)
+    A(kvrow, (int64_t)s->n_threads * 2 * hp->head_dim)
+    A(logits, hp->n_vocab)
+#undef A
+    return DS8B_OK;
+}
+
+static void free_scratch(ds8b__scratch *sc) {
+    float **f[] = {&sc->x, &sc->xb, &sc->q, &sc->k, &sc->v, &sc->att, &sc->o,
+                   &sc->gate, &sc->up, &sc->scores, &sc->kvrow, &sc->logits};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        ds8b__free(*f[i]);
+        *f[i] = NULL;
+    }
+    ds8b__free(sc->ws.buf);
+    sc->ws.buf = NULL;
+    sc->ws.cap = 0;
+}
+
+static void session_destroy(ds8b_session *s) {
+    ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
+    ds8b__pool_free(s->pool);
+    ds8b__kv_free(&s->kv);
+    free_scratch(&s->sc);
+    ds8b__sampler_free(&s->sampler);
+    ds8b__free(s->tokens);
+    for (int i = 0; i < s->n_stops; i++) ds8b__free(s->stops[i]);
+    ds8b__memscope_leave(old);
+    if (s->model) atomic_fetch_sub(&s->model->n_sessions, 1);
+    s->magic = 0;
+    ds8b__free(s);
+}
+
+static void sampler_params_from(const ds8b_params *p, ds8b__sampler_params *sp) {
+    sp->temperature = p->f[DS8B_PARAM_TEMPERATURE];
+    sp->top_p = p->f[DS8B_PARAM_TOP_P];
+    sp->min_p = p->f[DS8B_PARAM_MIN_P];
+    sp->repeat_penalty = p->f[DS8B_PARAM_REPEAT_PENALTY];
+    sp->top_k = p->i[DS8B_PARAM_TOP_K];
+    sp->repeat_last_n = p->i[DS8B_PARAM_REPEAT_LAST_N];
+    sp->seed = (uint64_t)p->i[DS8B_PARAM_SEED];
+}
+
+static int session_init(ds8b_session *s, ds8b_model *m, const ds8b_params *p, ds8b__err *e) {
+    const ds8b__hparams *hp = &m->hp;
+    s->n_ctx = p->i[DS8B_PARAM_N_CTX];
+    if (hp->n_ctx_train > 0 && s->n_ctx > hp->n_ctx_train) s->n_ctx = hp->n_ctx_train;
+    s->n_batch = p->i[DS8B_PARAM_N_BATCH];
+    if (s->n_batch > s->n_ctx) s->n_batch = s->n_ctx;
+    s->ctx_policy = (int)p->i[DS8B_PARAM_CTX_POLICY];
+    s->n_sink = p->i[DS8B_PARAM_N_SINK];
+    s->max_tokens = p->i[DS8B_PARAM_MAX_TOKENS];
+    s->stop_at_eos = p->i[DS8B_PARAM_STOP_AT_EOS] != 0;
+    int nt = (int)p->i[DS8B_PARAM_N_THREADS];
+    if (nt <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = c > 0 ? (int)c : 1;
+    }
+    s->n_threads = nt;
+    for (int i = 0; i < p->n_stops; i++) {
+        if (!(s->stops[i] = ds8b__strdup(DS8B_MEM_SESSION, p->stops[i])))
+            return ds8b__seterr(e, DS8B_E_NOMEM, "stop strings");
+        s->n_stops = i + 1;
+    }
+    int kvt = (int)p->i[DS8B_PARAM_KV_TYPE];
+    if (kvt == DS8B_KV_Q8_0 && hp->head_dim % 32)
+        return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "a q8_0 KV cache needs head_dim divisible by 32 (it is %lld)",
+                            (long long)hp->head_dim);
+    int rc;
+    if ((rc = ds8b__pool_create(nt, &s->pool, e))) return rc;
+    s->n_threads = ds8b__pool_size(s->pool);
+    if ((rc = ds8b__kv_init(&s->kv, kvt, hp->n_layer, s->n_ctx, hp->n_head_kv * hp->head_dim, e))) return rc;
+    if ((rc = alloc_scratch(s, e))) return rc;
+    ds8b__sampler_params sp;
+    sampler_params_from(p, &sp);
+    if ((rc = ds8b__sampler_init(&s->sampler, hp->n_vocab, &sp, e))) return rc;
+    s->tokens = ds8b__xmalloc(DS8B_MEM_SESSION, (size_t)s->n_ctx * sizeof(int32_t), "session token history", e);
+    if (!s->tokens) return DS8B_E_NOMEM;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_session **out) {
+    ds8b__err e = {0};
+    if (!out) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_create: out is NULL"); return sfail(NULL, &e); }
+    *out = NULL;
+    if (!m || m->magic != DS8B_MODEL_MAGIC) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_session_create: invalid model handle");
+        return sfail(NULL, &e);
+    }
+    if (params && params->magic != DS8B_PARAMS_MAGIC) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_session_create: invalid params handle");
+        return sfail(NULL, &e);
+    }
+    ds8b_params defaults;
+    if (!params) {
+        ds8b__params_defaults(&defaults);
+        params = &defaults;
+    }
+    ds8b__memscope *old = ds8b__memscope_enter(&m->mem);
+    ds8b_session *s = ds8b__xmalloc(DS8B_MEM_SESSION, sizeof *s, "the session handle", &e);
+    ds8b__memscope_leave(old);
+    if (!s) return sfail(NULL, &e);
+    memset(s, 0, sizeof *s);
+    s->magic = DS8B_SESSION_MAGIC;
+    s->model = m;
+    atomic_fetch_add(&m->n_sessions, 1);
+    ds8b__memscope_init(&s->mem, &m->mem);
+    old = ds8b__memscope_enter(&s->mem);
+    int rc = session_init(s, m, params, &e);
+    ds8b__memscope_leave(old);
+    if (rc) {
+        session_destroy(s);
+        return sfail(NULL, &e);
+    }
+    *out = s;
+    return DS8B_OK;
+}
+
+DS8B_API void ds8b_session_free(ds8b_session *s) {
+    if (!sess_ok(s)) return;
+    session_destroy(s);
+}
+
+DS8B_API const char *ds8b_session_errmsg(const ds8b_session *s) {
+    if (!sess_ok(s)) return "invalid session handle";
+    return s->err.msg;
+}
+
+/* ================================================================== */
+/* Parameters on a live session                                        */
+/* ================================================================== */
+static int set_live(ds8b_session *s, int key, double v, bool is_float) {
+    ds8b__err e = {0};
+    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    int rc = ds8b__param_check(key, v, is_float, &e);
+    if (rc) return sfail(s, &e);
+    ds8b__sampler_params *sp = &s->sampler.p;
+    switch (key) {
+    case DS8B_PARAM_TEMPERATURE: sp->temperature = v; break;
+    case DS8B_PARAM_TOP_P: sp->top_p = v; break;
+    case DS8B_PARAM_MIN_P: sp->min_p = v; break;
+    case DS8B_PARAM_REPEAT_PENALTY: sp->repeat_penalty = v; break;
+    case DS8B_PARAM_TOP_K: sp->top_k = (int64_t)v; break;
+    case DS8B_PARAM_REPEAT_LAST_N: sp->repeat_last_n = (int64_t)v; break;
+    case DS8B_PARAM_SEED: sp->seed = (uint64_t)v; ds8b__sampler_seed(&s->sampler, sp->seed); break;
+    case DS8B_PARAM_MAX_TOKENS: s->max_tokens = (int64_t)v; break;
+    case DS8B_PARAM_STOP_AT_EOS: s->stop_at_eos = v != 0; break;
+    case DS8B_PARAM_CTX_POLICY: s->ctx_policy = (int)v; break;
+    case DS8B_PARAM_N_SINK: s->n_sink = (int64_t)v; break;
+    default:
+        ds8b__seterr(&e, DS8B_E_INVALID, "parameter key %d cannot be changed on a live session", key);
+        return sfail(s, &e);
+    }
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_session_set_int(ds8b_session *s, ds8b_param key, int64_t value) {
+    return set_live(s, key, (double)value, false);
+}
+DS8B_API int ds8b_session_set_float(ds8b_session *s, ds8b_param key, double value) {
+    return set_live(s, key, value, true);
+}
+
+DS8B_API int ds8b_session_add_stop(ds8b_session *s, const char *stop) {
+    ds8b__err e = {0};
+    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (!stop || !*stop || strlen(stop) > 1024) {
+        ds8b__seterr(&e, DS8B_E_INVALID, "stop strings must be 1..1024 bytes");
+        return sfail(s, &e);
+    }
+    if (s->n_stops >= DS8B_MAX_STOPS) {
+        ds8b__seterr(&e, DS8B_E_LIMIT, "at most %d stop strings", DS8B_MAX_STOPS);
+        return sfail(s, &e);
+    }
+    ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
+    char *c = ds8b__strdup(DS8B_MEM_SESSION, stop);
+    ds8b__memscope_leave(old);
+    if (!c) { ds8b__seterr(&e, DS8B_E_NOMEM, "stop string"); return sfail(s, &e); }
+    s->stops[s->n_stops++] = c;
+    return DS8B_OK;
+}
+
+DS8B_API int64_t ds8b_session_n_past(const ds8b_session *s) { return sess_ok(s) ? s->n_past : -1; }
+
+DS8B_API int ds8b_session_truncate(ds8b_session *s, int64_t n) {
+    ds8b__err e = {0};
+    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (n < 0 || n > s->n_past) {
+        ds8b__seterr(&e, DS8B_E_INVALID, "cannot truncate to %lld tokens: the session holds %lld",
+                     (long long)n, (long long)s->n_past);
+        return sfail(s, &e);
+    }
+    s->n_past = n;
+    s->have_logits = false;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_session_reset(ds8b_session *s) {
+    if (!sess_ok(s)) {
+        ds8b__err e = {0};
+        ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle");
+        return sfail(NULL, &e);
+    }
+    s->n_past = 0;
+    s->have_logits = false;
+    ds8b__sampler_seed(&s->sampler, s->sampler.p.seed);
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_session_cancel(ds8b_session *s) {
+    if (!sess_ok(s)) return DS8B_E_MISUSE;
+    atomic_store(&s->cancel, 1);
+    return DS8B_OK;
+}
+
+/* ================================================================== */
+/* Evaluation                                                          */
+/* ================================================================== */
+int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *logits_all, ds8b__err *e) {
+    if (n <= 0) return ds8b__seterr(e, DS8B_E_INVALID, "no tokens to evaluate");
+    if (n > s->n_ctx - s->n_past)
+        return ds8b__seterr(e, DS8B_E_CONTEXT_FULL,
+                            "context full: %lld tokens held + %lld new > n_ctx %lld",
+                            (long long)s->n_past, (long long)n, (long long)s->n_ctx);
+    int64_t vocab = s->model->hp.n_vocab;
+    s->have_logits = false;
+    for (int64_t off = 0; off < n; off += s->n_batch) {
+        if (atomic_load(&s->cancel))
+            return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled after %lld of %lld prompt tokens",
+                                (long long)off, (long long)n);
+        int64_t nb = n - off < s->n_batch ? n - off : s->n_batch;
+        bool last = off + nb == n;
+        int want = logits_all ? 2 : (last ? 1 : 0);
+        int rc = ds8b__forward(s, ids + off, nb, s->n_past, want,
+                               logits_all ? logits_all + (size_t)off * (size_t)vocab : NULL, e);
+        if (rc) return rc;
+        memcpy(s->tokens + s->n_past, ids + off, (size_t)nb * sizeof(int32_t));
+        s->n_past += nb;
+    }
+    s->have_logits = true;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_eval(ds8b_session *s, const int32_t *ids, size_t n, float *logits) {
+    ds8b__err e = {0};
+    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (!ids && n) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_eval: ids is NULL"); return sfail(s, &e); }
+    atomic_store(&s->cancel, 0);
+    ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
+    int rc = ds8b__session_eval(s, ids, (int64_t)n, logits, &e);
+    ds8b__memscope_leave(old);
+    return rc ? sfail(s, &e) : DS8B_OK;
+}
+
+DS8B_API const float *ds8b_session_logits(const ds8b_session *s) {
+    return sess_ok(s) && s->have_logits ? s->sc.logits : NULL;
+}
+
+DS8B_API int ds8b_sample(ds8b_session *s, int32_t *token) {
+    ds8b__err e = {0};
+    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (!token) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_sample: token is NULL"); return sfail(s, &e); }
+    if (!s->have_logits) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_sample: no logits yet; evaluate tokens first");
+        return sfail(s, &e);
+    }
+    *token = ds8b__sample(&s->sampler, s->sc.logits, s->tokens, s->n_past);
+    return DS8B_OK;
+}
+
+/* ================================================================== */
+/* Generation with streaming, stop strings and the reasoning channel    */
+/* ================================================================== */
+typedef struct gen_out {
+    ds8b_session *s;
+    ds8b_stream_fn cb;
+    void *user;
+    int channel;
+    bool reasoning;       /* split <think> ... </think> */
+    bool stopped;         /* a stop string matched */
+    bool cancelled;       /* the callback asked to stop */
+    char hold[4096 + 64]; /* text not yet emitted */
+    size_t nhold;
+} gen_out;
+
+static const char k_think_open[] = "<think>", k_think_close[] = "</think>";
+
+static void emit(gen_out *g, const char *p, size_t n) {
+    if (!n || g->cancelled || !g->cb) return;
+    if (g->cb(g->user, p, n, g->channel)) g->cancelled = true;
+}
+
+/* Is the tail of hold (from i) a proper prefix of some marker? */
+static bool may_start_marker(const gen_out *g, size_t i) {
+    const char *t = g->hold + i;
+    size_t n = g->nhold - i;
+    for (int k = 0; k < g->s->n_stops; k++) {
+        size_t l = strlen(g->s->stops[k]);
+        if (n < l && memcmp(g->s->stops[k], t, n) == 0) return true;
+    }
+    if (g->reasoning) {
+        if (n < sizeof k_think_open - 1 && memcmp(k_think_open, t, n) == 0) return true;
+        if (n < sizeof k_think_close - 1 && memcmp(k_think_close, t, n) == 0) return true;
+    }
+    return false;
+}
+
+/* Emits what can be emitted from hold; final flushes everything. */
+static void drain(gen_out *g, bool final) {
+    size_t i = 0, start = 0;
+    while (i < g->nhold && !g->stopped) {
+        const char *t = g->hold + i;
+        size_t n = g->nhold - i;
+        int matched = 0;
+        size_t mlen = 0;
+        for (int k = 0; k < g->s->n_stops && !matched; k++) {
+            size_t l = strlen(g->s->stops[k]);
+            if (n >= l && memcmp(g->s->stops[k], t, l) == 0) { matched = 1; mlen = l; }
+        }
+        if (!matched && g->reasoning) {
+            if (n >= sizeof k_think_open - 1 && memcmp(k_think_open, t, sizeof k_think_open - 1) == 0) {
+                matched = 2;
+                mlen = sizeof k_think_open - 1;
+            } else if (n >= sizeof k_think_close - 1 &&
+                       memcmp(k_think_close, t, sizeof k_think_close - 1) == 0) {
+                matched = 3;
+                mlen = sizeof k_think_close - 1;
+            }
+        }
+        if (matched) {
+            emit(g, g->hold + start, i - start);
+            if (matched == 1) { g->stopped = true; start = g->nhold; break; }
+            g->channel = matched == 2 ? DS8B_CHANNEL_REASONING : DS8B_CHANNEL_ANSWER;
+            i += mlen;
+            /* the answer conventionally starts after blank lines */
+            if (matched == 3)
+                while (i < g->nhold && g->hold[i] == '\n') i++;
+            start = i;
+            continue;
+        }
+        if (!final && may_start_marker(g, i)) break;
+        i++;
+    }
+    if (!g->stopped) {
+        size_t upto = final ? g->nhold : i;
+        emit(g, g->hold + start, upto - start);
+        start = upto;
+    }
+    memmove(g->hold, g->hold + start, g->nhold - start);
+    g->nhold -= start;
+    if (g->stopped) g->nhold = 0;
+}
+
+static void push_text(gen_out *g, const char *p, size_t n) {
+    while (n) {
+        size_t room = sizeof g->hold - g->nhold;
+        size_t c = n < room ? n : room;
+        memcpy(g->hold + g->nhold, p, c);
+        g->nhold += c;
+        p += c;
+        n -= c;
+        drain(g, g->nhold == sizeof g->hold);
+    }
+}
+
+static bool ends_with_think(const char *p, size_t len) {
+    while (len && (p[len - 1] == '\n' || p[len - 1] == ' ' || p[len - 1] == '\r')) len--;
+    size_t l = sizeof k_think_open - 1;
+    return len >= l && memcmp(p + len - l, k_think_open, l) == 0;
+}
+
+static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int flags, gen_out *g,
+                          int64_t *n_gen, ds8b__err *e) {
+    const ds8b_tokenizer *tok = s->model->tok->tok;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = ds8b__tok_encode(tok, prompt, len,
+                              (flags & DS8B_GEN_ADD_SPECIAL) ? DS8B_TOKENIZE_ADD_SPECIAL : 0, &ids, &n, e);
+    if (rc) return rc;
+    if (n == 0 && !s->have_logits) {
+        ds8b__free(ids);
+        return ds8b__seterr(e, DS8B_E_INVALID, "empty prompt and nothing evaluated yet");
+    }
+    if (n) rc = ds8b__session_eval(s, ids, (int64_t)n, NULL, e);
+    ds8b__free(ids);
+    if (rc) return rc;
+    if (g->reasoning && ends_with_think(prompt, len)) g->channel = DS8B_CHANNEL_REASONING;
+
+    ds8b__detok_stream ds = {0};
+    char piece[256];
+    for (;;) {
+        if (atomic_load(&s->cancel))
+            return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled after %lld tokens", (long long)*n_gen);
+        if (s->max_tokens > 0 && *n_gen >= s->max_tokens) break;
+        int32_t t = ds8b__sample(&s->sampler, s->sc.logits, s->tokens, s->n_past);
+        if (s->stop_at_eos && ds8b__tok_is_eog(tok, t)) break;
+        (*n_gen)++;
+        size_t pl = 0;
+        ds8b__detok_push(tok, &ds, t, 0, piece, sizeof piece, &pl);
+        push_text(g, piece, pl);
+        if (g->cancelled)
+            return ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped generation after %lld tokens",
+                                (long long)*n_gen);
+        if (g->stopped) break;
+        if (s->n_past >= s->n_ctx) {
+            if (s->ctx_policy == DS8B_CTX_STOP) break;
+            return ds8b__seterr(e, DS8B_E_CONTEXT_FULL, "context full after %lld generated tokens (n_ctx %lld)",
+                                (long long)*n_gen, (long long)s->n_ctx);
+        }
+        if ((rc = ds8b__session_eval(s, &t, 1, NULL, e))) return rc;
+    }
+    size_t pl = 0;
+    ds8b__detok_flush(&ds, piece, sizeof piece, &pl);
+    push_text(g, piece, pl);
+    drain(g, true);
+    if (g->cancelled)
+        return ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped generation");
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int flags, ds8b_stream_fn cb,
+                           void *user, int64_t *n_generated) {
+    ds8b__err e = {0};
+    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_generate: prompt is NULL"); return sfail(s, &e); }
+    atomic_store(&s->cancel, 0);
+    int64_t ng = 0;
+    gen_out *g = ds8b__malloc(DS8B_MEM_SESSION, sizeof *g);
+    if (!g) { ds8b__seterr(&e, DS8B_E_NOMEM, "generation state"); return sfail(s, &e); }
+    memset(g, 0, sizeof *g);
+    g->s = s;
+    g->cb = cb;
+    g->user = user;
+    g->reasoning = (flags & DS8B_GEN_REASONING) != 0;
+    g->channel = DS8B_CHANNEL_ANSWER;
+    ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
+    int rc = generate_inner(s, prompt ? prompt : "", len, flags, g, &ng, &e);
+    ds8b__memscope_leave(old);
+    ds8b__free(g);
+    if (n_generated) *n_generated = ng;
+    return rc ? sfail(s, &e) : DS8B_OK;
+}

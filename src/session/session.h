@@ -1,0 +1,119 @@
+/* session.h -- sessions: KV cache, scratch, sampler and generation state. */
+#ifndef DS8B_SESSION_H
+#define DS8B_SESSION_H
+
+#include "internal.h"
+#include "mem.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "threads/pool.h"
+#include "session/params.h"
+
+#include <stdatomic.h>
+
+/* ------------------------------------------------------------------ */
+/* KV cache                                                            */
+/* ------------------------------------------------------------------ */
+typedef struct ds8b__kv {
+    int type;          /* DS8B_KV_F32 / F16 / Q8_0 */
+    int64_t n_ctx;     /* positions held */
+    int64_t n_layer;
+    int64_t kvd;       /* n_head_kv * head_dim */
+    size_t row_bytes;  /* bytes of one position's K (or V) row */
+    uint8_t *k;        /* (n_layer, n_ctx, kvd) in type */
+    uint8_t *v;        /* (n_layer, n_ctx, kvd) in type */
+} ds8b__kv;
+
+int ds8b__kv_init(ds8b__kv *kv, int type, int64_t n_layer, int64_t n_ctx, int64_t kvd, ds8b__err *e);
+void ds8b__kv_free(ds8b__kv *kv);
+/* Bytes the cache needs (for estimates). */
+bool ds8b__kv_bytes(int type, int64_t n_layer, int64_t n_ctx, int64_t kvd, size_t *bytes);
+/* Stores/loads one row of kvd floats at (layer, pos). */
+void ds8b__kv_put(ds8b__kv *kv, uint8_t *base, int64_t layer, int64_t pos, const float *src);
+void ds8b__kv_get(const ds8b__kv *kv, const uint8_t *base, int64_t layer, int64_t pos, float *dst);
+
+/* ------------------------------------------------------------------ */
+/* Scratch for one forward micro-batch                                 */
+/* ------------------------------------------------------------------ */
+typedef struct ds8b__scratch {
+    int64_t n_batch;   /* rows the buffers hold */
+    float *x;          /* (n_batch, n_embd) residual stream */
+    float *xb;         /* (n_batch, n_embd) normed input */
+    float *q;          /* (n_batch, n_head*head_dim) */
+    float *k;          /* (n_batch, n_head_kv*head_dim) */
+    float *v;          /* (n_batch, n_head_kv*head_dim) */
+    float *att;        /* (n_batch, n_head*head_dim) attention output */
+    float *o;          /* (n_batch, n_embd) projection output */
+    float *gate;       /* (n_batch, n_ff) */
+    float *up;         /* (n_batch, n_ff) */
+    float *scores;     /* (n_threads, n_ctx) per-thread attention scores */
+    float *kvrow;      /* (n_threads, 2*kvd) per-thread dequantized K/V rows */
+    float *logits;     /* (n_vocab) last row */
+    ds8b__workspace ws;
+} ds8b__scratch;
+
+/* ------------------------------------------------------------------ */
+/* Sampler                                                             */
+/* ------------------------------------------------------------------ */
+typedef struct ds8b__sampler_params {
+    double temperature, top_p, min_p, repeat_penalty;
+    int64_t top_k, repeat_last_n;
+    uint64_t seed;
+} ds8b__sampler_params;
+
+typedef struct ds8b__sampler {
+    ds8b__sampler_params p;
+    uint64_t rng[2];   /* xoroshiro128+ state */
+    int32_t *idx;      /* (n_vocab) candidate ids */
+    float *prob;       /* (n_vocab) candidate values */
+    int64_t n_vocab;
+} ds8b__sampler;
+
+int ds8b__sampler_init(ds8b__sampler *s, int64_t n_vocab, const ds8b__sampler_params *p, ds8b__err *e);
+void ds8b__sampler_free(ds8b__sampler *s);
+void ds8b__sampler_seed(ds8b__sampler *s, uint64_t seed);
+/* Picks a token from logits (n_vocab); history is the recent context. */
+int32_t ds8b__sample(ds8b__sampler *s, const float *logits, const int32_t *history, int64_t n_history);
+double ds8b__rng_uniform(uint64_t st[2]);
+
+/* ------------------------------------------------------------------ */
+/* Session                                                             */
+/* ------------------------------------------------------------------ */
+#define DS8B_SESSION_MAGIC 0x5e55b0d1u
+
+struct ds8b_session {
+    uint32_t magic;
+    ds8b_model *model;
+    ds8b__memscope mem;
+    ds8b__pool *pool;
+    int n_threads;
+    int64_t n_ctx, n_batch;
+    int ctx_policy;
+    int64_t n_sink;
+    int64_t max_tokens;
+    bool stop_at_eos;
+    char *stops[DS8B_MAX_STOPS];
+    int n_stops;
+
+    ds8b__kv kv;
+    ds8b__scratch sc;
+    ds8b__sampler sampler;
+    int32_t *tokens;   /* (n_ctx) tokens in the cache, in order */
+    int64_t n_past;
+    bool have_logits;
+
+    _Atomic int cancel;
+    ds8b__err err;
+};
+
+/* Runs the model over ids[0..n) at positions n_past.., appending to the
+ * cache. logits_all: NULL or (n, n_vocab) out. The last row always goes to
+ * s->sc.logits. Handles micro-batching, cancellation and context policy. */
+int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *logits_all,
+                       ds8b__err *e);
+/* One forward pass of n <= n_batch tokens at position pos. want_logits:
+ * 0 none, 1 last row into sc->logits, 2 every row into logits_all. */
+int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, int want_logits,
+                  float *logits_all, ds8b__err *e);
+
+#endif
