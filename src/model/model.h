@@ -88,6 +88,9 @@ int ds8b__model_load_hf(const char *dir, const ds8b__log *log, ds8b_model **out,
 int ds8b__model_load_gguf(const char *path, const ds8b__log *log, ds8b_model **out,
                           ds8b__err *e);
 
+/* Builds a tokenizer from a GGUF file's tokenizer.ggml.* keys. */
+int ds8b__tok_from_gguf(const struct ds8b__gguf *g, ds8b_tokenizer **out, ds8b__err *e);
+
 /* Computes inv_freq and the cos/sin scale for hp into out (head_dim/2). */
 void ds8b__rope_init(const ds8b__hparams *hp, float *inv_freq, float *scale);
 

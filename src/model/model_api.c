@@ -6,14 +6,6 @@
 
 #include <stdio.h>
 
-/* Overridden by src/formats/gguf_model.c when GGUF support is built. */
-__attribute__((weak)) int ds8b__model_load_gguf(const char *path, const ds8b__log *log, ds8b_model **out,
-                                                ds8b__err *e) {
-    (void)log;
-    *out = NULL;
-    return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "%s: GGUF support is not built in", path);
-}
-
 static bool model_ok(const ds8b_model *m) { return m && m->magic == DS8B_MODEL_MAGIC; }
 
 static bool has_suffix(const char *s, const char *suf) {
