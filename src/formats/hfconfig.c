@@ -153,8 +153,11 @@ static int parse_rope_scaling(const cfg *c, const cJSON *root, ds8b__hparams *hp
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
     const char *tkey = "rope_scaling.rope_type";
     if (!ty || cJSON_IsNull(ty)) {
-        ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
-        tkey = "rope_scaling.type";
+        const cJSON *legacy = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        if (legacy && !cJSON_IsNull(legacy)) {
+            ty = legacy;
+            tkey = "rope_scaling.type";
+        }
     }
     if (!cJSON_IsString(ty))
         return ds8b__seterr(c->e, DS8B_E_FORMAT, "%s: \"%s\" must be a string, it is %s", c->path, tkey,
