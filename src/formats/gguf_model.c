@@ -215,6 +215,8 @@ static int read_hparams(const ds8b__gguf *g, ds8b__hparams *hp, ds8b__err *e) {
 /* Tensors                                                             */
 /* ================================================================== */
 static int take_matrix(const ds8b__gguf *g, const char *name, ds8b__tensor *dst, ds8b__err *e) {
+    bool w4a16 = false;
+    if (ds8b__gguf_find_key(g, "ds8b.w4a16") >= 0) ds8b__gguf_get_bool(g, "ds8b.w4a16", &w4a16, NULL);
     const ds8b__tensor *t = ds8b__gguf_find_tensor(g, name);
     if (!t) return ds8b__seterr(e, DS8B_E_FORMAT, "%s: tensor %s is missing", ds8b__gguf_name(g), name);
     if (t->type == DS8B_T_Q8_1 || t->type == DS8B_T_Q8_K)
@@ -222,6 +224,8 @@ static int take_matrix(const ds8b__gguf *g, const char *name, ds8b__tensor *dst,
                             ds8b__gguf_name(g), name, ds8b__type_info(t->type)->name);
     *dst = *t;
     dst->owned = NULL;
+    /* our W4A16 tensors travel as Q4_1 blocks (the same bytes) */
+    if (w4a16 && t->type == DS8B_T_Q4_1) dst->type = DS8B_T_W4A16;
     dst->name = ds8b__strdup(DS8B_MEM_WEIGHTS, name);
     return dst->name ? DS8B_OK : ds8b__seterr(e, DS8B_E_NOMEM, "tensor name");
 }
