@@ -1,13 +1,380 @@
-/* cli_tools.c -- the ds8b subcommands beyond the core ones. */
+/*
+ * cli_tools.c -- ds8b subcommands for quantization and benchmarking:
+ *
+ *   ds8b quantize IN OUT SCHEME [--threads N]
+ *   ds8b convert IN OUT [f16|bf16|f32]
+ *   ds8b make-random CONFIG.json OUTDIR [--tokenizer DIR] [--seed S] [--shard-gb G]
+ *   ds8b bench -m PATH [-p 512] [-n 128] [-r 3] [--threads N] [--batch LIST]
+ *
+ * These link the static library and may use internal helpers (kernels'
+ * bandwidth probe, model internals for the bytes read per token).
+ */
 #include "cli.h"
 
-#include <string.h>
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "session/session.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double peak_rss_gb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / (1024.0 * 1024.0);
+}
+
+/* ================================================================== */
+/* quantize / convert                                                  */
+/* ================================================================== */
+static int on_progress(void *user, double frac, const char *stage) {
+    double *last = user;
+    if (frac - *last >= 0.02 || frac >= 1.0) {
+        fprintf(stderr, "\rds8b: %5.1f%%  %-40.40s", frac * 100.0, stage);
+        fflush(stderr);
+        *last = frac;
+    }
+    return 0;
+}
+
+static int cmd_quantize(int argc, char **argv, const char *fixed_scheme) {
+    if (argc < (fixed_scheme ? 2 : 3)) return cli_usage(fixed_scheme ? "convert needs IN OUT [f16|bf16|f32]" : "quantize needs IN OUT SCHEME");
+    const char *scheme = fixed_scheme ? (argc >= 3 && argv[2][0] != '-' ? argv[2] : fixed_scheme) : argv[2];
+    ds8b_params *p;
+    if (ds8b_params_create(&p)) return 1;
+    const char *th = cli_opt(argc, argv, "--threads");
+    double v;
+    if (th && cli_num(th, &v)) ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, (int64_t)v);
+    double last = -1;
+    ds8b_params_set_progress(p, on_progress, &last);
+    double t0 = now_s();
+    int rc = ds8b_quantize(argv[0], argv[1], scheme, p);
+    double dt = now_s() - t0;
+    ds8b_params_free(p);
+    fputc('\n', stderr);
+    if (rc) return cli_fail("quantizing", rc);
+    struct stat st;
+    stat(argv[1], &st);
+    fprintf(stderr, "ds8b: wrote %s (%s, %.1f MB) in %.1f s, peak RSS %.2f GB\n", argv[1], scheme,
+            (double)st.st_size / 1e6, dt, peak_rss_gb());
+    return 0;
+}
+
+/* ================================================================== */
+/* make-random: a full-size bf16 checkpoint with random weights         */
+/* ================================================================== */
+typedef struct rt { char name[96]; int64_t rows, cols; bool norm; } rt;
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static int json_int(cJSON *o, const char *k, int64_t *v) {
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(it)) return -1;
+    *v = (int64_t)it->valuedouble;
+    return 0;
+}
+
+static int copy_file(const char *src, const char *dst) {
+    FILE *a = fopen(src, "rb"), *b = a ? fopen(dst, "wb") : NULL;
+    if (!a || !b) { if (a) fclose(a); return -1; }
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    fclose(a);
+    return fclose(b);
+}
+
+static int cmd_make_random(int argc, char **argv) {
+    if (argc < 2) return cli_usage("make-random needs CONFIG.json OUTDIR");
+    const char *cfg_path = argv[0], *outdir = argv[1];
+    FILE *f = fopen(cfg_path, "rb");
+    if (!f) { fprintf(stderr, "ds8b: cannot open %s: %s\n", cfg_path, strerror(errno)); return 1; }
+    size_t len;
+    char *js = cli_read_all(f, &len);
+    fclose(f);
+    cJSON *cfg = js ? cJSON_Parse(js) : NULL;
+    int64_t d, L, nh, nkv, ff, vocab, hd = 0;
+    if (!cfg || json_int(cfg, "hidden_size", &d) || json_int(cfg, "num_hidden_layers", &L) ||
+        json_int(cfg, "num_attention_heads", &nh) || json_int(cfg, "intermediate_size", &ff) ||
+        json_int(cfg, "vocab_size", &vocab)) {
+        fprintf(stderr, "ds8b: %s is not a usable config.json\n", cfg_path);
+        cJSON_Delete(cfg);
+        free(js);
+        return 1;
+    }
+    if (json_int(cfg, "num_key_value_heads", &nkv)) nkv = nh;
+    if (json_int(cfg, "head_dim", &hd) || hd <= 0) hd = d / nh;
+    cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+    bool qwen3 = cJSON_IsString(mt) && strcmp(mt->valuestring, "qwen3") == 0;
+    cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
+    bool tied = cJSON_IsTrue(tie);
+    mkdir(outdir, 0755);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", outdir);
+    FILE *cf = fopen(path, "wb");
+    if (!cf) { fprintf(stderr, "ds8b: cannot write %s\n", path); return 1; }
+    fwrite(js, 1, len, cf);
+    fclose(cf);
+    free(js);
+    /* tokenizer: the one given, else the real tokenizer matching the family */
+    const char *tokdir = cli_opt(argc, argv, "--tokenizer");
+    char tdef[4096];
+    if (!tokdir) {
+        const char *sh = getenv("DS8B_SHARED");
+        snprintf(tdef, sizeof tdef, "%s/tokenizers/%s", sh && *sh ? sh : "../shared", qwen3 ? "qwen3" : "llama3.1");
+        tokdir = tdef;
+    }
+    const char *tf[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        char s[4096];
+        snprintf(s, sizeof s, "%s/%s", tokdir, tf[i]);
+        snprintf(path, sizeof path, "%s/%s", outdir, tf[i]);
+        if (copy_file(s, path) != 0 && i == 0) {
+            fprintf(stderr, "ds8b: cannot copy %s (use --tokenizer DIR)\n", s);
+            cJSON_Delete(cfg);
+            return 1;
+        }
+    }
+    /* tensor list in the Hugging Face naming */
+    int64_t nt = 3 + L * 11;
+    rt *ts = calloc((size_t)nt, sizeof *ts);
+    int64_t n = 0;
+#define ADD(nm, r, c, isnorm) do { snprintf(ts[n].name, sizeof ts[n].name, "%s", nm); ts[n].rows = r; ts[n].cols = c; ts[n].norm = isnorm; n++; } while (0)
+    ADD("model.embed_tokens.weight", vocab, d, false);
+    char nm[96];
+    for (int64_t i = 0; i < L; i++) {
+#define LN(s) (snprintf(nm, sizeof nm, "model.layers.%lld.%s", (long long)i, s), nm)
+        ADD(LN("input_layernorm.weight"), 1, d, true);
+        ADD(LN("self_attn.q_proj.weight"), nh * hd, d, false);
+        ADD(LN("self_attn.k_proj.weight"), nkv * hd, d, false);
+        ADD(LN("self_attn.v_proj.weight"), nkv * hd, d, false);
+        ADD(LN("self_attn.o_proj.weight"), d, nh * hd, false);
+        if (qwen3) {
+            ADD(LN("self_attn.q_norm.weight"), 1, hd, true);
+            ADD(LN("self_attn.k_norm.weight"), 1, hd, true);
+        }
+        ADD(LN("post_attention_layernorm.weight"), 1, d, true);
+        ADD(LN("mlp.gate_proj.weight"), ff, d, false);
+        ADD(LN("mlp.up_proj.weight"), ff, d, false);
+        ADD(LN("mlp.down_proj.weight"), d, ff, false);
+#undef LN
+    }
+    ADD("model.norm.weight", 1, d, true);
+    if (!tied) ADD("lm_head.weight", vocab, d, false);
+#undef ADD
+    /* shards of about --shard-gb GB */
+    double shard_gb = 4.0;
+    const char *sg = cli_opt(argc, argv, "--shard-gb");
+    if (sg) cli_num(sg, &shard_gb);
+    uint64_t seed = 1;
+    const char *ss = cli_opt(argc, argv, "--seed");
+    double sv;
+    if (ss && cli_num(ss, &sv)) seed = (uint64_t)sv | 1;
+    int64_t *shard_of = calloc((size_t)n, sizeof *shard_of);
+    int64_t nshards = 0;
+    double acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double b = (double)ts[i].rows * (double)ts[i].cols * 2.0;
+        if (acc > 0 && acc + b > shard_gb * 1e9) { nshards++; acc = 0; }
+        shard_of[i] = nshards;
+        acc += b;
+    }
+    nshards++;
+    cJSON *index = cJSON_CreateObject(), *wmap = cJSON_AddObjectToObject(index, "weight_map");
+    uint16_t *buf = malloc((size_t)1 << 24);
+    double t0 = now_s(), total = 0;
+    for (int64_t s = 0; s < nshards; s++) {
+        char fname[128];
+        snprintf(fname, sizeof fname, "model-%05lld-of-%05lld.safetensors", (long long)s + 1, (long long)nshards);
+        cJSON *hdr = cJSON_CreateObject();
+        uint64_t off = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (shard_of[i] != s) continue;
+            cJSON *o = cJSON_AddObjectToObject(hdr, ts[i].name);
+            cJSON_AddStringToObject(o, "dtype", "BF16");
+            cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+            if (!ts[i].norm) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ts[i].rows));
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ts[i].cols));
+            uint64_t nb = (uint64_t)ts[i].rows * (uint64_t)ts[i].cols * 2;
+            cJSON *offs = cJSON_AddArrayToObject(o, "data_offsets");
+            cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+            cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + nb)));
+            off += nb;
+            cJSON_AddStringToObject(wmap, ts[i].name, fname);
+        }
+        char *h = cJSON_PrintUnformatted(hdr);
+        cJSON_Delete(hdr);
+        size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
+        snprintf(path, sizeof path, "%s/%s", outdir, fname);
+        FILE *o = fopen(path, "wb");
+        if (!o) { fprintf(stderr, "ds8b: cannot write %s\n", path); return 1; }
+        uint64_t hl64 = hl + pad;
+        fwrite(&hl64, 8, 1, o);
+        fwrite(h, 1, hl, o);
+        for (size_t i = 0; i < pad; i++) fputc(' ', o);
+        free(h);
+        for (int64_t i = 0; i < n; i++) {
+            if (shard_of[i] != s) continue;
+            uint64_t cnt = (uint64_t)ts[i].rows * (uint64_t)ts[i].cols;
+            /* uniform in +-sqrt(3/cols): unit-variance outputs; norms are 1 */
+            float a = sqrtf(3.0f / (float)ts[i].cols);
+            while (cnt) {
+                size_t c = cnt < ((size_t)1 << 23) ? (size_t)cnt : ((size_t)1 << 23);
+                for (size_t k = 0; k < c; k++) {
+                    if (ts[i].norm) { buf[k] = 0x3f80; continue; }
+                    uint64_t r = rng_next(&seed);
+                    float u = (float)(r >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+                    buf[k] = ds8b__f32_to_bf16(u * a);
+                }
+                if (fwrite(buf, 2, c, o) != c) { fprintf(stderr, "ds8b: write failed: %s\n", strerror(errno)); fclose(o); return 1; }
+                cnt -= c;
+                total += (double)c * 2;
+            }
+        }
+        if (fclose(o) != 0) { fprintf(stderr, "ds8b: write failed on %s\n", path); return 1; }
+        fprintf(stderr, "ds8b: wrote %s (%.2f GB so far, %.0f s)\n", fname, total / 1e9, now_s() - t0);
+    }
+    char *ij = cJSON_Print(index);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", outdir);
+    FILE *ixf = fopen(path, "wb");
+    if (ixf) { fputs(ij, ixf); fclose(ixf); }
+    free(ij);
+    cJSON_Delete(index);
+    cJSON_Delete(cfg);
+    free(buf);
+    free(ts);
+    free(shard_of);
+    fprintf(stderr, "ds8b: random %s checkpoint in %s: %.2f GB\n", qwen3 ? "qwen3" : "llama", outdir, total / 1e9);
+    return 0;
+}
+
+/* ================================================================== */
+/* bench                                                               */
+/* ================================================================== */
+static void mean_sd(const double *x, int n, double *mean, double *sd) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) q += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+/* Weight bytes one decoded token reads: every matrix once, one embedding row. */
+static double bytes_per_token(const ds8b_model *m) {
+    double b = (double)m->weight_bytes;
+    if (!m->output_is_embd) b -= (double)m->tok_embd.nbytes;
+    return b;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    const char *path = cli_opt(argc, argv, "-m");
+    if (!path) return cli_usage("bench needs -m PATH");
+    double v;
+    int pp = 512, tg = 128, reps = 3, threads = 0;
+    if (cli_opt(argc, argv, "-p") && cli_num(cli_opt(argc, argv, "-p"), &v)) pp = (int)v;
+    if (cli_opt(argc, argv, "-n") && cli_num(cli_opt(argc, argv, "-n"), &v)) tg = (int)v;
+    if (cli_opt(argc, argv, "-r") && cli_num(cli_opt(argc, argv, "-r"), &v)) reps = (int)v;
+    if (cli_opt(argc, argv, "--threads") && cli_num(cli_opt(argc, argv, "--threads"), &v)) threads = (int)v;
+    if (cli_opt(argc, argv, "-t") && cli_num(cli_opt(argc, argv, "-t"), &v)) threads = (int)v;
+    if (reps < 1) reps = 1;
+    ds8b_model *m;
+    if (cli_load(argc, argv, path, &m)) return 1;
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, pp + tg + 8);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
+    const char *nb = cli_opt(argc, argv, "--batch");
+    if (nb && cli_num(nb, &v)) ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, (int64_t)v);
+    else ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, pp);
+    ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0.0);
+    ds8b_session *s;
+    int rc = ds8b_session_create(m, p, &s);
+    ds8b_params_free(p);
+    if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
+    int nth = s->n_threads;
+    int64_t vocab = m->hp.n_vocab;
+    int32_t *ids = malloc((size_t)(pp > tg ? pp : tg) * sizeof *ids);
+    for (int i = 0; i < pp || i < tg; i++) ids[i] = (int32_t)((i * 7919 + 11) % vocab);
+    double *tpp = calloc((size_t)reps, sizeof *tpp), *ttg = calloc((size_t)reps, sizeof *ttg);
+    /* warm-up: one of each, small */
+    ds8b_session_reset(s);
+    ds8b_eval(s, ids, pp < 32 ? pp : 32, NULL);
+    for (int r = 0; r < reps && !rc; r++) {
+        ds8b_session_reset(s);
+        double t0 = now_s();
+        rc = ds8b_eval(s, ids, (size_t)pp, NULL);
+        tpp[r] = pp / (now_s() - t0);
+        ds8b_session_reset(s);
+        rc = rc ? rc : ds8b_eval(s, ids, 1, NULL);
+        t0 = now_s();
+        for (int i = 0; i < tg && !rc; i++) {
+            int32_t t;
+            ds8b_sample(s, &t);
+            rc = ds8b_eval(s, &t, 1, NULL);
+        }
+        ttg[r] = tg / (now_s() - t0);
+    }
+    if (rc) { cli_fail("benchmarking", rc); }
+    double bw = ds8b__measure_read_bandwidth(nth);
+    double bpt = bytes_per_token(m);
+    double ppm, pps, tgm, tgs;
+    mean_sd(tpp, reps, &ppm, &pps);
+    mean_sd(ttg, reps, &tgm, &tgs);
+    double roof = bw * 1e9 / bpt;
+    printf("| model | scheme | threads | isa | test | t/s |\n|---|---|---|---|---|---|\n");
+    printf("| %s | %s | %d | %s | pp%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth, ds8b__isa_name(), pp, ppm, pps);
+    printf("| %s | %s | %d | %s | tg%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth, ds8b__isa_name(), tg, tgm, tgs);
+    printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw, nth);
+    printf("weight bytes read per token: %.3f GB\n", bpt / 1e9);
+    printf("decode roofline: %.2f t/s; tg%d reaches %.0f%% of it\n", roof, tg, 100.0 * tgm / roof);
+    printf("pp%d effective: %.1f G weight-MACs/s\n", pp, ppm * (double)m->n_params / 1e9);
+    free(ids);
+    free(tpp);
+    free(ttg);
+    ds8b_session_free(s);
+    ds8b_model_free(m);
+    return rc ? 1 : 0;
+}
+
+/* ================================================================== */
+/* dispatch                                                            */
+/* ================================================================== */
 int cli_dispatch_extra(const char *cmd, int argc, char **argv) {
-    (void)cmd; (void)argc; (void)argv;
+    if (strcmp(cmd, "quantize") == 0) return cmd_quantize(argc, argv, NULL);
+    if (strcmp(cmd, "convert") == 0) return cmd_quantize(argc, argv, "f16");
+    if (strcmp(cmd, "make-random") == 0) return cmd_make_random(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     return -1;
 }
 
-void cli_usage_extra(void) {}
+void cli_usage_extra(void) {
+    fputs("  quantize   IN OUT SCHEME [--threads N]     (f32 f16 bf16 q8_0 q4_0 q4_k_m w4a16; writes GGUF)\n"
+          "  convert    IN OUT [f16|bf16|f32]           (HF checkpoint to GGUF without quantizing)\n"
+          "  make-random CONFIG.json OUTDIR [--tokenizer DIR] [--seed S] [--shard-gb G]\n"
+          "  bench      -m PATH [-p 512] [-n 128] [-r 3] [--threads N]\n",
+          stdout);
+}
 
-void cli_info_extra(const ds8b_model *m) { (void)m; }
+void cli_info_extra(const ds8b_model *m) {
+    const ds8b__type_traits *t = ds8b__type_info(m->layers[0].w_gate.type);
+    printf("%-14s %s\n", "weight type", t ? t->name : "?");
+    printf("%-14s %s\n", "scheme", m->scheme ? m->scheme : "?");
+}
