@@ -832,10 +832,73 @@ static void write_corpus(const char *root) {
     write_file(q, lin, strlen(lin));
 }
 
+/* Allocation failures at every step: a clean DS8B_E_NOMEM (or success), and
+ * nothing leaked either way. */
+static void test_oom(void) {
+    size_t len;
+    unsigned char *img = st_image(k_good_hdr, 8, 72, &len);
+    char p[1024];
+    size_t clen;
+    char *cfg = slurp(t_path(p, sizeof p, "testdata/reference/demo-qwen3-yarn.json"), &clen);
+    cJSON *ref = cJSON_Parse(cfg);
+    free(cfg);
+    cfg = cJSON_Print(cJSON_GetObjectItemCaseSensitive(ref, "config_shipped"));
+    cJSON_Delete(ref);
+    int64_t base = ds8b_memory_used(-1);
+    int st_ok = 0, cfg_ok = 0, dir_ok = 0, n_nomem = 0;
+    char dir[1024];
+    t_path(dir, sizeof dir, "models/demo-llama");
+    for (int64_t lim = 64; lim < (1 << 20) && !(st_ok && cfg_ok && dir_ok); lim = lim * 5 / 4 + 64) {
+        ds8b_hard_heap_limit(base + lim);
+        ds8b__st *s = NULL;
+        ds8b__err e = {0};
+        int rc;
+        if (!st_ok) {
+            rc = ds8b__st_parse_mem(img, len, "oom", &s, &e);
+            CHECK(rc == 0 || (rc == DS8B_E_NOMEM && s == NULL), "st limit %lld: %d %s", (long long)lim, rc, e.msg);
+            st_ok = rc == 0;
+            n_nomem += rc == DS8B_E_NOMEM;
+            ds8b__st_close(s);
+            s = NULL;
+        }
+        if (!dir_ok) {
+            rc = ds8b__st_open_dir(dir, &s, &e);
+            CHECK(rc == 0 || (rc == DS8B_E_NOMEM && s == NULL), "dir limit %lld: %d %s", (long long)lim, rc, e.msg);
+            dir_ok = rc == 0;
+            n_nomem += rc == DS8B_E_NOMEM;
+            ds8b__st_close(s);
+        }
+        if (!cfg_ok) {
+            ds8b__hparams hp;
+            rc = ds8b__hf_config_parse(cfg, strlen(cfg), "oom.json", &hp, &e);
+            CHECK(rc == 0 || rc == DS8B_E_NOMEM, "cfg limit %lld: %d %s", (long long)lim, rc, e.msg);
+            cfg_ok = rc == 0;
+            n_nomem += rc == DS8B_E_NOMEM;
+        }
+        ds8b_hard_heap_limit(0);
+        CHECK(ds8b_memory_used(-1) == base, "leak at limit %lld: %lld bytes", (long long)lim,
+              (long long)(ds8b_memory_used(-1) - base));
+    }
+    ds8b_hard_heap_limit(0);
+    CHECK(st_ok && cfg_ok && dir_ok, "eventually succeeded %d %d %d", st_ok, cfg_ok, dir_ok);
+    CHECK(n_nomem >= 3, "only %d allocation failures injected", n_nomem);
+    free(cfg);
+    free(img);
+}
+
+static int64_t g_heap0, g_mapped0;
+static void test_no_leaks(void) {
+    CHECK(ds8b_memory_used(-1) == g_heap0, "heap leaked %lld bytes", (long long)(ds8b_memory_used(-1) - g_heap0));
+    CHECK(ds8b_memory_used(DS8B_MEM_MAPPED) == g_mapped0, "maps leaked %lld bytes",
+          (long long)(ds8b_memory_used(DS8B_MEM_MAPPED) - g_mapped0));
+}
+
 int main(int argc, char **argv) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/ds8b-test-formats-%d", (int)getpid());
     mkdir(g_tmp, 0700);
     if (argc == 3 && strcmp(argv[1], "--corpus") == 0) write_corpus(argv[2]);
+    g_heap0 = ds8b_memory_used(-1);
+    g_mapped0 = ds8b_memory_used(DS8B_MEM_MAPPED);
     RUN(test_config_files);
     RUN(test_config_yarn);
     RUN(test_config_errors);
@@ -845,6 +908,8 @@ int main(int argc, char **argv) {
     RUN(test_st_real_truncated);
     RUN(test_st_sharded_errors);
     RUN(test_st_many);
+    RUN(test_oom);
+    RUN(test_no_leaks);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) printf("  # could not remove %s\n", g_tmp);
