@@ -286,6 +286,28 @@ DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int 
 DS8B_API int ds8b_session_cancel(ds8b_session *s);
 
 /* ------------------------------------------------------------------ */
+/* Session state: save, restore, fork                                  */
+/* ------------------------------------------------------------------ */
+/* Serialises the session (tokens, KV cache, last logits, sampler state
+ * including the RNG, parameters) into buf: a versioned, zlib-compressed
+ * format with a model fingerprint and CRC-32s. *len receives the size; if
+ * buf is NULL or cap too small, returns DS8B_E_BUFFER. Restoring into a
+ * session of the same model continues bit-identically. */
+DS8B_API int ds8b_session_save(ds8b_session *s, void *buf, size_t cap, size_t *len);
+/* Same, to a file: written under PATH.tmp and renamed into place. */
+DS8B_API int ds8b_session_save_file(ds8b_session *s, const char *path);
+/* Restores a saved state into s, which must be on the same model with the
+ * same KV type and a context at least as long as the saved tokens. Another
+ * model gives DS8B_E_MISMATCH, a corrupt or truncated buffer
+ * DS8B_E_FORMAT or DS8B_E_CHECKSUM, a newer format DS8B_E_UNSUPPORTED; s
+ * is unchanged on any error. */
+DS8B_API int ds8b_session_load(ds8b_session *s, const void *buf, size_t len);
+DS8B_API int ds8b_session_load_file(ds8b_session *s, const char *path);
+/* A new session on the same model holding a copy of s's state (for
+ * branching dialogues). Free it with ds8b_session_free. */
+DS8B_API int ds8b_session_fork(ds8b_session *s, ds8b_session **out);
+
+/* ------------------------------------------------------------------ */
 /* Memory accounting                                                   */
 /* ------------------------------------------------------------------ */
 enum {

@@ -252,3 +252,30 @@ int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, i
     }
     return DS8B_OK;
 }
+
+/* ================================================================== */
+/* Context shifting                                                    */
+/* ================================================================== */
+/* Moves count cached positions from `from` to `to` (to < from) in every
+ * layer, re-rotating the keys by (to - from) so they read as if computed
+ * at their new positions. RoPE is a rotation, so R(p + d) = R(d) R(p): the
+ * cached keys need only the extra rotation, with no cos/sin scale (it was
+ * applied when they were computed). */
+int ds8b__kv_shift(ds8b_session *s, int64_t from, int64_t to, int64_t count, ds8b__err *e) {
+    const ds8b_model *m = s->model;
+    const ds8b__hparams *hp = &m->hp;
+    int64_t hd = hp->head_dim, delta = to - from;
+    float *row = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)s->kv.kvd * sizeof(float), "KV shift row", e);
+    if (!row) return DS8B_E_NOMEM;
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        for (int64_t i = 0; i < count; i++) {
+            ds8b__kv_get(&s->kv, s->kv.k, l, from + i, row);
+            for (int64_t h = 0; h < hp->n_head_kv; h++)
+                rope_head(row + h * hd, hd, delta, m->rope_inv_freq, 1.0f, m->rope_interleaved);
+            ds8b__kv_put(&s->kv, s->kv.k, l, to + i, row);
+            memmove(kv_row(&s->kv, s->kv.v, l, to + i), kv_row(&s->kv, s->kv.v, l, from + i), s->kv.row_bytes);
+        }
+    }
+    ds8b__free(row);
+    return DS8B_OK;
+}

@@ -256,8 +256,31 @@ DS8B_API int ds8b_session_cancel(ds8b_session *s) {
 /* ================================================================== */
 /* Evaluation                                                          */
 /* ================================================================== */
+/* DS8B_CTX_SLIDE: keeps the first n_sink tokens and drops the oldest of
+ * the rest -- at least `need` positions, and half the window at a time so
+ * shifts stay rare -- re-rotating the kept keys. */
+static int slide(ds8b_session *s, int64_t need, ds8b__err *e) {
+    int64_t sink = s->n_sink < s->n_past ? s->n_sink : s->n_past;
+    int64_t window = s->n_past - sink;
+    int64_t drop = window / 2 > need ? window / 2 : need;
+    if (drop > window || need > s->n_ctx - sink)
+        return ds8b__seterr(e, DS8B_E_CONTEXT_FULL,
+                            "context full: %lld new tokens cannot fit beside %lld sink tokens in n_ctx %lld",
+                            (long long)need, (long long)sink, (long long)s->n_ctx);
+    int64_t keep = window - drop;
+    int rc = ds8b__kv_shift(s, sink + drop, sink, keep, e);
+    if (rc) return rc;
+    memmove(s->tokens + sink, s->tokens + sink + drop, (size_t)keep * sizeof(int32_t));
+    s->n_past = sink + keep;
+    return DS8B_OK;
+}
+
 int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *logits_all, ds8b__err *e) {
     if (n <= 0) return ds8b__seterr(e, DS8B_E_INVALID, "no tokens to evaluate");
+    if (n > s->n_ctx - s->n_past && s->ctx_policy == DS8B_CTX_SLIDE) {
+        int rc = slide(s, n - (s->n_ctx - s->n_past), e);
+        if (rc) return rc;
+    }
     if (n > s->n_ctx - s->n_past)
         return ds8b__seterr(e, DS8B_E_CONTEXT_FULL,
                             "context full: %lld tokens held + %lld new > n_ctx %lld",
@@ -442,7 +465,7 @@ static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int f
             return ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped generation after %lld tokens",
                                 (long long)*n_gen);
         if (g->stopped) break;
-        if (s->n_past >= s->n_ctx) {
+        if (s->n_past >= s->n_ctx && s->ctx_policy != DS8B_CTX_SLIDE) {
             if (s->ctx_policy == DS8B_CTX_STOP) break;
             return ds8b__seterr(e, DS8B_E_CONTEXT_FULL, "context full after %lld generated tokens (n_ctx %lld)",
                                 (long long)*n_gen, (long long)s->n_ctx);

@@ -116,4 +116,9 @@ int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *lo
 int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, int want_logits,
                   float *logits_all, ds8b__err *e);
 
+/* Moves count cached positions from `from` down to `to`, re-rotating keys. */
+int ds8b__kv_shift(ds8b_session *s, int64_t from, int64_t to, int64_t count, ds8b__err *e);
+/* Model fingerprint for saved state: shapes, types and sampled weight bytes. */
+uint64_t ds8b__model_fingerprint(const ds8b_model *m);
+
 #endif
