@@ -710,6 +710,18 @@ static void test_st_sharded_errors(void) {
         }
         ds8b__st_close(s);
     }
+    /* The same index given in memory. */
+    {
+        char okdir[512];
+        snprintf(okdir, sizeof okdir, "%s/ok", g_tmp);
+        ds8b__st *s = NULL;
+        ds8b__err e = {0};
+        int rc = ds8b__st_open_index_mem(okdir, cases[0].index, strlen(cases[0].index), "mem.index", &s, &e);
+        CHECK(rc == 0 && ds8b__st_n_tensors(s) == 2, "index in memory: %s", e.msg);
+        ds8b__st_close(s);
+        rc = ds8b__st_open_index_mem(okdir, cases[4].index, strlen(cases[4].index), "mem.index", &s, &e);
+        CHECK(rc == DS8B_E_FORMAT && strstr(e.msg, "mem.index") && strstr(e.msg, "x.c"), "mem index: %s", e.msg);
+    }
     /* A single-file checkpoint without an index. */
     char dir[512];
     snprintf(dir, sizeof dir, "%s/single", g_tmp);

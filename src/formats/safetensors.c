@@ -442,14 +442,12 @@ static bool shard_name_ok(const char *n) {
     return true;
 }
 
-/* Opens the shards named by the index file at idx_path. */
-static int open_index(ds8b__st *s, const char *dir, const char *idx_path, ds8b__err *e) {
-    char *json = NULL;
-    size_t len = 0;
-    int rc = ds8b__read_file(idx_path, ST_MAX_INDEX_BYTES, DS8B_MEM_OTHER, &json, &len, e);
-    if (rc) return rc;
+/* Opens the shards in dir named by the index JSON json[0..len) (json[len]
+ * must be NUL); idx_path names the index in messages. */
+static int open_index_json(ds8b__st *s, const char *dir, const char *idx_path, const char *json,
+                           size_t len, ds8b__err *e) {
+    int rc = DS8B_OK;
     cJSON *root = cJSON_ParseWithLength(json, len + 1);
-    ds8b__free(json);
     st_map shards = {0};
     const char **shard_names = NULL;
     int n_shards = 0;
@@ -537,6 +535,41 @@ done:
     ds8b__free(shard_file);
     cJSON_Delete(root);
     return rc;
+}
+
+/* Opens the shards named by the index file at idx_path. */
+static int open_index(ds8b__st *s, const char *dir, const char *idx_path, ds8b__err *e) {
+    char *json = NULL;
+    size_t len = 0;
+    int rc = ds8b__read_file(idx_path, ST_MAX_INDEX_BYTES, DS8B_MEM_OTHER, &json, &len, e);
+    if (rc) return rc;
+    rc = open_index_json(s, dir, idx_path, json, len, e);
+    ds8b__free(json);
+    return rc;
+}
+
+int ds8b__st_open_index_mem(const char *dir, const char *json, size_t len, const char *name,
+                            ds8b__st **out, ds8b__err *e) {
+    *out = NULL;
+    if (!dir || (!json && len)) return ds8b__seterr(e, DS8B_E_INVALID, "safetensors index: NULL argument");
+    if (!name) name = "(index)";
+    if (len > ST_MAX_INDEX_BYTES)
+        return ds8b__seterr(e, DS8B_E_LIMIT, "%s: %zu bytes is more than the %u allowed", name, len,
+                            ST_MAX_INDEX_BYTES);
+    char *buf = ds8b__malloc(DS8B_MEM_OTHER, len + 1);
+    if (!buf) return ds8b__seterr(e, DS8B_E_NOMEM, "%s: cannot copy %zu bytes", name, len);
+    if (len) memcpy(buf, json, len);
+    buf[len] = 0;
+    ds8b__st *s = NULL;
+    int rc = st_new(&s, e);
+    if (rc == DS8B_OK) rc = open_index_json(s, dir, name, buf, len, e);
+    ds8b__free(buf);
+    if (rc) {
+        ds8b__st_close(s);
+        return rc;
+    }
+    *out = s;
+    return DS8B_OK;
 }
 
 int ds8b__st_open_dir(const char *dir, ds8b__st **out, ds8b__err *e) {

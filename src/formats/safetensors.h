@@ -47,6 +47,11 @@ int ds8b__st_open_file(const char *path, ds8b__st **out, ds8b__err *e);
  * messages. */
 int ds8b__st_parse_mem(const void *data, size_t size, const char *name, ds8b__st **out,
                        ds8b__err *e);
+/* The index part of ds8b__st_open_dir with the index JSON given in memory
+ * (for fuzzing); the shards are still read from dir. name names the index
+ * in messages. */
+int ds8b__st_open_index_mem(const char *dir, const char *json, size_t len, const char *name,
+                            ds8b__st **out, ds8b__err *e);
 void ds8b__st_close(ds8b__st *s); /* accepts NULL */
 
 int64_t ds8b__st_n_tensors(const ds8b__st *s);
