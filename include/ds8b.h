@@ -272,8 +272,9 @@ typedef int (*ds8b_stream_fn)(void *user, const char *piece, size_t len, int cha
 /* Generation flags. */
 enum {
     DS8B_GEN_ADD_SPECIAL = 1,   /* tokenize the prompt with special tokens (BOS) */
-    DS8B_GEN_REASONING = 2      /* split <think>...</think> into the reasoning channel;
+    DS8B_GEN_REASONING = 2,     /* split <think>...</think> into the reasoning channel;
                                    start inside reasoning if the prompt ends with <think> */
+    DS8B_GEN_START_REASONING = 4 /* with DS8B_GEN_REASONING: start in the reasoning channel */
 };
 /* Tokenizes prompt, evaluates it after what the session already holds,
  * then samples until a stop condition: EOS, a stop string, MAX_TOKENS, or
@@ -284,6 +285,40 @@ DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int 
 /* Asks a running call on s to stop at the next micro-batch or token. Safe
  * to call from any thread. The flag clears when the next call starts. */
 DS8B_API int ds8b_session_cancel(ds8b_session *s);
+
+/* ------------------------------------------------------------------ */
+/* Chat: the model's own template, rendered by the library             */
+/* ------------------------------------------------------------------ */
+/* Renders messages (a JSON array of {"role": ..., "content": ...}) with
+ * the model's chat template (tokenizer_config.json or GGUF metadata; the
+ * DeepSeek-R1 format when the files carry none), exactly as transformers'
+ * apply_chat_template does. Writes a NUL-terminated string; *len gets its
+ * length; DS8B_E_BUFFER if cap < *len + 1. Templates run in a sandbox:
+ * no I/O, bounded loops, recursion and output (DS8B_E_LIMIT);
+ * raise_exception() and syntax errors give DS8B_E_TEMPLATE. */
+DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, size_t json_len,
+                              int add_generation_prompt, char *buf, size_t cap, size_t *len);
+
+/* A conversation bound to a session. Each reply re-renders the whole
+ * conversation, keeps the KV cache of the prefix it shares with what the
+ * session holds, and evaluates only the rest. */
+typedef struct ds8b_chat ds8b_chat;
+DS8B_API int ds8b_chat_create(ds8b_session *s, ds8b_chat **out);
+DS8B_API void ds8b_chat_free(ds8b_chat *c);
+DS8B_API const char *ds8b_chat_errmsg(const ds8b_chat *c);
+/* Appends a message (role "system", "user" or "assistant"; copied). */
+DS8B_API int ds8b_chat_add(ds8b_chat *c, const char *role, const char *content);
+DS8B_API int64_t ds8b_chat_n_messages(const ds8b_chat *c);
+DS8B_API int ds8b_chat_clear(ds8b_chat *c);
+/* Generates the assistant's reply. cb receives complete UTF-8 pieces
+ * tagged DS8B_CHANNEL_REASONING (inside <think>...</think>) or
+ * DS8B_CHANNEL_ANSWER; tags are never passed on. The answer is appended to
+ * the conversation (also when cancelled). */
+DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated);
+/* Answer and reasoning text of the last reply ("" if none); valid until
+ * the next reply or free. */
+DS8B_API const char *ds8b_chat_last_reply(const ds8b_chat *c);
+DS8B_API const char *ds8b_chat_last_reasoning(const ds8b_chat *c);
 
 /* ------------------------------------------------------------------ */
 /* Session state: save, restore, fork                                  */

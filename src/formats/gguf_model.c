@@ -260,6 +260,12 @@ static int load_inner(ds8b_model *m, const char *path, ds8b__err *e) {
     hp->bos = ds8b__tok_bos(tr->tok);
     if (ds8b__tok_eos(tr->tok) >= 0) hp->eos[hp->n_eos++] = ds8b__tok_eos(tr->tok);
 
+    if (ds8b__gguf_find_key(g, "tokenizer.chat_template") >= 0) {
+        const char *ct;
+        size_t cl;
+        if ((rc = ds8b__gguf_get_str(g, "tokenizer.chat_template", &ct, &cl, e))) return rc;
+        if (!(m->chat_template = ds8b__strndup(DS8B_MEM_TOKENIZER, ct, cl))) return ds8b__seterr(e, DS8B_E_NOMEM, "chat template");
+    }
     if ((rc = take_matrix(g, "token_embd.weight", &m->tok_embd, e))) return rc;
     hp->n_vocab = m->tok_embd.ne[1];
     if ((rc = take_vec(g, "output_norm.weight", hp->n_embd, &m->out_norm, e))) return rc;

@@ -64,6 +64,7 @@ void ds8b__model_destroy(ds8b_model *m) {
     if (m->gguf && m->gguf_close) m->gguf_close(m->gguf);
     ds8b__free(m->path);
     ds8b__free(m->scheme);
+    ds8b__free(m->chat_template);
     ds8b__memscope_leave(old);
     m->magic = 0;
     ds8b__free(m);

@@ -57,6 +57,7 @@ struct ds8b_model {
     void (*gguf_close)(struct ds8b__gguf *);
     char *path;              /* where it was loaded from */
     char *scheme;            /* "bf16", "q4_0", ... as loaded/quantized */
+    char *chat_template;     /* from GGUF metadata, or NULL (then the tokenizer's) */
     char desc[160];
 
     ds8b__log log;

@@ -193,6 +193,8 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
     atomic_fetch_add(&src->tok->refs, 1);
     m->path = ds8b__strdup(DS8B_MEM_OTHER, src->path ? src->path : "");
     m->scheme = ds8b__strdup(DS8B_MEM_OTHER, sch->name);
+    if (src->chat_template && !(m->chat_template = ds8b__strdup(DS8B_MEM_TOKENIZER, src->chat_template)))
+        return ds8b__seterr(e, DS8B_E_NOMEM, "chat template");
     m->layers = ds8b__xmalloc(DS8B_MEM_WEIGHTS, (size_t)hp->n_layer * sizeof *m->layers, "layer table", e);
     if (!m->layers || !m->path || !m->scheme) return ds8b__seterr(e, DS8B_E_NOMEM, "model tables");
     memset(m->layers, 0, (size_t)hp->n_layer * sizeof *m->layers);
@@ -357,7 +359,7 @@ static int write_metadata(ds8b__gguf_writer *w, const ds8b_model *m, const schem
         goto tok_done;
     if ((rc = ds8b__gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", ds8b__tok_add_bos(tok), e))) goto tok_done;
     if ((rc = ds8b__gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", false, e))) goto tok_done;
-    const char *tmpl = ds8b__tok_chat_template(tok);
+    const char *tmpl = m->chat_template ? m->chat_template : ds8b__tok_chat_template(tok);
     if (tmpl && (rc = ds8b__gguf_writer_add_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl), e))) goto tok_done;
 tok_done:
     if (mstr)

@@ -447,7 +447,8 @@ static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int f
     if (n) rc = ds8b__session_eval(s, ids, (int64_t)n, NULL, e);
     ds8b__free(ids);
     if (rc) return rc;
-    if (g->reasoning && ends_with_think(prompt, len)) g->channel = DS8B_CHANNEL_REASONING;
+    if (g->reasoning && ((flags & DS8B_GEN_START_REASONING) || ends_with_think(prompt, len)))
+        g->channel = DS8B_CHANNEL_REASONING;
 
     ds8b__detok_stream ds = {0};
     char piece[256];

@@ -1,0 +1,251 @@
+/*
+ * chat_api.c -- conversations: the model's own chat template rendered by
+ * the library, generation with separate reasoning and answer channels, and
+ * KV-cache reuse of the shared prefix across turns.
+ */
+#include "session/session.h"
+
+#include "chat/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+#define DS8B_CHAT_MAGIC 0xc4a7c4a7u
+
+struct ds8b_chat {
+    uint32_t magic;
+    ds8b_session *s;
+    cJSON *messages;     /* [{role, content}, ...] */
+    char *last_reply;    /* answer text of the last reply */
+    char *last_reasoning;
+    ds8b__err err;
+};
+
+/* ------------------------------------------------------------------ */
+/* Template selection                                                  */
+/* ------------------------------------------------------------------ */
+/* The model's template: tokenizer_config.json / GGUF chat_template, else
+ * the DeepSeek-R1 built-in (both 8B models use the R1 format). */
+static int get_template(const ds8b_model *m, ds8b__tmpl **out, ds8b__err *e) {
+    const char *src = m->chat_template;
+    if (!src && m->tok) src = ds8b__tok_chat_template(m->tok->tok);
+    if (!src) src = ds8b__tmpl_builtin("deepseek-r1");
+    if (!src) return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "the model has no chat template");
+    return ds8b__tmpl_compile(src, strlen(src), out, e);
+}
+
+static const char *special_str(const ds8b_model *m, bool bos) {
+    const ds8b_tokenizer *t = m->tok ? m->tok->tok : NULL;
+    const char *s = t ? (bos ? ds8b__tok_bos_str(t) : ds8b__tok_eos_str(t)) : NULL;
+    static char buf[2][256];
+    if (!s && t) {
+        int32_t id = bos ? ds8b__tok_bos(t) : ds8b__tok_eos(t);
+        size_t len;
+        if (id >= 0 && ds8b__tok_token_bytes(t, id, buf[bos], sizeof buf[bos] - 1, &len)) {
+            buf[bos][len] = 0;
+            return buf[bos];
+        }
+    }
+    return s ? s : "";
+}
+
+int ds8b__chat_render(const ds8b_model *m, const cJSON *messages, bool add_gen, char **out, size_t *len,
+                      ds8b__err *e) {
+    ds8b__tmpl *t = NULL;
+    int rc = get_template(m, &t, e);
+    if (rc) return rc;
+    rc = ds8b__tmpl_render(t, messages, add_gen, special_str(m, true), special_str(m, false), NULL, out, len, e);
+    ds8b__tmpl_free(t);
+    return rc;
+}
+
+DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, size_t json_len, int add_generation_prompt,
+                              char *buf, size_t cap, size_t *len) {
+    ds8b__err e = {0};
+    int rc;
+    if (!m || m->magic != DS8B_MODEL_MAGIC) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_chat_render: invalid model handle");
+    else if (!messages_json || !len) rc = ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_render: messages_json and len are required");
+    else {
+        cJSON *msgs = cJSON_ParseWithLength(messages_json, json_len);
+        if (!msgs || !cJSON_IsArray(msgs)) {
+            rc = ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_render: messages must be a JSON array of {\"role\", \"content\"} objects");
+        } else {
+            char *out = NULL;
+            size_t n = 0;
+            rc = ds8b__chat_render(m, msgs, add_generation_prompt != 0, &out, &n, &e);
+            if (!rc) {
+                *len = n;
+                if (!buf || cap < n + 1) rc = ds8b__seterr(&e, DS8B_E_BUFFER, "the rendered prompt needs %zu bytes plus a NUL", n);
+                else {
+                    memcpy(buf, out, n);
+                    buf[n] = 0;
+                }
+            }
+            ds8b__free(out);
+        }
+        cJSON_Delete(msgs);
+    }
+    if (rc) ds8b__set_last_error(&e);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Conversations                                                       */
+/* ------------------------------------------------------------------ */
+static bool chat_ok(const ds8b_chat *c) { return c && c->magic == DS8B_CHAT_MAGIC; }
+
+static int cfail(ds8b_chat *c, ds8b__err *e) {
+    if (c) c->err = *e;
+    ds8b__set_last_error(e);
+    return e->code;
+}
+
+DS8B_API int ds8b_chat_create(ds8b_session *s, ds8b_chat **out) {
+    ds8b__err e = {0};
+    if (!out || !s || s->magic != DS8B_SESSION_MAGIC) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_chat_create: invalid session handle or out");
+        return cfail(NULL, &e);
+    }
+    *out = NULL;
+    ds8b_chat *c = ds8b__xmalloc(DS8B_MEM_SESSION, sizeof *c, "the chat handle", &e);
+    if (!c) return cfail(NULL, &e);
+    memset(c, 0, sizeof *c);
+    c->magic = DS8B_CHAT_MAGIC;
+    c->s = s;
+    c->messages = cJSON_CreateArray();
+    if (!c->messages) {
+        ds8b__free(c);
+        ds8b__seterr(&e, DS8B_E_NOMEM, "chat messages");
+        return cfail(NULL, &e);
+    }
+    *out = c;
+    return DS8B_OK;
+}
+
+DS8B_API void ds8b_chat_free(ds8b_chat *c) {
+    if (!chat_ok(c)) return;
+    cJSON_Delete(c->messages);
+    ds8b__free(c->last_reply);
+    ds8b__free(c->last_reasoning);
+    c->magic = 0;
+    ds8b__free(c);
+}
+
+DS8B_API const char *ds8b_chat_errmsg(const ds8b_chat *c) { return chat_ok(c) ? c->err.msg : "invalid chat handle"; }
+
+DS8B_API int ds8b_chat_add(ds8b_chat *c, const char *role, const char *content) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (!role || !content || !*role) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_add: role and content are required"); return cfail(c, &e); }
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "role", role) || !cJSON_AddStringToObject(o, "content", content)) {
+        cJSON_Delete(o);
+        ds8b__seterr(&e, DS8B_E_NOMEM, "chat message");
+        return cfail(c, &e);
+    }
+    cJSON_AddItemToArray(c->messages, o);
+    return DS8B_OK;
+}
+
+DS8B_API int64_t ds8b_chat_n_messages(const ds8b_chat *c) { return chat_ok(c) ? cJSON_GetArraySize(c->messages) : -1; }
+
+DS8B_API int ds8b_chat_clear(ds8b_chat *c) {
+    if (!chat_ok(c)) return DS8B_E_MISUSE;
+    cJSON_Delete(c->messages);
+    c->messages = cJSON_CreateArray();
+    return c->messages ? DS8B_OK : DS8B_E_NOMEM;
+}
+
+typedef struct reply_acc {
+    ds8b_stream_fn cb;
+    void *user;
+    char *ans, *rea;
+    size_t nans, nrea, cans, crea;
+    bool oom;
+} reply_acc;
+
+static void acc_put(reply_acc *a, char **buf, size_t *n, size_t *cap, const char *p, size_t len) {
+    if (a->oom) return;
+    if (*n + len + 1 > *cap) {
+        size_t nc = *cap ? *cap * 2 : 256;
+        while (nc < *n + len + 1) nc *= 2;
+        char *q = ds8b__realloc(DS8B_MEM_SESSION, *buf, nc);
+        if (!q) { a->oom = true; return; }
+        *buf = q;
+        *cap = nc;
+    }
+    memcpy(*buf + *n, p, len);
+    *n += len;
+    (*buf)[*n] = 0;
+}
+
+static int acc_cb(void *user, const char *piece, size_t len, int channel) {
+    reply_acc *a = user;
+    if (channel == DS8B_CHANNEL_REASONING) acc_put(a, &a->rea, &a->nrea, &a->crea, piece, len);
+    else acc_put(a, &a->ans, &a->nans, &a->cans, piece, len);
+    return a->cb ? a->cb(a->user, piece, len, channel) : 0;
+}
+
+static size_t common_prefix(const int32_t *a, int64_t na, const int32_t *b, size_t nb) {
+    size_t i = 0;
+    while ((int64_t)i < na && i < nb && a[i] == b[i]) i++;
+    return i;
+}
+
+/* Renders the conversation with the generation prompt, reuses the cached
+ * prefix, generates the assistant's reply with the reasoning channel, and
+ * appends the answer to the conversation. */
+DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    ds8b_session *s = c->s;
+    if (!s || s->magic != DS8B_SESSION_MAGIC) { ds8b__seterr(&e, DS8B_E_MISUSE, "the chat's session was freed"); return cfail(c, &e); }
+    char *prompt = NULL;
+    size_t plen = 0;
+    int rc = ds8b__chat_render(s->model, c->messages, true, &prompt, &plen, &e);
+    if (rc) return cfail(c, &e);
+    /* tokenize the whole prompt (the template carries BOS itself) */
+    int32_t *ids = NULL;
+    size_t n = 0;
+    rc = ds8b__tok_encode(s->model->tok->tok, prompt, plen, 0, &ids, &n, &e);
+    if (rc) { ds8b__free(prompt); return cfail(c, &e); }
+    size_t keep = common_prefix(s->tokens, s->n_past, ids, n);
+    if (keep == n && keep > 0) keep--; /* re-evaluate one token to get fresh logits */
+    s->n_past = (int64_t)keep;
+    s->have_logits = false;
+    /* evaluate the new suffix, then generate from an empty prompt */
+    atomic_store(&s->cancel, 0);
+    ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
+    rc = ds8b__session_eval(s, ids + keep, (int64_t)(n - keep), NULL, &e);
+    ds8b__memscope_leave(old);
+    ds8b__free(ids);
+    if (rc) { ds8b__free(prompt); return cfail(c, &e); }
+    reply_acc a = {cb, user, NULL, NULL, 0, 0, 0, 0, false};
+    /* the prompt's tail decides whether generation starts inside <think> */
+    size_t tail = plen > 64 ? plen - 64 : 0;
+    char *t = prompt + tail;
+    bool think = strstr(t, "<think>") && !strstr(t, "</think>");
+    rc = ds8b_generate(s, "", 0, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0), acc_cb, &a, n_generated);
+    ds8b__free(prompt);
+    if (a.oom) { ds8b__seterr(&e, DS8B_E_NOMEM, "chat reply text"); rc = DS8B_E_NOMEM; }
+    ds8b__free(c->last_reply);
+    ds8b__free(c->last_reasoning);
+    c->last_reply = a.ans;
+    c->last_reasoning = a.rea;
+    if (rc == DS8B_OK || rc == DS8B_E_CANCELLED) {
+        /* keep what was said, even when cancelled, so the conversation is consistent */
+        int rc2 = ds8b_chat_add(c, "assistant", a.ans ? a.ans : "");
+        if (rc == DS8B_OK) rc = rc2;
+    }
+    if (rc) {
+        if (!e.code) { e.code = rc; snprintf(e.msg, sizeof e.msg, "%s", ds8b_errmsg()); }
+        return cfail(c, &e);
+    }
+    return DS8B_OK;
+}
+
+DS8B_API const char *ds8b_chat_last_reply(const ds8b_chat *c) { return chat_ok(c) && c->last_reply ? c->last_reply : ""; }
+DS8B_API const char *ds8b_chat_last_reasoning(const ds8b_chat *c) {
+    return chat_ok(c) && c->last_reasoning ? c->last_reasoning : "";
+}
