@@ -365,6 +365,22 @@ DS8B_API int64_t ds8b_memory_highwater(int cat, int reset);
  * past the hard limit allocations fail with DS8B_E_NOMEM. */
 DS8B_API int64_t ds8b_soft_heap_limit(int64_t n);
 DS8B_API int64_t ds8b_hard_heap_limit(int64_t n);
+/* Bytes obtained from the allocator, including the library's headers and
+ * alignment: compare with ds8b_memory_used(-1) to see the overhead. */
+DS8B_API int64_t ds8b_memory_reserved(void);
+/* Current and peak bytes of one category (-1: all heap categories) owned
+ * by a model (including its sessions) or by one session. */
+DS8B_API int ds8b_model_memory(const ds8b_model *m, int cat, int64_t *current, int64_t *peak);
+DS8B_API int ds8b_session_memory(const ds8b_session *s, int cat, int64_t *current, int64_t *peak);
+/* Estimates, before loading, the bytes per category that loading path
+ * (a checkpoint directory or GGUF file) and one session with a full
+ * context need. scheme: NULL or "" for the weights as stored, else a
+ * quantization scheme applied in memory (see ds8b_model_quantize).
+ * session_params (may be NULL) gives N_CTX, N_BATCH, KV_TYPE, N_THREADS.
+ * Fills bytes[0..n_categories) indexed by DS8B_MEM_*. Reads headers only
+ * (and builds the tokenizer to measure it). */
+DS8B_API int ds8b_estimate(const char *path, const char *scheme, const ds8b_params *session_params,
+                           int64_t *bytes, size_t n_categories);
 /* Replace the allocator. Must be called before any allocation is made (or
  * after everything has been freed). Any function may be NULL to restore the
  * default. Pointers returned must be 16-byte aligned. */

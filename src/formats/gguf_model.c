@@ -143,7 +143,7 @@ static int arch_f64(const ds8b__gguf *g, const char *arch, const char *suffix, d
     return rc;
 }
 
-static int read_hparams(const ds8b__gguf *g, ds8b__hparams *hp, ds8b__err *e) {
+int ds8b__gguf_read_hparams(const ds8b__gguf *g, ds8b__hparams *hp, ds8b__err *e) {
     const char *a;
     size_t al;
     int rc = ds8b__gguf_get_str(g, "general.architecture", &a, &al, e);
@@ -248,7 +248,7 @@ static int load_inner(ds8b_model *m, const char *path, ds8b__err *e) {
     const ds8b__gguf *g = m->gguf;
     if ((rc = ds8b__gguf_verify_crc(g, e))) return rc;
     ds8b__hparams *hp = &m->hp;
-    if ((rc = read_hparams(g, hp, e))) return rc;
+    if ((rc = ds8b__gguf_read_hparams(g, hp, e))) return rc;
     m->rope_interleaved = hp->arch == DS8B_ARCH_LLAMA;
 
     ds8b__tokref *tr = ds8b__xmalloc(DS8B_MEM_TOKENIZER, sizeof *tr, "tokenizer", e);

@@ -92,6 +92,11 @@ int ds8b__model_load_gguf(const char *path, const ds8b__log *log, ds8b_model **o
 /* Builds a tokenizer from a GGUF file's tokenizer.ggml.* keys. */
 int ds8b__tok_from_gguf(const struct ds8b__gguf *g, ds8b_tokenizer **out, ds8b__err *e);
 
+/* Reads the llama or qwen3 hyper-parameters from GGUF metadata. */
+int ds8b__gguf_read_hparams(const struct ds8b__gguf *g, ds8b__hparams *hp, ds8b__err *e);
+/* Type a scheme gives a matrix (see quantize.c); -1 for an unknown scheme. */
+int ds8b__scheme_matrix_type(const char *scheme, int role, int64_t layer, int64_t n_layer, int64_t cols, bool tied);
+
 /* Computes inv_freq and the cos/sin scale for hp into out (head_dim/2). */
 void ds8b__rope_init(const ds8b__hparams *hp, float *inv_freq, float *scale);
 

@@ -79,6 +79,19 @@ static int type_for(const scheme_info *s, int role, int64_t layer, int64_t n_lay
     return t;
 }
 
+/* Type a scheme gives a matrix: role 0..6 for the layer matrices (q, k, v,
+ * o, gate, up, down), 7 for the embeddings, 8 for the output matrix; -1
+ * for an unknown scheme. */
+int ds8b__scheme_matrix_type(const char *scheme, int role, int64_t layer, int64_t n_layer, int64_t cols, bool tied) {
+    const scheme_info *s = find_scheme(scheme);
+    if (!s) return -1;
+    ds8b__tensor t = {0};
+    t.ne[0] = cols;
+    if (role == 7) return tied ? s->output : s->embd;
+    if (role == 8) return s->output;
+    return type_for(s, role, layer, n_layer, &t);
+}
+
 /* ================================================================== */
 /* Row conversion, parallel over rows                                  */
 /* ================================================================== */
