@@ -7,6 +7,7 @@
 #include "t.h"
 #include "internal.h"
 #include "formats/gguf.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <math.h>
@@ -436,7 +437,7 @@ static int write_rt(const char *path, uint32_t align, bool big_vocab, ds8b__err 
     ds8b__gguf_buf_arr(&b, DS8B_GGUF_INT64, 1);
     int64_t m5 = -5;
     ds8b__gguf_buf_bytes(&b, &m5, 8);
-    rc = ds8b__gguf_writer_add_raw(w, "n.deep", DS8B_GGUF_ARRAY, b.p, b.len, e);
+    rc = b.failed ? DS8B_E_NOMEM : ds8b__gguf_writer_add_raw(w, "n.deep", DS8B_GGUF_ARRAY, b.p, b.len, e);
     ds8b__gguf_buf_free(&b);
     if (rc) { ds8b__gguf_writer_abort(w); return rc; }
     /* writer-managed keys are skipped */
@@ -1104,6 +1105,48 @@ static void test_crc_key_shape(void) {
     free(o.p);
 }
 
+/* Every allocation failing in turn: DS8B_E_NOMEM, nothing leaked, and for
+ * the writer no file left behind. */
+static void test_oom(void) {
+    bb b = {0};
+    build(M_NONE, &b);
+    int64_t base = ds8b_memory_used(-1);
+    int fails = 0, bad = 0;
+    for (int64_t k = 1; k < 1000; k++) {
+        ds8b__gguf *g = NULL;
+        ds8b__err e = {0};
+        ds8b__mem_fail_at(k);
+        int rc = ds8b__gguf_parse_mem(b.p, b.n, "oom", &g, &e);
+        ds8b__mem_fail_at(0);
+        if (rc == 0) {
+            ds8b__gguf_close(g);
+            break;
+        }
+        fails++;
+        if (rc != DS8B_E_NOMEM || !msg_has(&e, "oom")) bad++;
+        if (ds8b_memory_used(-1) != base) bad++;
+    }
+    CHECK(fails > 5 && bad == 0, "parse: %d failures, %d bad", fails, bad);
+    char path[512], tmp[520];
+    tmp_path(path, sizeof path, "oom.gguf");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fails = bad = 0;
+    for (int64_t k = 1; k < 1000; k++) {
+        ds8b__err e = {0};
+        ds8b__mem_fail_at(k);
+        int rc = write_rt(path, 32, false, &e);
+        ds8b__mem_fail_at(0);
+        if (rc == 0) break;
+        fails++;
+        if (rc != DS8B_E_NOMEM || exists(tmp) || exists(path)) { bad++; printf("  # k=%lld rc=%d %s\n", (long long)k, rc, e.msg); }
+        if (ds8b_memory_used(-1) != base) bad++;
+    }
+    CHECK(fails > 5 && bad == 0, "writer: %d failures, %d bad", fails, bad);
+    CHECK(exists(path) && !exists(tmp), "finally written");
+    unlink(path);
+    free(b.p);
+}
+
 /* ------------------------------------------------------------------ */
 /* Corpus generation                                                   */
 /* ------------------------------------------------------------------ */
@@ -1158,6 +1201,7 @@ int main(int argc, char **argv) {
     RUN(test_copy_file);
     RUN(test_malformed);
     RUN(test_crc_key_shape);
+    RUN(test_oom);
     if (g_tmpdir[0] && strcmp(g_tmpdir, "/tmp")) rmdir(g_tmpdir);
     T_EXIT();
 }
