@@ -1,0 +1,668 @@
+"""Tests of the ds8b Python binding against the bundled demo model.
+
+Environment: DS8B_LIBRARY (the library under test), DS8B_ROOT (repository
+root; default: three levels up from this file), DS8B_SHARED (the project's
+shared test data; default: <root>/../shared).
+"""
+
+import gc
+import json
+import os
+import threading
+import time
+
+import pytest
+
+import ds8b
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("DS8B_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+SHARED = os.environ.get("DS8B_SHARED") or os.path.join(os.path.dirname(ROOT), "shared")
+
+
+def _first_dir(*paths):
+    for p in paths:
+        if os.path.isdir(p):
+            return p
+    return paths[0]
+
+
+MODEL_DIR = _first_dir(os.path.join(ROOT, "models", "demo-llama"),
+                       os.path.join(SHARED, "models", "demo-llama"))
+REF_PATH = os.path.join(SHARED, "testdata", "reference", "demo-llama.json")
+
+# Sessions stay small so that the suite is quick on a busy 2-core machine.
+SESSION = dict(n_ctx=512, n_threads=2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = ds8b.Model(MODEL_DIR)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def ref():
+    if not os.path.exists(REF_PATH):
+        pytest.skip("reference data not found: %s" % REF_PATH)
+    with open(REF_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture
+def session(model):
+    s = model.session(**SESSION)
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------------------
+# Library and versions
+# ---------------------------------------------------------------------------
+def test_library_version():
+    n = ds8b.version_number()
+    assert n // 10000 == ds8b.EXPECTED_MAJOR
+    assert ds8b.version().count(".") == 2
+    assert ds8b.version() == "%d.%d.%d" % (n // 10000, n // 100 % 100, n % 100)
+
+
+def test_library_path_from_env():
+    want = os.environ.get("DS8B_LIBRARY")
+    if not want:
+        pytest.skip("DS8B_LIBRARY not set")
+    assert ds8b.library_path() == want
+
+
+def test_version_check_accepts_same_major():
+    assert ds8b.check_version(100) == 0
+    assert ds8b.check_version(9999) == 0
+    assert ds8b.check_version(10203, expected_major=1) == 1
+
+
+def test_version_check_refuses_other_major():
+    with pytest.raises(ds8b.VersionMismatch) as ei:
+        ds8b.check_version(10100, path="/x/libds8b.so.1")
+    msg = str(ei.value)
+    assert "1.1.0" in msg and "/x/libds8b.so.1" in msg and "major" in msg
+    assert isinstance(ei.value, ds8b.Error) and isinstance(ei.value, ImportError)
+    with pytest.raises(ds8b.VersionMismatch):
+        ds8b.check_version(100, expected_major=2)
+    with pytest.raises(ds8b.VersionMismatch):
+        ds8b.check_version(-5)
+
+
+def test_missing_library_is_reported(monkeypatch, tmp_path):
+    from ds8b import _lib
+    monkeypatch.setenv("DS8B_LIBRARY", str(tmp_path / "nope" / "libds8b.so.0"))
+    assert _lib.candidates() == [(str(tmp_path / "nope" / "libds8b.so.0"), "DS8B_LIBRARY")]
+    with pytest.raises(ds8b.LibraryError) as ei:
+        _lib.load(str(tmp_path / "nope" / "libds8b.so.0"))
+    assert "nope" in str(ei.value)
+
+
+def test_error_classes():
+    for code in range(-1, -15, -1):
+        cls = ds8b.error_class(code)
+        assert issubclass(cls, ds8b.Error) and cls.code == code
+    assert ds8b.error_class(-99) is ds8b.Error
+    assert issubclass(ds8b.InvalidArgument, ValueError)
+    assert issubclass(ds8b.OutOfMemory, MemoryError)
+    e = ds8b.FileError(-4, "x: no such file")
+    assert e.code == -4 and e.message == "x: no such file" and str(e) == "x: no such file"
+
+
+# ---------------------------------------------------------------------------
+# Model, tokenizer
+# ---------------------------------------------------------------------------
+def test_model_info(model):
+    info = model.info
+    assert info["vocab"] == 8192
+    assert info["n_embd"] == 256
+    assert info["layers"] == 6
+    assert info["arch"] == "llama"
+    assert info["params"] > 1000000
+    assert isinstance(model.desc, str) and model.desc
+    assert "demo-llama" in repr(model)
+
+
+def test_tokenize_matches_reference(model, ref):
+    for p in ref["prompts"]:
+        ids = model.tokenize(p["text"], add_special=p["add_special_tokens"])
+        assert ids == p["ids"], p["name"]
+
+
+def test_tokenize_flags(model):
+    bos = model.tokenizer.bos
+    assert bos == 8184
+    plain = model.tokenize("hello world")
+    assert model.tokenize("hello world", add_special=True) == [bos] + plain
+    special = "<｜User｜>"
+    assert model.tokenize(special) == [8187]
+    assert 8187 not in model.tokenize(special, parse_special=False)
+    assert model.tokenizer.is_special(8187)
+    assert not model.tokenizer.is_special(plain[0])
+    assert model.tokenizer.vocab_size == 8192
+
+
+def test_detokenize_round_trip(model, ref):
+    for p in ref["prompts"]:
+        ids = model.tokenize(p["text"])
+        assert model.detokenize(ids) == p["text"], p["name"]
+    ids = model.tokenize("The Python interpreter", add_special=True)
+    assert model.detokenize(ids, skip_special=True) == "The Python interpreter"
+    assert model.detokenize(ids).startswith("<｜begin▁of▁sentence｜>")
+    assert model.detokenize([]) == ""
+
+
+def test_tokenize_bytes_and_invalid_utf8(model):
+    assert model.tokenize(b"The Python") == model.tokenize("The Python")
+    ids = model.tokenize(b"ab\xff\xfecd\xc3")
+    assert ids
+    text = model.detokenize(ids)
+    assert "\ufffd" in text and text.startswith("ab") and "cd" in text
+    # a lone surrogate in a str goes through as invalid UTF-8, replaced too
+    assert "\ufffd" in model.detokenize(model.tokenize("x\ud800y"))
+    # embedded NUL is text like any other
+    assert model.detokenize(model.tokenize("a\0b")) == "a\0b"
+
+
+def test_standalone_tokenizer(model, ref):
+    with ds8b.Tokenizer(os.path.join(MODEL_DIR, "tokenizer.json")) as tok:
+        for p in ref["prompts"][:5]:
+            assert tok.tokenize(p["text"], add_special=p["add_special_tokens"]) == p["ids"]
+        assert tok.vocab_size == 8192
+    with pytest.raises(ds8b.Misuse):
+        tok.tokenize("x")
+    tok.close()
+    with ds8b.Tokenizer(MODEL_DIR) as tok2:
+        assert tok2.tokenize("hello") == model.tokenize("hello")
+
+
+def test_wrong_types(model, session):
+    with pytest.raises(TypeError):
+        model.tokenize(123)
+    with pytest.raises(TypeError):
+        model.tokenize(None)
+    with pytest.raises(TypeError):
+        model.detokenize("abc")
+    with pytest.raises(TypeError):
+        model.detokenize([1.5, 2])
+    with pytest.raises(TypeError):
+        model.detokenize(["a"])
+    with pytest.raises(TypeError):
+        model.detokenize(7)
+    with pytest.raises(TypeError):
+        ds8b.Model(12345)
+    with pytest.raises(TypeError):
+        model.session(n_ctx="big")
+    with pytest.raises(TypeError):
+        model.session(no_such_param=1)
+    with pytest.raises(TypeError):
+        session.generate(42)
+    with pytest.raises(TypeError):
+        session.generate("x", stop=[1])
+    with pytest.raises(TypeError):
+        session.eval("abc")
+    with pytest.raises(TypeError):
+        ds8b.memory_used("kv")
+
+
+def test_huge_and_bad_ids(model, session):
+    with pytest.raises(ds8b.InvalidArgument):
+        model.detokenize([2**40])
+    with pytest.raises(ds8b.Error):
+        model.detokenize([10**6])
+    with pytest.raises(ds8b.Error):
+        model.detokenize([-1])
+    with pytest.raises(ds8b.Error):
+        session.eval([10**6])
+    with pytest.raises(ds8b.InvalidArgument):
+        session.eval([2**33])
+    with pytest.raises(ds8b.InvalidArgument):
+        session.eval([])
+    assert session.n_past == 0
+
+
+def test_bad_path_names_the_path(tmp_path):
+    missing = str(tmp_path / "no-such-model-dir")
+    with pytest.raises(ds8b.Error) as ei:
+        ds8b.Model(missing)
+    assert missing in str(ei.value)
+    assert ei.value.code < 0
+    with pytest.raises(ds8b.Error) as ei:
+        ds8b.Tokenizer(missing)
+    assert missing in str(ei.value)
+    with pytest.raises(ds8b.InvalidArgument):
+        ds8b.Model("a\0b")
+    with pytest.raises(ds8b.InvalidArgument):
+        ds8b.Model("")
+
+
+def test_garbage_model_file(tmp_path):
+    bad = tmp_path / "model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(ds8b.Error) as ei:
+        ds8b.Model(str(bad))
+    assert not isinstance(ei.value, ds8b.InternalError)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + os.urandom(200))
+    with pytest.raises(ds8b.Error):
+        ds8b.Model(str(junk))
+
+
+def test_load_log_callback(tmp_path):
+    lines = []
+    with pytest.raises(ds8b.Error):
+        ds8b.Model(str(tmp_path / "missing"), log=lambda level, msg: lines.append((level, msg)))
+    assert any(level == ds8b.LOG_ERROR and "missing" in msg for level, msg in lines)
+
+    def bad_log(level, msg):
+        raise RuntimeError("log callback failure must not escape into C")
+    with pytest.raises(ds8b.Error):
+        ds8b.Model(str(tmp_path / "missing"), log=bad_log)
+
+
+def test_progress_callback_cancels_or_is_unused():
+    calls = []
+
+    def progress(fraction, stage):
+        calls.append((fraction, stage))
+        return True  # cancel at once
+    try:
+        m = ds8b.Model(MODEL_DIR, progress=progress)
+    except ds8b.Cancelled:
+        assert calls
+    else:
+        assert not calls  # the loader reports no progress
+        m.close()
+
+
+def test_progress_exception_propagates():
+    class Boom(Exception):
+        pass
+
+    def progress(fraction, stage):
+        raise Boom("stop loading")
+    try:
+        m = ds8b.Model(MODEL_DIR, progress=progress)
+    except Boom:
+        pass
+    else:
+        m.close()  # the loader never called it
+
+
+# ---------------------------------------------------------------------------
+# Sessions: eval, generate
+# ---------------------------------------------------------------------------
+def _argmax(row):
+    best = max(range(len(row)), key=row.__getitem__)
+    return best
+
+
+def test_eval_logits(model, session, ref):
+    p = ref["prompts"][0]
+    last = session.eval(p["ids"])
+    assert len(last) == 8192 and last.typecode == "f"
+    assert _argmax(last) == p["greedy"][0]
+    assert session.n_past == len(p["ids"])
+    assert list(session.logits()) == list(last)
+    tok = session.sample()
+    assert 0 <= tok < 8192
+    session.reset()
+    assert session.n_past == 0
+    rows = session.eval(p["ids"], all_logits=True)
+    assert len(rows) == len(p["ids"]) and all(len(r) == 8192 for r in rows)
+    assert list(rows[-1]) == list(last)
+    session.truncate(2)
+    assert session.n_past == 2
+    with pytest.raises(ds8b.InvalidArgument):
+        session.truncate(99)
+
+
+def test_greedy_matches_reference(model, ref):
+    p = ref["prompts"][0]
+    with model.session(**SESSION) as s:
+        gen = s.generate(p["text"], max_tokens=len(p["greedy"]), temperature=0)
+        pieces = list(gen)
+        text = "".join(pieces)
+        assert all(isinstance(x, str) for x in pieces)
+        assert all(x.channel == ds8b.Channel.ANSWER for x in pieces)
+        assert text[:20] == p["greedy_text"][:20]
+        assert gen.n_tokens == len(p["greedy"])
+        assert gen.finish_reason == "length"
+        assert s.n_past == len(p["ids"]) + len(p["greedy"]) - 1
+    with model.session(temperature=0, **SESSION) as s:
+        c = s.complete(p["text"], max_tokens=len(p["greedy"]))
+        assert c.text == text and c.n_tokens == len(p["greedy"]) and c.reasoning == ""
+
+
+def test_seed_is_deterministic(model):
+    opts = dict(max_tokens=24, temperature=0.9, top_k=0, top_p=1.0, min_p=0.0)
+    with model.session(**SESSION) as s:
+        a = "".join(s.generate("The Python interpreter", seed=1234, **opts))
+        s.reset()
+        b = "".join(s.generate("The Python interpreter", seed=1234, **opts))
+    with model.session(seed=1234, **SESSION) as s2:
+        c = s2.complete("The Python interpreter", **opts).text
+    assert a == b == c
+    assert len(a) > 10
+
+
+def test_per_call_overrides_do_not_stick(model):
+    with model.session(temperature=0, max_tokens=5, **SESSION) as s:
+        g = s.generate("The Python interpreter", max_tokens=3)
+        g.text()
+        assert g.n_tokens == 3
+        s.reset()
+        g = s.generate("The Python interpreter")
+        g.text()
+        assert g.n_tokens == 5
+
+
+def test_stop_strings(model, ref):
+    p = ref["prompts"][0]
+    greedy = p["greedy_text"]
+    word = "Launcher"
+    assert word in greedy
+    want = greedy[:greedy.index(word)]
+    with model.session(temperature=0, **SESSION) as s:
+        gen = s.generate(p["text"], max_tokens=len(p["greedy"]), stop=[word, "zzzz-not-there"])
+        assert gen.text() == want
+        assert gen.finish_reason == "stop"
+        s.reset()
+        # the stop applied to that call only
+        full = s.complete(p["text"], max_tokens=len(p["greedy"]))
+        assert full.text.startswith(want + word)
+        s.reset()
+        c = s.complete(p["text"], max_tokens=len(p["greedy"]), stop="\n")
+        assert c.text == greedy[:greedy.index("\n")] and c.finish_reason == "stop"
+    # session-wide stop strings go through the library's own matcher
+    with model.session(temperature=0, stop=[word], **SESSION) as s:
+        assert "".join(s.generate(p["text"], max_tokens=len(p["greedy"]))) == want
+    with pytest.raises(ds8b.InvalidArgument):
+        model.session(stop=[""])
+
+
+def test_reasoning_channel(model, ref):
+    chat = [p for p in ref["prompts"] if p["name"] == "chat"][0]
+    with model.session(temperature=0, **SESSION) as s:
+        pairs = list(s.chat(chat["text"], max_tokens=len(chat["greedy"])))
+        assert pairs
+        assert pairs[0][0] == ds8b.Channel.REASONING
+        assert all(isinstance(t, str) and t for _, t in pairs)
+        joined = "".join(t for ch, t in pairs)
+        assert "<think>" not in joined
+        s.reset()
+        c = s.complete(chat["text"], max_tokens=len(chat["greedy"]), reasoning=True)
+        assert c.reasoning
+        s.reset()
+        pieces = list(s.generate(chat["text"], max_tokens=5, reasoning=True))
+        assert pieces[0].channel == ds8b.Channel.REASONING
+    with model.session(**SESSION) as s, pytest.raises(ds8b.Unsupported):
+        s.chat([{"role": "user", "content": "hi"}])
+
+
+def test_callback_return_true_stops(session):
+    got = []
+
+    def cb(text, channel):
+        got.append(text)
+        return len(got) >= 3
+    c = session.complete("The Python interpreter", cb, max_tokens=50, temperature=0)
+    assert len(got) == 3
+    assert c.finish_reason == "callback"
+    assert c.text == "".join(got)
+
+
+def test_keyboard_interrupt_in_callback(session):
+    got = []
+
+    def cb(text, channel):
+        got.append(text)
+        if len(got) == 2:
+            raise KeyboardInterrupt
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        session.complete("The Python interpreter", cb, max_tokens=400, temperature=0)
+    assert len(got) == 2
+    assert time.monotonic() - t0 < 30
+    # the session is still usable and consistent
+    n = session.n_past
+    assert 0 < n < 50
+    assert "".join(session.generate(" and", max_tokens=3, temperature=0))
+    assert session.n_past > n
+
+
+def test_exception_in_callback_propagates(session):
+    class Boom(Exception):
+        pass
+
+    def cb(text, channel):
+        raise Boom("from the callback")
+    with pytest.raises(Boom, match="from the callback"):
+        session.complete("The Python interpreter", cb, max_tokens=20)
+    with pytest.raises(TypeError):
+        session.complete("x", callback=42)
+
+
+def _long_session(model):
+    s = model.session(n_ctx=2048, n_threads=2, stop_at_eos=0, temperature=0)
+    return s
+
+
+def test_cancel_from_other_thread_iterator(model):
+    with _long_session(model) as s:
+        gen = s.generate("The Python interpreter", max_tokens=1500)
+        first = next(gen)
+        assert first
+        t = threading.Timer(0.05, s.cancel)
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(ds8b.Cancelled):
+            for _ in gen:
+                pass
+        t.join()
+        assert time.monotonic() - t0 < 30
+        assert gen.n_tokens < 1500
+        # usable afterwards
+        s.reset()
+        assert len(list(s.generate("Hi", max_tokens=2))) >= 1
+
+
+def test_cancel_from_other_thread_sync(model):
+    with _long_session(model) as s:
+        started = threading.Event()
+
+        def cb(text, channel):
+            started.set()
+
+        def canceller():
+            started.wait(30)
+            s.cancel()
+        t = threading.Thread(target=canceller)
+        t.start()
+        with pytest.raises(ds8b.Cancelled):
+            s.complete("The Python interpreter", cb, max_tokens=1500)
+        t.join()
+        assert s.n_past < 1500
+
+
+def test_break_and_close_stop_generation(model):
+    with _long_session(model) as s:
+        for piece in s.generate("The Python interpreter", max_tokens=1500):
+            break
+        gc.collect()
+        # a new call on the session waits for / stops the abandoned one
+        s.reset()
+        n0 = s.n_past
+        assert n0 == 0
+        gen = s.generate("The Python interpreter", max_tokens=1500)
+        next(gen)
+        gen.close()
+        gen.close()
+        assert gen.finish_reason in ("closed", "length", "eos")
+        assert s.n_past < 1500
+        assert list(gen) == []
+        # abandoning a generation then starting another is fine too
+        g1 = s.generate("A", max_tokens=1500)
+        next(g1)
+        g2 = s.generate("B", max_tokens=2)
+        assert len("".join(g2)) > 0
+        del g1
+
+
+def test_context_full(model):
+    with model.session(n_ctx=16, n_threads=2, stop_at_eos=0, temperature=0) as s:
+        with pytest.raises(ds8b.ContextFull):
+            s.complete("The Python interpreter", max_tokens=100)
+
+
+def test_param_validation(model, session):
+    with pytest.raises(ds8b.InvalidArgument):
+        model.session(temperature=-1.0)
+    with pytest.raises(ds8b.InvalidArgument):
+        model.session(kv_type="q3")
+    with model.session(kv_type="q8_0", ctx_policy="stop", **SESSION) as s:
+        assert s.n_past == 0
+    with pytest.raises(ds8b.InvalidArgument):
+        session.complete("x", top_p=5.0)
+    with pytest.raises(TypeError):
+        session.set(n_ctx=10)
+    session.set(temperature=0.0, max_tokens=2)
+    assert session.complete("The Python interpreter").n_tokens == 2
+    lo, hi = ds8b.param_bounds("top_p")
+    assert lo == 0 and hi == 1
+
+
+# ---------------------------------------------------------------------------
+# Memory accounting and limits
+# ---------------------------------------------------------------------------
+def test_memory_queries(model):
+    with model.session(**SESSION) as s:
+        s.eval([8184, 521])
+        total = ds8b.memory_used()
+        assert total > 0
+        assert ds8b.memory_used(ds8b.Mem.KV) > 0
+        assert ds8b.memory_used(ds8b.MEM_TOKENIZER) > 0
+        parts = sum(ds8b.memory_used(c) for c in ds8b.Mem if c != ds8b.Mem.MAPPED)
+        assert parts == total
+        assert ds8b.memory_used(ds8b.Mem.WEIGHTS) + ds8b.memory_used(ds8b.Mem.MAPPED) > 1000000
+        assert ds8b.memory_highwater() >= total
+        assert ds8b.memory_highwater(ds8b.Mem.KV) >= ds8b.memory_used(ds8b.Mem.KV)
+        kv = ds8b.memory_used(ds8b.Mem.KV)
+    assert ds8b.memory_used(ds8b.Mem.KV) < kv
+    ds8b.memory_highwater(reset=True)
+    assert ds8b.memory_highwater() <= ds8b.memory_used() + 1
+    with pytest.raises(ds8b.InvalidArgument):
+        ds8b.memory_used(99)
+
+
+def test_heap_limits(model):
+    old_soft = ds8b.soft_heap_limit()
+    old_hard = ds8b.hard_heap_limit()
+    assert old_soft >= 0 and old_hard >= 0
+    try:
+        assert ds8b.soft_heap_limit(1 << 40) == old_soft
+        assert ds8b.soft_heap_limit() == 1 << 40
+        ds8b.hard_heap_limit(ds8b.memory_used() + 4096)
+        with pytest.raises(ds8b.OutOfMemory):
+            model.session(n_ctx=4096, n_threads=2, kv_type="f32")
+    finally:
+        ds8b.soft_heap_limit(old_soft)
+        ds8b.hard_heap_limit(old_hard)
+    with pytest.raises(ds8b.InvalidArgument):
+        ds8b.hard_heap_limit(-5)
+    with model.session(**SESSION) as s:
+        assert s.n_past == 0
+
+
+# ---------------------------------------------------------------------------
+# Lifetimes
+# ---------------------------------------------------------------------------
+def test_close_twice_and_use_after_close():
+    m = ds8b.Model(MODEL_DIR)
+    s = m.session(**SESSION)
+    s2 = m.session(**SESSION)
+    s.close()
+    s.close()
+    with pytest.raises(ds8b.Misuse):
+        s.eval([1, 2])
+    with pytest.raises(ds8b.Misuse):
+        s.generate("x")
+    assert s.closed and "closed" in repr(s)
+    tok = m.tokenizer
+    m.close()  # closes s2 first
+    m.close()
+    assert m.closed and s2.closed
+    with pytest.raises(ds8b.Misuse):
+        m.tokenize("x")
+    with pytest.raises(ds8b.Misuse):
+        tok.tokenize("x")
+    with pytest.raises(ds8b.Misuse):
+        m.info
+    with pytest.raises(ds8b.Misuse):
+        m.session()
+    with pytest.raises(ds8b.Misuse):
+        s2.n_past
+    s.cancel()  # harmless on a closed session
+
+
+def test_context_managers_and_gc():
+    before = ds8b.memory_used(ds8b.Mem.KV)
+    with ds8b.Model(MODEL_DIR) as m:
+        with m.session(**SESSION) as s:
+            s.eval([8184])
+        assert s.closed
+        s3 = m.session(**SESSION)
+        del s3
+        gc.collect()
+    assert m.closed
+    assert ds8b.memory_used(ds8b.Mem.KV) == before
+
+
+def test_model_close_while_generating():
+    m = ds8b.Model(MODEL_DIR)
+    s = m.session(n_ctx=2048, n_threads=2, stop_at_eos=0)
+    gen = s.generate("The Python interpreter", max_tokens=1500)
+    next(gen)
+    m.close()
+    assert s.closed
+    assert gen.n_tokens < 1500
+
+
+# ---------------------------------------------------------------------------
+# Quantization
+# ---------------------------------------------------------------------------
+def test_quantize_wrapper(tmp_path):
+    out = tmp_path / "demo-q8.gguf"
+    calls = []
+    try:
+        ds8b.quantize(MODEL_DIR, str(out), "q8_0", progress=lambda f, s: calls.append(f))
+    except ds8b.Error as e:
+        assert e.code < 0 and str(e)
+        assert not out.exists()
+    else:
+        assert out.exists() and out.stat().st_size > 0
+        with ds8b.Model(str(out)) as q:
+            assert q.info["vocab"] == 8192
+    with pytest.raises(ds8b.Error):
+        ds8b.quantize(MODEL_DIR, str(tmp_path / "x.gguf"), "no-such-scheme")
+    with pytest.raises(TypeError):
+        ds8b.quantize(MODEL_DIR, str(tmp_path / "x.gguf"), 8)
+
+
+def test_quantize_progress_exception(tmp_path):
+    class Boom(Exception):
+        pass
+
+    def progress(f, stage):
+        raise Boom()
+    try:
+        ds8b.quantize(MODEL_DIR, str(tmp_path / "y.gguf"), "q8_0", progress=progress)
+    except Boom:
+        # cancelled from the callback: nothing half-written is left behind
+        assert not (tmp_path / "y.gguf").exists()
+    except ds8b.Error as e:
+        assert e.code < 0  # not implemented in this build, or failed before any progress
