@@ -8,6 +8,7 @@
 #include "tokenizer/tok_json.h"
 
 #include <cjson/cJSON.h>
+#include <utf8proc.h>
 #include <time.h>
 #include <zlib.h>
 
@@ -476,7 +477,14 @@ static void test_from_vocab(void) {
         for (size_t i = 0; g && i < N_CASES; i++) {
             int32_t *ids = NULL;
             size_t n = 0;
-            ds8b__tok_encode(g, CASES[i].text, CASES[i].text_len, 0, &ids, &n, NULL);
+            /* GGUF has no normalizer field: "llama-bpe" means no NFC, while the demo
+             * tokenizer.json has one, so feed it NFC text (utf8proc in the test). */
+            char *nfc = NULL;
+            if (k == 3 && CASES[i].text_len == strlen(CASES[i].text))
+                nfc = (char *)utf8proc_NFC((const utf8proc_uint8_t *)CASES[i].text);
+            if (nfc) ds8b__tok_encode(g, nfc, strlen(nfc), 0, &ids, &n, NULL);
+            else ds8b__tok_encode(g, CASES[i].text, CASES[i].text_len, 0, &ids, &n, NULL);
+            free(nfc);
             if (!same_ids(ids, n, CASES[i].r[k].ids, CASES[i].r[k].n_ids)) {
                 if (bad++ < 2) { printf("  # %s gguf-style case %zu differs\n", DIRS[k], i); print_text("text", CASES[i].text, CASES[i].text_len); }
             }
@@ -496,6 +504,50 @@ static void test_from_vocab(void) {
     size_t tl[] = {1};
     ds8b_tokenizer *g = NULL;
     CHECK(ds8b__tok_from_vocab(tk, tl, NULL, 1, NULL, NULL, 0, "no-such-pre", -1, -1, 0, &g, &e) == DS8B_E_UNSUPPORTED && !g, "bad pre");
+}
+
+/* Tokenizers from the GGUF files written by llama.cpp's converter, through
+ * the public loader (the GGUF reader feeds ds8b__tok_from_vocab). */
+static void test_gguf_files(void) {
+    static const struct { const char *file; int k; } G[] = {
+        {"testdata/gguf/vocab-llama3.1.gguf", 0},
+        {"testdata/gguf/vocab-qwen3.gguf", 1},
+        {"testdata/gguf/demo-llama-Q4_0.gguf", 3},
+    };
+    char path[1024];
+    for (size_t g = 0; g < sizeof G / sizeof G[0]; g++) {
+        ds8b_tokenizer *t = NULL;
+        int rc = ds8b_tokenizer_load(t_path(path, sizeof path, G[g].file), &t);
+        if (rc == DS8B_E_UNSUPPORTED) { printf("  # %s: GGUF loader not linked (%s)\n", G[g].file, ds8b_errmsg()); continue; }
+        CHECK(rc == 0 && t, "%s: %s", G[g].file, ds8b_errmsg());
+        if (!t) continue;
+        int k = G[g].k;
+        size_t bad = 0, bad_sp = 0;
+        for (size_t i = 0; i < N_CASES; i++) {
+            char *nfc = NULL;
+            const char *txt = CASES[i].text;
+            size_t tl = CASES[i].text_len;
+            if (k == 3 && tl == strlen(txt) && (nfc = (char *)utf8proc_NFC((const utf8proc_uint8_t *)txt))) { txt = nfc; tl = strlen(nfc); }
+            int32_t *ids = NULL;
+            size_t n = 0;
+            ds8b__tok_encode(t, txt, tl, 0, &ids, &n, NULL);
+            if (!same_ids(ids, n, CASES[i].r[k].ids, CASES[i].r[k].n_ids) && bad++ < 2) {
+                printf("  # %s case %zu differs\n", G[g].file, i);
+                print_text("text", CASES[i].text, CASES[i].text_len);
+                print_ids("want", CASES[i].r[k].ids, CASES[i].r[k].n_ids);
+                print_ids("got ", ids, n);
+            }
+            ds8b__free(ids);
+            ds8b__tok_encode(t, txt, tl, DS8B_TOKENIZE_ADD_SPECIAL, &ids, &n, NULL);
+            if (!same_ids(ids, n, CASES[i].r[k].ids_sp, CASES[i].r[k].n_sp)) bad_sp++;
+            ds8b__free(ids);
+            free(nfc);
+        }
+        printf("  # %-40s mismatches: ids %zu, ids_special %zu of %zu\n", G[g].file, bad, bad_sp, N_CASES);
+        CHECK(bad == 0 && bad_sp == 0, "%s: %zu/%zu cases differ", G[g].file, bad, bad_sp);
+        CHECK(ds8b_tokenizer_eos(t) >= 0 && ds8b__tok_is_eog(t, ds8b_tokenizer_eos(t)), "eos");
+        ds8b_tokenizer_free(t);
+    }
 }
 
 static void test_public_api(void) {
@@ -569,6 +621,7 @@ int main(void) {
     RUN(test_no_parse_special);
     RUN(test_config);
     RUN(test_from_vocab);
+    RUN(test_gguf_files);
     RUN(test_public_api);
     RUN(test_speed);
     for (int k = 0; k < N_TOK; k++) ds8b__tok_free(TOK[k]);

@@ -476,7 +476,7 @@ static int compile_re(ds8b_tokenizer *t, const char *src, size_t n, bool literal
     if (!cc) { ds8b__free(pat); return ds8b__seterr(e, DS8B_E_NOMEM, "%s: out of memory compiling a regex", t->name); }
     int err = 0;
     PCRE2_SIZE erroff = 0;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, plen, opts, &err, &erroff, cc);
     pcre2_compile_context_free(cc);
     ds8b__free(pat);
