@@ -211,10 +211,9 @@ def test_wrong_types(model, session):
 def test_huge_and_bad_ids(model, session):
     with pytest.raises(ds8b.InvalidArgument):
         model.detokenize([2**40])
-    with pytest.raises(ds8b.Error):
-        model.detokenize([10**6])
-    with pytest.raises(ds8b.Error):
-        model.detokenize([-1])
+    # ids outside the vocabulary are skipped by the library's detokenizer
+    assert model.detokenize([10**6, -1]) == ""
+    assert model.detokenize([8184, 10**6], skip_special=True) == ""
     with pytest.raises(ds8b.Error):
         session.eval([10**6])
     with pytest.raises(ds8b.InvalidArgument):
@@ -314,7 +313,9 @@ def test_eval_logits(model, session, ref):
     assert session.n_past == 0
     rows = session.eval(p["ids"], all_logits=True)
     assert len(rows) == len(p["ids"]) and all(len(r) == 8192 for r in rows)
-    assert list(rows[-1]) == list(last)
+    # the batched path may round differently from the one-row path
+    assert max(abs(a - b) for a, b in zip(rows[-1], last)) < 1e-3
+    assert _argmax(rows[-1]) == p["greedy"][0]
     session.truncate(2)
     assert session.n_past == 2
     with pytest.raises(ds8b.InvalidArgument):
@@ -332,7 +333,7 @@ def test_greedy_matches_reference(model, ref):
         assert text[:20] == p["greedy_text"][:20]
         assert gen.n_tokens == len(p["greedy"])
         assert gen.finish_reason == "length"
-        assert s.n_past == len(p["ids"]) + len(p["greedy"]) - 1
+        assert s.n_past == len(p["ids"]) + len(p["greedy"])
     with model.session(temperature=0, **SESSION) as s:
         c = s.complete(p["text"], max_tokens=len(p["greedy"]))
         assert c.text == text and c.n_tokens == len(p["greedy"]) and c.reasoning == ""
@@ -400,8 +401,60 @@ def test_reasoning_channel(model, ref):
         s.reset()
         pieces = list(s.generate(chat["text"], max_tokens=5, reasoning=True))
         assert pieces[0].channel == ds8b.Channel.REASONING
-    with model.session(**SESSION) as s, pytest.raises(ds8b.Unsupported):
-        s.chat([{"role": "user", "content": "hi"}])
+
+
+CHAT_MESSAGES = [{"role": "user", "content": "What is a list comprehension?"}]
+
+
+def test_render_chat(model, ref):
+    chat = [p for p in ref["prompts"] if p["name"] == "chat"][0]
+    rendered = model.render_chat(CHAT_MESSAGES)
+    # the reference prompt also opens the <think> block
+    assert rendered + "<think>\n" == chat["text"]
+    no_gen = model.render_chat(CHAT_MESSAGES, add_generation_prompt=False)
+    assert chat["text"].startswith(no_gen) and "<｜Assistant｜>" not in no_gen
+    with pytest.raises(TypeError):
+        model.render_chat("hello")
+    with pytest.raises(TypeError):
+        model.render_chat([{"role": "user"}])
+    with pytest.raises(TypeError):
+        model.render_chat([{"role": "user", "content": object()}])
+
+
+def test_chat_messages(model):
+    with model.session(temperature=0, **SESSION) as s:
+        a = list(s.chat(CHAT_MESSAGES, max_tokens=12))
+        s.reset()
+        b = list(s.chat(model.render_chat(CHAT_MESSAGES), max_tokens=12))
+        assert a == b and a
+        assert all(ch in (ds8b.Channel.ANSWER, ds8b.Channel.REASONING) for ch, _ in a)
+
+
+def test_conversation(model):
+    with model.session(temperature=0, **SESSION) as s:
+        with s.conversation([{"role": "system", "content": "Be brief."}]) as conv:
+            assert len(conv) == 1
+            conv.add("user", "Hello")
+            gen = conv.reply(max_tokens=10)
+            pairs = list(gen)
+            assert pairs and gen.n_tokens == 10
+            assert len(conv) == 3  # the answer was appended
+            assert conv.last_reasoning == "".join(
+                t for ch, t in pairs if ch == ds8b.Channel.REASONING)
+            n1 = s.n_past
+            c = conv.say("And then?", max_tokens=6)
+            assert c.n_tokens == 6 and len(conv) == 5
+            assert c.text == conv.last_reply and c.reasoning == conv.last_reasoning
+            assert s.n_past > n1
+            with pytest.raises(TypeError):
+                conv.add("user", 5)
+            conv.clear()
+            assert len(conv) == 0
+        assert conv.closed
+        with pytest.raises(ds8b.Misuse):
+            conv.add("user", "x")
+        conv2 = s.conversation()
+    assert conv2.closed  # closed with its session
 
 
 def test_callback_return_true_stops(session):
@@ -536,6 +589,28 @@ def test_param_validation(model, session):
     assert lo == 0 and hi == 1
 
 
+def test_state_save_load_fork(model):
+    with model.session(temperature=0.9, seed=7, **SESSION) as s:
+        s.eval(model.tokenize("The Python interpreter", add_special=True))
+        state = s.save()
+        assert isinstance(state, bytes) and len(state) > 100
+        a = s.complete("", max_tokens=12, add_special=False).text
+        s.load(state)
+        b = s.complete("", max_tokens=12, add_special=False).text
+        assert a == b
+        s.load(state)
+        with s.fork() as f:
+            assert f.n_past == s.n_past
+            c = f.complete("", max_tokens=12, add_special=False).text
+        assert c == a
+        with pytest.raises(ds8b.Error):
+            s.load(state[:50])
+        with pytest.raises(ds8b.Error):
+            s.load(b"\0" * 64)
+        with pytest.raises(TypeError):
+            s.load("text")
+
+
 # ---------------------------------------------------------------------------
 # Memory accounting and limits
 # ---------------------------------------------------------------------------
@@ -557,6 +632,14 @@ def test_memory_queries(model):
     assert ds8b.memory_highwater() <= ds8b.memory_used() + 1
     with pytest.raises(ds8b.InvalidArgument):
         ds8b.memory_used(99)
+    assert ds8b.memory_reserved() >= ds8b.memory_used()
+    cur, peak = model.memory()
+    assert 0 < cur <= peak
+    with model.session(**SESSION) as s:
+        kv, kv_peak = s.memory(ds8b.Mem.KV)
+        assert kv > 0 and kv_peak >= kv
+    est = ds8b.estimate(MODEL_DIR, n_ctx=512)
+    assert set(est) == set(ds8b.Mem) and est[ds8b.Mem.KV] > 0
 
 
 def test_heap_limits(model):

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The Python binding: installs bindings/python into a fresh venv with no
+# network (pip --no-index --no-build-isolation over Debian's setuptools),
+# runs its pytest suite against the library under test, and prints one
+# "ok NAME" / "not ok NAME" line per test.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=${DS8B_ROOT:-$(pwd)}
+LIBDIR=${DS8B_LIBDIR:-lib}
+case $LIBDIR in /*) ;; *) LIBDIR=$ROOT/$LIBDIR ;; esac
+MAJOR=$(sed -n 's/^#define DS8B_VERSION_MAJOR \([0-9]*\)/\1/p' include/ds8b.h)
+LIB=$LIBDIR/libds8b.so.$MAJOR
+PY=/usr/bin/python3   # Debian's interpreter: the one python3-pytest belongs to
+
+# 1. Debian packages: python3-venv, python3-pip (ensurepip's wheels),
+#    python3-pytest, python3-setuptools.
+need=""
+for p in python3-venv python3-pip python3-pytest python3-setuptools; do
+  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+done
+if [ -n "$need" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get install -y -q $need || { apt-get update -q && apt-get install -y -q $need; }; } >/dev/null 2>&1
+  fi
+  for p in $need; do
+    if ! dpkg -s "$p" >/dev/null 2>&1; then
+      echo "not ok python_setup: missing Debian package $p (apt-get install$need)"
+      exit 1
+    fi
+  done
+fi
+if [ ! -e "$LIB" ]; then
+  echo "not ok python_setup: $LIB not built"
+  exit 1
+fi
+
+# 2. A private venv and a private copy of the sources, so that concurrent
+#    runs never share setuptools' in-tree build directory.
+tmp=$(mktemp -d /tmp/ds8b-python.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/src"
+(cd bindings/python && tar cf - --exclude=build --exclude='*.egg-info' \
+   --exclude=__pycache__ --exclude='libds8b.so*' .) | (cd "$tmp/src" && tar xf -)
+if "$PY" -m venv --system-site-packages "$tmp/venv" >"$tmp/venv.log" 2>&1 &&
+   "$tmp/venv/bin/python" -m pip install -q --no-index --no-build-isolation \
+     --disable-pip-version-check "$tmp/src" >"$tmp/pip.log" 2>&1; then
+  echo "ok python_install_offline"
+else
+  echo "not ok python_install_offline"
+  sed 's/^/  # /' "$tmp/venv.log" "$tmp/pip.log" | tail -20
+  exit 1
+fi
+
+# 3. The suite, from an empty directory so that only the installed package
+#    can be imported.
+mkdir -p "$tmp/run"
+(cd "$tmp/run" &&
+ DS8B_LIBRARY=$LIB DS8B_ROOT=$ROOT DS8B_SHARED=${DS8B_SHARED:-$(dirname "$ROOT")/shared} \
+ PYTHONDONTWRITEBYTECODE=1 timeout 300 "$tmp/venv/bin/python" -m pytest -q \
+   -p no:cacheprovider --junitxml="$tmp/junit.xml" "$tmp/src/tests" >"$tmp/pytest.log" 2>&1)
+rc=$?
+
+# 4. One line per test case.
+"$tmp/venv/bin/python" - "$tmp/junit.xml" "$tmp/src" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+try:
+    cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
+except (OSError, ET.ParseError) as e:
+    print("not ok python_pytest: no test report (%s)" % e)
+    sys.exit(0)
+import ds8b
+if not ds8b.__file__.startswith(sys.prefix) or ds8b.__file__.startswith(sys.argv[2]):
+    print("not ok python_installed_package: imported %s" % ds8b.__file__)
+else:
+    print("ok python_installed_package")
+for c in cases:
+    name = "python_" + c.get("name", "?")
+    bad = c.find("failure")
+    if bad is None:
+        bad = c.find("error")
+    skip = c.find("skipped")
+    if bad is not None:
+        print("not ok %s" % name)
+        text = (bad.get("message") or "") + "\n" + (bad.text or "")
+        for line in [ln for ln in text.splitlines() if ln.strip()][-12:]:
+            print("  # " + line[:200])
+    elif skip is not None:
+        print("ok %s # SKIP %s" % (name, (skip.get("message") or "")[:120]))
+    else:
+        print("ok %s" % name)
+EOF
+if [ $rc -ne 0 ]; then
+  tail -25 "$tmp/pytest.log" | sed 's/^/  # /'
+  if [ $rc -eq 124 ]; then echo "not ok python_pytest_timeout"; fi
+fi
+exit $rc
