@@ -1084,6 +1084,7 @@ static tv binop(R *c, int op, tv a, tv b, const N *n) {
             if (fl) {
                 double m = fmod(fx, fy);
                 if (m != 0 && ((m < 0) != (fy < 0))) m += fy;
+                else if (m == 0) m = copysign(0.0, fy);
                 return vfloat(m);
             }
             if (y == -1) return vint(0);
@@ -1104,7 +1105,12 @@ static tv binop(R *c, int op, tv a, tv b, const N *n) {
                 return vint(acc);
             }
             if (fx == 0 && fy < 0) fail(c, n, DS8B_E_TEMPLATE, "zero to a negative power");
-            return vfloat(pow(fx, fy));
+            {
+                double pr = pow(fx, fy);
+                if (isinf(pr) && isfinite(fx) && isfinite(fy)) fail(c, n, DS8B_E_TEMPLATE, "numerical result out of range");
+                if (isnan(pr) && !isnan(fx) && !isnan(fy)) fail(c, n, DS8B_E_TEMPLATE, "negative number to a fractional power");
+                return vfloat(pr);
+            }
         default:
             break;
         }
@@ -1401,7 +1407,6 @@ static tv attr_path(R *c, tv v, S path, const N *n) {
         S part = {path.p + i, j - i};
         bool digits = part.n > 0 && part.n < 18;
         for (size_t k = 0; k < part.n && digits; k++) digits = part.p[k] >= '0' && part.p[k] <= '9';
-        if (v.t == V_UNDEF) return v;
         if (digits && v.t == V_LIST) {
             int64_t idx = 0;
             for (size_t k = 0; k < part.n; k++) idx = idx * 10 + (part.p[k] - '0');
@@ -1519,6 +1524,9 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
         return v;
     }
     if (seq(name, "safe")) return v;
+    if (v.t == V_UNDEF && (seq(name, "int") || seq(name, "float") || seq(name, "abs") || seq(name, "round") ||
+                           seq(name, "indent") || seq(name, "tojson") || seq(name, "sum") || seq(name, "dictsort")))
+        fail_undef(c, n, v);
     if (seq(name, "string")) return v.t == V_STR ? v : vstr(to_s(c, v).p, to_s(c, v).n);
     if (seq(name, "length") || seq(name, "count")) {
         switch (v.t) {
@@ -1594,6 +1602,8 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
         if (!isnum(v)) fail(c, n, DS8B_E_TEMPLATE, "round: not a number");
         int64_t prec = arg_int(c, a, 0, "precision", 0, "round", n);
         tv mt = arg_or(a, 1, "method", vcstr("common"));
+        bool common = !(mt.t == V_STR && (seq(mt.u.s, "floor") || seq(mt.u.s, "ceil")));
+        if (common && v.t != V_FLOAT && prec >= 0) return vint(v.u.i);
         double x = numf(v), sc = pow(10.0, (double)(prec < -300 ? -300 : prec > 300 ? 300 : prec));
         double y = x * sc;
         if (mt.t == V_STR && seq(mt.u.s, "floor")) y = floor(y);
@@ -1734,6 +1744,7 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
         bool first = truthy(arg_or(a, 1, "first", vbool(false)));
         bool blank = truthy(arg_or(a, 2, "blank", vbool(false)));
         S ind;
+        if (w.t == V_UNDEF) fail_undef(c, n, w);
         if (w.t == V_STR) ind = w.u.s;
         else {
             int64_t k = (w.t == V_INT || w.t == V_BOOL) ? w.u.i : 4;
@@ -2107,9 +2118,10 @@ static void exec(R *c, const N *n, frame *f) {
         tlist *items = iter_list(c, it, n);
         if (n->c) {
             tlist *kept = lnew(c, 0);
+            frame *tf = fnew(c, f);
             for (size_t i = 0; i < items->n; i++) {
                 tick(c, 1);
-                frame *tf = fnew(c, f);
+                tf->n = 0;
                 assign(c, n->a, items->it[i], tf);
                 if (truthy(ev(c, n->c, tf))) lpush(c, kept, items->it[i]);
             }
@@ -2124,14 +2136,13 @@ static void exec(R *c, const N *n, frame *f) {
         lp->items = items;
         tv lv = {V_LOOP, 0, {0}};
         lv.u.lp = lp;
+        /* one frame and loop object reused by every iteration: long loops
+         * then cost no memory of their own */
+        frame *bf = fnew(c, f);
         for (size_t i = 0; i < items->n; i++) {
             tick(c, 1);
-            /* a fresh loop object per iteration, so a saved `loop` keeps its index */
-            tloop *cur = ralloc(c, sizeof *cur);
-            cur->items = items;
-            cur->i = i;
-            lv.u.lp = cur;
-            frame *bf = fnew(c, f);
+            lp->i = i;
+            bf->n = 0;
             assign(c, n->a, items->it[i], bf);
             fsetc(c, bf, "loop", lv);
             exec(c, n->v[0], bf);

@@ -341,6 +341,14 @@ static size_t lex_number(P *p, size_t pos, tok *t) {
     }
     buf[n] = 0;
     errno = 0;
+    if (!isf && s[pos] == '0') {
+        /* an integer with a leading zero is zeros only ("08" is "0" "8") */
+        i = pos + 1;
+        while (i < p->len && (s[i] == '0' || (s[i] == '_' && i + 1 < p->len && s[i + 1] == '0'))) i++;
+        buf[0] = '0';
+        n = 1;
+        buf[1] = 0;
+    }
     if (isf) {
         t->type = TK_FLOAT;
         t->f = strtod(buf, NULL);
@@ -957,6 +965,27 @@ static N *parse_postfix(P *p, N *n) {
     }
 }
 
+/* Jinja checks filter and test names when it compiles: unknown ones fail
+ * even in branches never taken. These are all of Jinja's built-in names;
+ * the evaluator implements the ones chat templates use. */
+static const char *const FILTERS[] = {
+    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+    "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent", "int", "join", "last",
+    "length", "list", "lower", "items", "map", "min", "max", "pprint", "random", "reject", "rejectattr",
+    "replace", "reverse", "round", "safe", "select", "selectattr", "slice", "sort", "string", "striptags", "sum",
+    "title", "trim", "truncate", "unique", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr",
+    "tojson", NULL};
+static const char *const TESTS[] = {
+    "odd", "even", "divisibleby", "defined", "undefined", "filter", "test", "none", "boolean", "false", "true",
+    "integer", "float", "lower", "upper", "string", "mapping", "number", "sequence", "iterable", "callable",
+    "sameas", "escaped", "in", "eq", "equalto", "ne", "gt", "greaterthan", "ge", "lt", "lessthan", "le", NULL};
+
+static void check_known(P *p, const tok *t, const char *const *names, const char *what) {
+    for (int i = 0; names[i]; i++)
+        if (tok_is(t, TK_NAME, names[i])) return;
+    perr(p, DS8B_E_TEMPLATE, t->line, t->col, "no %s named '%.*s'", what, (int)(t->n > 40 ? 40 : t->n), t->p);
+}
+
 static N *parse_filter_expr(P *p, N *n) {
     for (;;) {
         tok *t = cur(p);
@@ -964,6 +993,7 @@ static N *parse_filter_expr(P *p, N *n) {
             p->at++;
             tok *nm = cur(p);
             if (nm->type != TK_NAME) unexpected(p, "a filter name");
+            check_known(p, nm, FILTERS, "filter");
             p->at++;
             N *f = mk(p, TN_FILTER, t);
             f->a = n;
@@ -981,6 +1011,7 @@ static N *parse_filter_expr(P *p, N *n) {
             if (is_name(p, "not")) { f->op = 1; p->at++; }
             tok *nm = cur(p);
             if (nm->type != TK_NAME) unexpected(p, "a test name");
+            check_known(p, nm, TESTS, "test");
             p->at++;
             f->a = n;
             f->s.p = nm->p;
