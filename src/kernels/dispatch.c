@@ -1,0 +1,100 @@
+/*
+ * dispatch.c -- picks the kernel level once from cpuid, honouring
+ * DS8B_ISA=scalar|avx2|avx512 as an upper bound, and exposes the float
+ * helpers through the chosen table.
+ */
+#include "kernels/kernels.h"
+#include "kernels/kern_impl.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+static ds8b__kops g_tab[3];
+static int g_max_level;
+static int g_default_level;
+static _Atomic(const ds8b__kops *) g_cur;
+static _Atomic int g_level;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static int cpu_level(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+    if (!avx2) return 0;
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("avx512vnni");
+    return avx512 ? 2 : 1;
+#else
+    return 0;
+#endif
+}
+
+static void init_once(void) {
+    g_max_level = cpu_level();
+    ds8b__kops_fill_scalar(&g_tab[0]);
+    g_tab[1] = g_tab[0];
+    ds8b__kops_fill_avx2(&g_tab[1]);
+    g_tab[2] = g_tab[1];
+    ds8b__kops_fill_avx512(&g_tab[2]);
+    int lvl = g_max_level;
+    const char *env = getenv("DS8B_ISA");
+    if (env && *env) {
+        int want = -1;
+        if (!strcmp(env, "scalar") || !strcmp(env, "generic")) want = 0;
+        else if (!strcmp(env, "avx2")) want = 1;
+        else if (!strcmp(env, "avx512") || !strcmp(env, "avx512-vnni")) want = 2;
+        if (want >= 0 && want < lvl) lvl = want;
+    }
+    g_default_level = lvl;
+    atomic_store(&g_level, lvl);
+    atomic_store(&g_cur, &g_tab[lvl]);
+}
+
+const ds8b__kops *ds8b__kops_get(void) {
+    pthread_once(&g_once, init_once);
+    return atomic_load_explicit(&g_cur, memory_order_acquire);
+}
+
+int ds8b__isa_level(void) {
+    pthread_once(&g_once, init_once);
+    return atomic_load(&g_level);
+}
+int ds8b__isa_max_level(void) {
+    pthread_once(&g_once, init_once);
+    return g_max_level;
+}
+int ds8b__isa_force(int level) {
+    pthread_once(&g_once, init_once);
+    if (level < 0) level = g_default_level;
+    if (level > g_max_level) level = g_max_level;
+    atomic_store(&g_level, level);
+    atomic_store(&g_cur, &g_tab[level]);
+    return level;
+}
+const char *ds8b__isa_name(void) {
+    static const char *names[3] = {"scalar", "avx2", "avx512-vnni"};
+    return names[ds8b__isa_level()];
+}
+
+float ds8b__vec_dot_f32(const float *a, const float *b, int64_t n) {
+    return ds8b__kops_get()->dot_f32(a, b, n);
+}
+void ds8b__vec_axpy(float *y, const float *x, float a, int64_t n) {
+    ds8b__kops_get()->axpy(y, x, a, n);
+}
+void ds8b__vec_scale(float *y, float s, int64_t n) { ds8b__kops_get()->scale(y, s, n); }
+float ds8b__vec_dot_f16f32(const uint16_t *a, const float *b, int64_t n) {
+    return ds8b__kops_get()->dot_f16(a, b, n);
+}
+void ds8b__vec_axpy_f16(float *y, const uint16_t *h, float a, int64_t n) {
+    ds8b__kops_get()->axpy_f16(y, h, a, n);
+}
+void ds8b__vec_f16_to_f32(const uint16_t *h, float *f, int64_t n) {
+    ds8b__kops_get()->f16_to_f32(h, f, n);
+}
+void ds8b__vec_f32_to_f16(const float *f, uint16_t *h, int64_t n) {
+    ds8b__kops_get()->f32_to_f16(f, h, n);
+}

@@ -1,0 +1,63 @@
+/*
+ * kern_impl.h -- the per-ISA function table behind kernels.h.
+ *
+ * Each level fills a ds8b__kops. Integer-weight types have an entry in q[]
+ * with the level's own activation format: act_size(cols) bytes per
+ * activation row, written by act_quant, consumed by mm. A level that has
+ * no kernel of its own for a type inherits the lower level's whole entry
+ * (kernel and activation format together).
+ *
+ * Every mm kernel must compute each output element with an instruction
+ * sequence that depends only on (cols, the element's data), never on
+ * nrows/ncols or the element's position in a tile: that is what makes
+ * matmul bit-identical for any thread count.
+ */
+#ifndef DS8B_KERN_IMPL_H
+#define DS8B_KERN_IMPL_H
+
+#include "internal.h"
+#include "quant/quant.h"
+
+/* y[c*ldy + r] = dot(row r of w, activation row c), r < nrows, c < ncols. */
+typedef void (*ds8b__mm_fn)(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa,
+                            size_t astride, int64_t ncols, int64_t cols, float *y, int64_t ldy);
+
+typedef struct ds8b__qkern {
+    ds8b__mm_fn mm;                          /* NULL: no integer kernel */
+    size_t (*act_size)(int64_t cols);        /* bytes of one activation row */
+    void (*act_quant)(const float *x, uint8_t *dst, int64_t cols);
+    bool batched;                            /* efficient for n > 1 */
+} ds8b__qkern;
+
+typedef struct ds8b__kops {
+    const char *name;
+    ds8b__qkern q[DS8B_T__COUNT];
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, const float *x, float a, int64_t n);
+    void (*scale)(float *y, float s, int64_t n);
+    float (*dot_f16)(const uint16_t *a, const float *b, int64_t n);
+    float (*dot_bf16)(const uint16_t *a, const float *b, int64_t n);
+    float (*dot_w4a16)(const void *w, const float *x, int64_t nb);
+    void (*axpy_f16)(float *y, const uint16_t *h, float a, int64_t n);
+    void (*f16_to_f32)(const uint16_t *h, float *f, int64_t n);
+    void (*f32_to_f16)(const float *f, uint16_t *h, int64_t n);
+    void (*bf16_to_f32)(const uint16_t *h, float *f, int64_t n);
+    void (*w4a16_to_f32)(const void *w, float *f, int64_t nb);
+} ds8b__kops;
+
+void ds8b__kops_fill_scalar(ds8b__kops *k);
+void ds8b__kops_fill_avx2(ds8b__kops *k);   /* overrides entries of a filled table */
+void ds8b__kops_fill_avx512(ds8b__kops *k);
+/* Table of the level in use. */
+const ds8b__kops *ds8b__kops_get(void);
+
+/* Scalar activation format for the 32-blocks (also used by levels that
+ * inherit scalar kernels): one of these per 32 values. */
+typedef struct ds8b__act32 {
+    float d;       /* x ~= d * qs */
+    int32_t sum;   /* sum of qs */
+    int8_t qs[32];
+} ds8b__act32;
+_Static_assert(sizeof(ds8b__act32) == 40, "act32");
+
+#endif

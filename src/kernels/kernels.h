@@ -1,0 +1,60 @@
+/*
+ * kernels.h -- matrix multiplication and small vector kernels.
+ *
+ * The kernels come in three ISA levels (scalar reference, AVX2+FMA+F16C,
+ * AVX-512 with VNNI) chosen once at run time from cpuid; DS8B_ISA=scalar|
+ * avx2|avx512 in the environment forces a lower level. Every kernel is
+ * deterministic: an output element is always computed by the same
+ * instruction sequence, whatever the thread count or tiling.
+ */
+#ifndef DS8B_KERNELS_H
+#define DS8B_KERNELS_H
+
+#include "internal.h"
+#include "threads/pool.h"
+
+/* Scratch memory of matmul, owned by the caller, grown on demand with
+ * ds8b__realloc(DS8B_MEM_SCRATCH). Zero-initialise; free buf with
+ * ds8b__free. Not shared between concurrent calls. */
+typedef struct ds8b__workspace {
+    void *buf;
+    size_t cap;
+} ds8b__workspace;
+
+/* Y[n][rows] = X[n][cols] * W^T, W with ne[0] = cols, ne[1] = rows, of type
+ * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K or W4A16.
+ * pool may be NULL (single thread). Integer-weight types quantize X on the
+ * fly (to 8 bits, per block of 32, or Q8_K for K-quants); F32/F16/BF16/
+ * W4A16 keep X in float. Results are bit-identical for every thread count.
+ * Returns 0 or DS8B_E_INVALID / DS8B_E_UNSUPPORTED / DS8B_E_NOMEM. */
+int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_t n, float *y,
+                 ds8b__workspace *ws, ds8b__err *e);
+/* True if ds8b__matmul accepts weights of this type. */
+bool ds8b__matmul_supports(int type);
+
+/* Name of the level in use: "avx512-vnni", "avx2" or "scalar". */
+const char *ds8b__isa_name(void);
+/* Level in use: 0 scalar, 1 avx2, 2 avx512-vnni. */
+int ds8b__isa_level(void);
+/* Highest level this CPU supports (ignoring DS8B_ISA). */
+int ds8b__isa_max_level(void);
+/* Forces a level (clamped to what the CPU supports; -1 = back to the
+ * default). Not thread-safe against running kernels: for tests/benchmarks.
+ * Returns the level now in use. */
+int ds8b__isa_force(int level);
+
+/* Float helpers for the forward pass (deterministic for a given level). */
+float ds8b__vec_dot_f32(const float *a, const float *b, int64_t n);
+/* y[i] += a * x[i] */
+void ds8b__vec_axpy(float *y, const float *x, float a, int64_t n);
+/* y[i] = y[i] * s */
+void ds8b__vec_scale(float *y, float s, int64_t n);
+/* dot of n f16 values with n floats */
+float ds8b__vec_dot_f16f32(const uint16_t *a, const float *b, int64_t n);
+/* y[i] += a * h[i] (h f16) */
+void ds8b__vec_axpy_f16(float *y, const uint16_t *h, float a, int64_t n);
+/* f16 <-> f32 conversion of n values */
+void ds8b__vec_f16_to_f32(const uint16_t *h, float *f, int64_t n);
+void ds8b__vec_f32_to_f16(const float *f, uint16_t *h, int64_t n);
+
+#endif

@@ -1,0 +1,230 @@
+/*
+ * matmul.c -- Y = X W^T over a thread pool.
+ *
+ * Work is cut into chunks whose shape depends only on the matrix sizes
+ * (never on the thread count) and handed out through an atomic counter;
+ * every output element is computed by exactly one chunk with a fixed
+ * instruction sequence, so results are bit-identical for any number of
+ * threads.
+ *
+ * Paths:
+ *   integer weights: X is quantized once into the workspace (the level's
+ *     activation format), then integer block dots. For n > 1, a type whose
+ *     level has no batched kernel goes through the float path below.
+ *   float path, n == 1: one SIMD dot per row (F32/F16/BF16/W4A16).
+ *   float path, n > 1: each chunk of rows is converted to f32 in the
+ *     thread's scratch (not needed for F32), then cblas_sgemm.
+ */
+#include "kernels/kernels.h"
+#include "kernels/kern_impl.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+enum { P_INT, P_DOT, P_GEMM };
+
+typedef struct mm_job {
+    const ds8b__kops *k;
+    const ds8b__qkern *qk;
+    int type, path;
+    const uint8_t *w;
+    size_t wstride;
+    int64_t rows, cols, n;
+    const float *x;
+    float *y;
+    uint8_t *act;       /* quantized activations, n rows of astride */
+    size_t astride;
+    float *scratch;     /* per-thread f32 row tiles (P_GEMM) */
+    size_t scratch_per; /* floats per thread */
+    int64_t rchunk, cchunk, nrc, ncc;
+    _Atomic int64_t next;
+} mm_job;
+
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+static void blas_init(void) { openblas_set_num_threads(1); }
+
+bool ds8b__matmul_supports(int type) {
+    switch (type) {
+    case DS8B_T_F32: case DS8B_T_F16: case DS8B_T_BF16: case DS8B_T_W4A16:
+    case DS8B_T_Q4_0: case DS8B_T_Q4_1: case DS8B_T_Q5_0: case DS8B_T_Q5_1:
+    case DS8B_T_Q8_0: case DS8B_T_Q2_K: case DS8B_T_Q3_K: case DS8B_T_Q4_K:
+    case DS8B_T_Q5_K: case DS8B_T_Q6_K:
+        return true;
+    default: return false;
+    }
+}
+
+/* Converts rows [r0, r0+nr) of W to f32 (row-major, cols per row). */
+static void rows_to_f32(const mm_job *j, int64_t r0, int64_t nr, float *dst) {
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *src = j->w + (size_t)(r0 + r) * j->wstride;
+        float *d = dst + (size_t)r * (size_t)j->cols;
+        switch (j->type) {
+        case DS8B_T_F16: j->k->f16_to_f32((const uint16_t *)src, d, j->cols); break;
+        case DS8B_T_BF16: j->k->bf16_to_f32((const uint16_t *)src, d, j->cols); break;
+        case DS8B_T_W4A16: j->k->w4a16_to_f32(src, d, j->cols / 32); break;
+        default: ds8b__dequant_row(j->type, src, d, j->cols); break;
+        }
+    }
+}
+
+static void act_task(void *ctx, int ith, int nth) {
+    mm_job *j = ctx;
+    for (int64_t i = ith; i < j->n; i += nth)
+        j->qk->act_quant(j->x + (size_t)i * (size_t)j->cols, j->act + (size_t)i * j->astride,
+                         j->cols);
+}
+
+static void mm_task(void *ctx, int ith, int nth) {
+    mm_job *j = ctx;
+    (void)nth;
+    int64_t total = j->nrc * j->ncc;
+    for (;;) {
+        int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= total) break;
+        int64_t rc = it / j->ncc, cc = it % j->ncc;
+        int64_t r0 = rc * j->rchunk, nr = j->rows - r0 < j->rchunk ? j->rows - r0 : j->rchunk;
+        int64_t c0 = cc * j->cchunk, nc = j->n - c0 < j->cchunk ? j->n - c0 : j->cchunk;
+        const uint8_t *wr = j->w + (size_t)r0 * j->wstride;
+        switch (j->path) {
+        case P_INT:
+            j->qk->mm(wr, j->wstride, nr, j->act + (size_t)c0 * j->astride, j->astride, nc,
+                      j->cols, j->y + (size_t)c0 * (size_t)j->rows + (size_t)r0, j->rows);
+            break;
+        case P_DOT:
+            for (int64_t r = 0; r < nr; r++) {
+                const uint8_t *row = wr + (size_t)r * j->wstride;
+                float v;
+                switch (j->type) {
+                case DS8B_T_F32: v = j->k->dot_f32((const float *)row, j->x, j->cols); break;
+                case DS8B_T_F16: v = j->k->dot_f16((const uint16_t *)row, j->x, j->cols); break;
+                case DS8B_T_BF16: v = j->k->dot_bf16((const uint16_t *)row, j->x, j->cols); break;
+                default: v = j->k->dot_w4a16(row, j->x, j->cols / 32); break;
+                }
+                j->y[r0 + r] = v;
+            }
+            break;
+        case P_GEMM: {
+            const float *wf;
+            if (j->type == DS8B_T_F32) {
+                wf = (const float *)wr;
+            } else {
+                float *s = j->scratch + (size_t)ith * j->scratch_per;
+                rows_to_f32(j, r0, nr, s);
+                wf = s;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nc, (blasint)nr,
+                        (blasint)j->cols, 1.0f, j->x + (size_t)c0 * (size_t)j->cols,
+                        (blasint)j->cols, wf, (blasint)j->cols, 0.0f,
+                        j->y + (size_t)c0 * (size_t)j->rows + (size_t)r0, (blasint)j->rows);
+            break;
+        }
+        }
+    }
+}
+
+static int ws_reserve(ds8b__workspace *ws, size_t need, ds8b__err *e) {
+    if (ws->cap >= need && ws->buf) return DS8B_OK;
+    void *p = ds8b__realloc(DS8B_MEM_SCRATCH, ws->buf, need);
+    if (!p)
+        return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for %zu bytes of matmul workspace",
+                            need);
+    ws->buf = p;
+    ws->cap = need;
+    return DS8B_OK;
+}
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_t n, float *y,
+                 ds8b__workspace *ws, ds8b__err *e) {
+    if (!w || !ws || n < 0 || (n > 0 && (!x || !y)))
+        return ds8b__seterr(e, DS8B_E_INVALID, "matmul: bad arguments");
+    const char *nm = w->name ? w->name : "(unnamed)";
+    if (!ds8b__matmul_supports(w->type))
+        return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "matmul: tensor %s has unsupported type %d",
+                            nm, w->type);
+    int64_t cols = w->ne[0], rows = w->n_dims >= 2 ? w->ne[1] : 1;
+    size_t wstride, wbytes;
+    if (cols <= 0 || rows <= 0 || cols > INT32_MAX || rows > INT32_MAX ||
+        !ds8b__row_bytes(w->type, cols, &wstride) ||
+        !ds8b__mul_ok(wstride, (size_t)rows, &wbytes) || wbytes > w->nbytes || !w->data)
+        return ds8b__seterr(e, DS8B_E_INVALID,
+                            "matmul: tensor %s has bad shape %lld x %lld for type %d", nm,
+                            (long long)cols, (long long)rows, w->type);
+    if (n == 0) return DS8B_OK;
+    if (n > INT32_MAX) return ds8b__seterr(e, DS8B_E_INVALID, "matmul: batch too large");
+
+    mm_job j;
+    memset(&j, 0, sizeof j);
+    j.k = ds8b__kops_get();
+    j.type = w->type;
+    j.w = w->data;
+    j.wstride = wstride;
+    j.rows = rows;
+    j.cols = cols;
+    j.n = n;
+    j.x = x;
+    j.y = y;
+    atomic_init(&j.next, 0);
+    int nth = ds8b__pool_size(pool);
+    const ds8b__qkern *qk = &j.k->q[w->type];
+    j.qk = qk;
+    /* The scalar level is the reference: it keeps integer kernels for
+     * every n. Higher levels send batches of types without a batched
+     * kernel through dequantize + sgemm. */
+    if (qk->mm && (n == 1 || qk->batched ||
+                   !strcmp(j.k->name, "scalar")))
+        j.path = P_INT;
+    else if (n == 1) j.path = P_DOT;
+    else j.path = P_GEMM;
+
+    size_t need = 0, off_scratch = 0;
+    if (j.path == P_INT) {
+        j.astride = (qk->act_size(cols) + 63) & ~(size_t)63;
+        if (!ds8b__mul_ok(j.astride, (size_t)n, &need))
+            return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+        /* Chunks: ~64 KiB of weights per chunk for decode; for batches
+         * 32 rows x 64 activation rows. */
+        if (n == 1) {
+            j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;
+            j.cchunk = 1;
+        } else {
+            j.rchunk = 32;
+            j.cchunk = 64;
+        }
+    } else if (j.path == P_DOT) {
+        j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;
+        j.cchunk = 1;
+    } else {
+        pthread_once(&g_blas_once, blas_init);
+        j.rchunk = 128;
+        j.cchunk = n;
+        if (w->type != DS8B_T_F32) {
+            size_t per, all;
+            if (!ds8b__mul_ok((size_t)j.rchunk, (size_t)cols, &per) ||
+                !ds8b__mul_ok(per, (size_t)nth * sizeof(float), &all) ||
+                !ds8b__add_ok(all, 64, &need))
+                return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+            j.scratch_per = per;
+        }
+    }
+    if (j.rchunk > rows) j.rchunk = rows;
+    if (j.rchunk < 1) j.rchunk = 1;
+    j.nrc = (rows + j.rchunk - 1) / j.rchunk;
+    j.ncc = (n + j.cchunk - 1) / j.cchunk;
+    if (need) {
+        int rc = ws_reserve(ws, need, e);
+        if (rc) return rc;
+        if (j.path == P_INT) j.act = ws->buf;
+        else j.scratch = (float *)((uint8_t *)ws->buf + off_scratch);
+    }
+    if (j.path == P_INT) {
+        if (n < 4 || nth == 1) act_task(&j, 0, 1);
+        else ds8b__pool_run(pool, act_task, &j);
+    }
+    if (nth == 1 || j.nrc * j.ncc == 1) mm_task(&j, 0, 1);
+    else ds8b__pool_run(pool, mm_task, &j);
+    return DS8B_OK;
+}

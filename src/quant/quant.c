@@ -1,0 +1,622 @@
+/*
+ * quant.c -- scalar reference dequantizers (every GGUF block type we know)
+ * and error-minimising quantizers.
+ *
+ * Quantizers search per block: several candidate scales are tried, the
+ * integer codes for each are fixed, the best scale (and offset) for those
+ * codes is solved by weighted least squares, and the candidate with the
+ * smallest weighted squared error is kept. K-quants then quantize the
+ * per-sub-block scales to 6 (or 8) bits and re-round every code against
+ * the scale that will actually be stored.
+ */
+#include "quant/quant.h"
+
+#include <math.h>
+
+/* ================================================================== */
+/* Small helpers                                                       */
+/* ================================================================== */
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+/* Rounds half away from zero and clamps to [lo, hi] in the float domain,
+ * so huge or NaN values never reach an out-of-range int conversion. */
+static inline int qround(float v, int lo, int hi) {
+    if (!(v > (float)lo)) return lo;
+    if (v >= (float)hi) return hi;
+    return (int)(v >= 0.0f ? v + 0.5f : v - 0.5f);
+}
+static inline float finite_or0(float v) { return isfinite(v) ? v : 0.0f; }
+static inline float f16r(float v) { return ds8b__f16_to_f32(ds8b__f32_to_f16(v)); }
+
+/* ================================================================== */
+/* Dequantizers                                                        */
+/* ================================================================== */
+static void dq_q4_0(const ds8b__blk_q4_0 *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++, y += 32) {
+        float d = ds8b__f16_to_f32(b->d);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)((b->qs[j] & 0xF) - 8) * d;
+            y[j + 16] = (float)((b->qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+static void dq_q4_1(const ds8b__blk_q4_1 *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++, y += 32) {
+        float d = ds8b__f16_to_f32(b->d), m = ds8b__f16_to_f32(b->m);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)(b->qs[j] & 0xF) * d + m;
+            y[j + 16] = (float)(b->qs[j] >> 4) * d + m;
+        }
+    }
+}
+static inline uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static void dq_q5_0(const ds8b__blk_q5_0 *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++, y += 32) {
+        float d = ds8b__f16_to_f32(b->d);
+        uint32_t qh = le32(b->qh);
+        for (int j = 0; j < 16; j++) {
+            int h0 = (qh >> j) & 1, h1 = (qh >> (j + 16)) & 1;
+            y[j] = (float)(((b->qs[j] & 0xF) | (h0 << 4)) - 16) * d;
+            y[j + 16] = (float)(((b->qs[j] >> 4) | (h1 << 4)) - 16) * d;
+        }
+    }
+}
+static void dq_q5_1(const ds8b__blk_q5_1 *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++, y += 32) {
+        float d = ds8b__f16_to_f32(b->d), m = ds8b__f16_to_f32(b->m);
+        uint32_t qh = le32(b->qh);
+        for (int j = 0; j < 16; j++) {
+            int h0 = (qh >> j) & 1, h1 = (qh >> (j + 16)) & 1;
+            y[j] = (float)((b->qs[j] & 0xF) | (h0 << 4)) * d + m;
+            y[j + 16] = (float)((b->qs[j] >> 4) | (h1 << 4)) * d + m;
+        }
+    }
+}
+static void dq_q8_0(const ds8b__blk_q8_0 *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++, y += 32) {
+        float d = ds8b__f16_to_f32(b->d);
+        for (int j = 0; j < 32; j++) y[j] = (float)b->qs[j] * d;
+    }
+}
+static void dq_q8_1(const ds8b__blk_q8_1 *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++, y += 32) {
+        float d = ds8b__f16_to_f32(b->d);
+        for (int j = 0; j < 32; j++) y[j] = (float)b->qs[j] * d;
+    }
+}
+static void dq_q2_k(const ds8b__blk_q2_k *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++) {
+        float d = ds8b__f16_to_f32(b->d), dmin = ds8b__f16_to_f32(b->dmin);
+        int is = 0;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *q = b->qs + 32 * h;
+            for (int pl = 0; pl < 4; pl++) {
+                int sh = 2 * pl;
+                for (int half = 0; half < 2; half++) {
+                    uint8_t sc = b->scales[is++];
+                    float dl = d * (float)(sc & 0xF), ml = dmin * (float)(sc >> 4);
+                    for (int l = 0; l < 16; l++)
+                        *y++ = dl * (float)((q[16 * half + l] >> sh) & 3) - ml;
+                }
+            }
+        }
+    }
+}
+static void dq_q3_k(const ds8b__blk_q3_k *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++) {
+        float d = ds8b__f16_to_f32(b->d);
+        int8_t sc[16];
+        ds8b__k3_scales(b->scales, sc);
+        int is = 0;
+        unsigned bit = 0;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *q = b->qs + 32 * h;
+            for (int pl = 0; pl < 4; pl++, bit++) {
+                int sh = 2 * pl;
+                for (int half = 0; half < 2; half++) {
+                    float dl = d * (float)sc[is++];
+                    for (int l = 16 * half; l < 16 * half + 16; l++) {
+                        int v = (q[l] >> sh) & 3;
+                        if (!((b->hmask[l] >> bit) & 1)) v -= 4;
+                        *y++ = dl * (float)v;
+                    }
+                }
+            }
+        }
+    }
+}
+static void dq_q4_k(const ds8b__blk_q4_k *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++) {
+        float d = ds8b__f16_to_f32(b->d), dmin = ds8b__f16_to_f32(b->dmin);
+        for (int c = 0; c < 4; c++) {
+            uint8_t s0, m0, s1, m1;
+            ds8b__k4_scale_min(b->scales, 2 * c, &s0, &m0);
+            ds8b__k4_scale_min(b->scales, 2 * c + 1, &s1, &m1);
+            float d0 = d * s0, n0 = dmin * m0, d1 = d * s1, n1 = dmin * m1;
+            const uint8_t *q = b->qs + 32 * c;
+            for (int l = 0; l < 32; l++) y[l] = d0 * (float)(q[l] & 0xF) - n0;
+            for (int l = 0; l < 32; l++) y[32 + l] = d1 * (float)(q[l] >> 4) - n1;
+            y += 64;
+        }
+    }
+}
+static void dq_q5_k(const ds8b__blk_q5_k *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++) {
+        float d = ds8b__f16_to_f32(b->d), dmin = ds8b__f16_to_f32(b->dmin);
+        for (int c = 0; c < 4; c++) {
+            uint8_t s0, m0, s1, m1;
+            ds8b__k4_scale_min(b->scales, 2 * c, &s0, &m0);
+            ds8b__k4_scale_min(b->scales, 2 * c + 1, &s1, &m1);
+            float d0 = d * s0, n0 = dmin * m0, d1 = d * s1, n1 = dmin * m1;
+            const uint8_t *q = b->qs + 32 * c;
+            for (int l = 0; l < 32; l++) {
+                int v = (q[l] & 0xF) | (((b->qh[l] >> (2 * c)) & 1) << 4);
+                y[l] = d0 * (float)v - n0;
+            }
+            for (int l = 0; l < 32; l++) {
+                int v = (q[l] >> 4) | (((b->qh[l] >> (2 * c + 1)) & 1) << 4);
+                y[32 + l] = d1 * (float)v - n1;
+            }
+            y += 64;
+        }
+    }
+}
+static void dq_q6_k(const ds8b__blk_q6_k *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++) {
+        float d = ds8b__f16_to_f32(b->d);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+            const int8_t *sc = b->scales + 8 * h;
+            for (int l = 0; l < 32; l++) {
+                int is = l / 16;
+                int q0 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                int q1 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                int q2 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                int q3 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = d * (float)sc[is] * (float)q0;
+                y[l + 32] = d * (float)sc[is + 2] * (float)q1;
+                y[l + 64] = d * (float)sc[is + 4] * (float)q2;
+                y[l + 96] = d * (float)sc[is + 6] * (float)q3;
+            }
+            y += 128;
+        }
+    }
+}
+static void dq_q8_k(const ds8b__blk_q8_k *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b++, y += 256)
+        for (int j = 0; j < 256; j++) y[j] = b->d * (float)b->qs[j];
+}
+
+void ds8b__dequant_row(int type, const void *src, float *dst, int64_t n) {
+    const ds8b__type_traits *t = ds8b__type_info(type);
+    if (!t || n <= 0 || n % t->block_elems) {
+        if (n > 0) memset(dst, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    int64_t nb = n / t->block_elems;
+    switch (type) {
+    case DS8B_T_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case DS8B_T_F16: {
+        const uint16_t *h = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = ds8b__f16_to_f32(h[i]);
+        break;
+    }
+    case DS8B_T_BF16: {
+        const uint16_t *h = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = ds8b__bf16_to_f32(h[i]);
+        break;
+    }
+    case DS8B_T_Q4_0: dq_q4_0(src, dst, nb); break;
+    case DS8B_T_Q4_1:
+    case DS8B_T_W4A16: dq_q4_1(src, dst, nb); break;
+    case DS8B_T_Q5_0: dq_q5_0(src, dst, nb); break;
+    case DS8B_T_Q5_1: dq_q5_1(src, dst, nb); break;
+    case DS8B_T_Q8_0: dq_q8_0(src, dst, nb); break;
+    case DS8B_T_Q8_1: dq_q8_1(src, dst, nb); break;
+    case DS8B_T_Q2_K: dq_q2_k(src, dst, nb); break;
+    case DS8B_T_Q3_K: dq_q3_k(src, dst, nb); break;
+    case DS8B_T_Q4_K: dq_q4_k(src, dst, nb); break;
+    case DS8B_T_Q5_K: dq_q5_k(src, dst, nb); break;
+    case DS8B_T_Q6_K: dq_q6_k(src, dst, nb); break;
+    case DS8B_T_Q8_K: dq_q8_k(src, dst, nb); break;
+    default: memset(dst, 0, (size_t)n * sizeof(float)); break;
+    }
+}
+
+/* ================================================================== */
+/* Scale searches                                                      */
+/* ================================================================== */
+/* Symmetric: x ~= d*q with q in [qmin, qmax]. Writes q, returns d (can be
+ * negative: the sign of d is free). */
+static float search_sym(const float *x, const float *w, int n, int qmin, int qmax, int *q) {
+    float amax = 0.0f, mx = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax) { amax = a; mx = x[i]; }
+    }
+    if (amax == 0.0f) {
+        for (int i = 0; i < n; i++) q[i] = 0;
+        return 0.0f;
+    }
+    int tq[256];
+    float best_err = INFINITY, best_d = 0.0f;
+    /* Map the largest value onto (near) either end of the code range. */
+    for (int side = 0; side < 2; side++) {
+        float end = side == 0 ? (float)qmin : (float)qmax;
+        for (int k = -3; k <= 3; k++) {
+            float t = end + 0.15f * (float)k;
+            if (t == 0.0f) continue;
+            float is = t / mx;
+            for (int it = 0; it < 2; it++) {
+                double sxq = 0, sqq = 0;
+                for (int i = 0; i < n; i++) {
+                    int v = qround(x[i] * is, qmin, qmax);
+                    tq[i] = v;
+                    sxq += (double)w[i] * x[i] * v;
+                    sqq += (double)w[i] * v * v;
+                }
+                if (sqq <= 0) break;
+                float d = (float)(sxq / sqq);
+                double err = 0;
+                for (int i = 0; i < n; i++) {
+                    double r = x[i] - d * tq[i];
+                    err += w[i] * r * r;
+                }
+                if (err < best_err) {
+                    best_err = (float)err;
+                    best_d = d;
+                    for (int i = 0; i < n; i++) q[i] = tq[i];
+                }
+                if (d == 0.0f) break;
+                is = 1.0f / d; /* refine: re-round against the fitted scale */
+            }
+        }
+    }
+    return best_d;
+}
+
+/* Re-rounds codes against a fixed scale (the one that will be stored). */
+static void requant_sym(const float *x, int n, float d, int qmin, int qmax, int *q) {
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) q[i] = qround(x[i] * id, qmin, qmax);
+}
+
+/* Affine: x ~= d*q + m, q in [0, qmax], d >= 0. With m_nonpos the offset
+ * is constrained to m <= 0 (K-quants store it as a non-negative min). */
+static void search_affine(const float *x, const float *w, int n, int qmax, bool m_nonpos,
+                          int *q, float *pd, float *pm) {
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < lo) lo = x[i];
+        if (x[i] > hi) hi = x[i];
+    }
+    if (m_nonpos && lo > 0.0f) lo = 0.0f;
+    if (hi <= lo) {
+        for (int i = 0; i < n; i++) q[i] = 0;
+        *pd = 0.0f;
+        *pm = lo;
+        return;
+    }
+    int tq[256];
+    float best_err = INFINITY;
+    *pd = (hi - lo) / (float)qmax;
+    *pm = lo;
+    for (int i = 0; i < n; i++) q[i] = qround((x[i] - lo) / *pd, 0, qmax);
+    for (int k = -4; k <= 6; k++) {
+        float is = ((float)qmax + 0.1f * (float)k) / (hi - lo);
+        double A = 0, B = 0, C = 0, X1 = 0, X0 = 0;
+        for (int i = 0; i < n; i++) {
+            int v = qround((x[i] - lo) * is, 0, qmax);
+            tq[i] = v;
+            A += (double)w[i] * v * v;
+            B += (double)w[i] * v;
+            C += w[i];
+            X1 += (double)w[i] * x[i] * v;
+            X0 += (double)w[i] * x[i];
+        }
+        double det = A * C - B * B;
+        float d, m;
+        if (det > 0) {
+            d = (float)((C * X1 - B * X0) / det);
+            m = (float)((A * X0 - B * X1) / det);
+        } else {
+            d = 1.0f / is;
+            m = lo;
+        }
+        if (m_nonpos && m > 0.0f) {
+            m = 0.0f;
+            d = A > 0 ? (float)(X1 / A) : 0.0f;
+        }
+        if (!(d >= 0.0f)) continue;
+        double err = 0;
+        for (int i = 0; i < n; i++) {
+            double r = (double)d * tq[i] + m - x[i];
+            err += w[i] * r * r;
+        }
+        if (err < best_err) {
+            best_err = (float)err;
+            *pd = d;
+            *pm = m;
+            for (int i = 0; i < n; i++) q[i] = tq[i];
+        }
+    }
+}
+static void requant_affine(const float *x, int n, float d, float m, int qmax, int *q) {
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) q[i] = qround((x[i] - m) * id, 0, qmax);
+}
+
+/* ================================================================== */
+/* 32-block quantizers                                                 */
+/* ================================================================== */
+static void weights_or_ones(const float *imp, float *w, int n) {
+    for (int i = 0; i < n; i++) w[i] = imp ? (isfinite(imp[i]) && imp[i] > 0 ? imp[i] : 0.0f) : 1.0f;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += w[i];
+    if (!(s > 0)) for (int i = 0; i < n; i++) w[i] = 1.0f;
+}
+
+float ds8b__quant_i8_32(const float *x, int8_t *q) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
+    if (!(amax > 0.0f) || !isfinite(amax)) {
+        memset(q, 0, 32);
+        return 0.0f;
+    }
+    float d = amax / 127.0f, id = 127.0f / amax;
+    for (int i = 0; i < 32; i++) q[i] = (int8_t)qround(x[i] * id, -127, 127);
+    return d;
+}
+
+static void q_q8_0(const float *x, const float *imp, ds8b__blk_q8_0 *b) {
+    float w[32];
+    int q[32];
+    weights_or_ones(imp, w, 32);
+    float d = search_sym(x, w, 32, -127, 127, q);
+    b->d = ds8b__f32_to_f16(d);
+    requant_sym(x, 32, ds8b__f16_to_f32(b->d), -127, 127, q);
+    for (int j = 0; j < 32; j++) b->qs[j] = (int8_t)q[j];
+}
+static void q_q4_0(const float *x, const float *imp, ds8b__blk_q4_0 *b) {
+    float w[32];
+    int q[32];
+    weights_or_ones(imp, w, 32);
+    float d = search_sym(x, w, 32, -8, 7, q);
+    b->d = ds8b__f32_to_f16(d);
+    requant_sym(x, 32, ds8b__f16_to_f32(b->d), -8, 7, q);
+    for (int j = 0; j < 16; j++) b->qs[j] = (uint8_t)((q[j] + 8) | ((q[j + 16] + 8) << 4));
+}
+static void q_q5_0(const float *x, const float *imp, ds8b__blk_q5_0 *b) {
+    float w[32];
+    int q[32];
+    weights_or_ones(imp, w, 32);
+    float d = search_sym(x, w, 32, -16, 15, q);
+    b->d = ds8b__f32_to_f16(d);
+    requant_sym(x, 32, ds8b__f16_to_f32(b->d), -16, 15, q);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        int a = q[j] + 16, c = q[j + 16] + 16;
+        b->qs[j] = (uint8_t)((a & 0xF) | ((c & 0xF) << 4));
+        qh |= (uint32_t)(a >> 4) << j;
+        qh |= (uint32_t)(c >> 4) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) b->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+static void q_q4_1(const float *x, const float *imp, ds8b__blk_q4_1 *b) {
+    float w[32], d, m;
+    int q[32];
+    weights_or_ones(imp, w, 32);
+    search_affine(x, w, 32, 15, false, q, &d, &m);
+    b->d = ds8b__f32_to_f16(d);
+    b->m = ds8b__f32_to_f16(m);
+    requant_affine(x, 32, ds8b__f16_to_f32(b->d), ds8b__f16_to_f32(b->m), 15, q);
+    for (int j = 0; j < 16; j++) b->qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+}
+static void q_q5_1(const float *x, const float *imp, ds8b__blk_q5_1 *b) {
+    float w[32], d, m;
+    int q[32];
+    weights_or_ones(imp, w, 32);
+    search_affine(x, w, 32, 31, false, q, &d, &m);
+    b->d = ds8b__f32_to_f16(d);
+    b->m = ds8b__f32_to_f16(m);
+    requant_affine(x, 32, ds8b__f16_to_f32(b->d), ds8b__f16_to_f32(b->m), 31, q);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        b->qs[j] = (uint8_t)((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
+        qh |= (uint32_t)(q[j] >> 4) << j;
+        qh |= (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) b->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+
+/* ================================================================== */
+/* K-quants                                                            */
+/* ================================================================== */
+/* Default importance for K-quants: emphasise large magnitudes a little
+ * (rms of the super-block plus |x|). */
+static void k_weights(const float *x, const float *imp, float *w, int n) {
+    if (imp) {
+        weights_or_ones(imp, w, n);
+        return;
+    }
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i] * x[i];
+    float rms = sqrtf(s / (float)n);
+    for (int i = 0; i < n; i++) w[i] = rms + fabsf(x[i]);
+    if (!(rms > 0)) for (int i = 0; i < n; i++) w[i] = 1.0f;
+}
+
+/* Shared by Q4_K and Q5_K: 8 sub-blocks of 32 with codes 0..qmax. */
+static void k_affine(const float *x, const float *imp, int qmax, uint16_t *pd, uint16_t *pdmin,
+                     uint8_t scales[12], int q[256]) {
+    float w[256], sc[8], mn[8];
+    k_weights(x, imp, w, 256);
+    float max_sc = 0, max_mn = 0;
+    for (int j = 0; j < 8; j++) {
+        float d, m;
+        search_affine(x + 32 * j, w + 32 * j, 32, qmax, true, q + 32 * j, &d, &m);
+        sc[j] = d;
+        mn[j] = -m;
+        if (sc[j] > max_sc) max_sc = sc[j];
+        if (mn[j] > max_mn) max_mn = mn[j];
+    }
+    float d = max_sc / 63.0f, dmin = max_mn / 63.0f;
+    *pd = ds8b__f32_to_f16(d);
+    *pdmin = ds8b__f32_to_f16(dmin);
+    float d16 = ds8b__f16_to_f32(*pd), dm16 = ds8b__f16_to_f32(*pdmin);
+    uint8_t ls[8], lm[8];
+    for (int j = 0; j < 8; j++) {
+        ls[j] = (uint8_t)(d16 > 0 ? qround(sc[j] / d16, 0, 63) : 0);
+        lm[j] = (uint8_t)(dm16 > 0 ? qround(mn[j] / dm16, 0, 63) : 0);
+    }
+    memset(scales, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            scales[j] |= ls[j];
+            scales[j + 4] |= lm[j];
+        } else {
+            scales[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            scales[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            scales[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        float dj = d16 * ls[j], mj = dm16 * lm[j];
+        requant_affine(x + 32 * j, 32, dj, -mj, qmax, q + 32 * j);
+    }
+}
+
+static void q_q4_k(const float *x, const float *imp, ds8b__blk_q4_k *b) {
+    int q[256];
+    k_affine(x, imp, 15, &b->d, &b->dmin, b->scales, q);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b->qs[32 * c + l] = (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+}
+static void q_q5_k(const float *x, const float *imp, ds8b__blk_q5_k *b) {
+    int q[256];
+    k_affine(x, imp, 31, &b->d, &b->dmin, b->scales, q);
+    memset(b->qh, 0, 32);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int v = q[64 * c + l], u = q[64 * c + 32 + l];
+            b->qs[32 * c + l] = (uint8_t)((v & 0xF) | ((u & 0xF) << 4));
+            b->qh[l] |= (uint8_t)(((v >> 4) << (2 * c)) | ((u >> 4) << (2 * c + 1)));
+        }
+}
+static void q_q6_k(const float *x, const float *imp, ds8b__blk_q6_k *b) {
+    float w[256], sc[16];
+    int q[256];
+    k_weights(x, imp, w, 256);
+    float amax = 0, mxs = 0;
+    for (int j = 0; j < 16; j++) {
+        sc[j] = search_sym(x + 16 * j, w + 16 * j, 16, -32, 31, q + 16 * j);
+        if (fabsf(sc[j]) > amax) { amax = fabsf(sc[j]); mxs = sc[j]; }
+    }
+    (void)mxs;
+    float d = amax / 127.0f;
+    b->d = ds8b__f32_to_f16(d);
+    float d16 = ds8b__f16_to_f32(b->d);
+    for (int j = 0; j < 16; j++) {
+        int ls = d16 > 0 ? qround(sc[j] / d16, -128, 127) : 0;
+        b->scales[j] = (int8_t)ls;
+        requant_sym(x + 16 * j, 16, d16 * (float)ls, -32, 31, q + 16 * j);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            int v0 = q[128 * h + l] + 32, v1 = q[128 * h + l + 32] + 32;
+            int v2 = q[128 * h + l + 64] + 32, v3 = q[128 * h + l + 96] + 32;
+            b->ql[64 * h + l] = (uint8_t)((v0 & 0xF) | ((v2 & 0xF) << 4));
+            b->ql[64 * h + l + 32] = (uint8_t)((v1 & 0xF) | ((v3 & 0xF) << 4));
+            b->qh[32 * h + l] =
+                (uint8_t)((v0 >> 4) | ((v1 >> 4) << 2) | ((v2 >> 4) << 4) | ((v3 >> 4) << 6));
+        }
+}
+
+void ds8b__quant_q8_k(const float *x, ds8b__blk_q8_k *y, int64_t n) {
+    for (int64_t i = 0; i < n / 256; i++, x += 256, y++) {
+        float amax = 0;
+        for (int j = 0; j < 256; j++) {
+            float a = fabsf(x[j]);
+            if (a > amax) amax = a;
+        }
+        if (!(amax > 0.0f) || !isfinite(amax)) {
+            memset(y, 0, sizeof *y);
+            continue;
+        }
+        float id = 127.0f / amax;
+        y->d = amax / 127.0f;
+        for (int j = 0; j < 256; j++) y->qs[j] = (int8_t)qround(x[j] * id, -127, 127);
+        for (int s = 0; s < 16; s++) {
+            int t = 0;
+            for (int j = 0; j < 16; j++) t += y->qs[16 * s + j];
+            y->bsums[s] = (int16_t)t;
+        }
+    }
+}
+
+/* ================================================================== */
+/* Entry points                                                        */
+/* ================================================================== */
+bool ds8b__type_can_quantize(int type) {
+    switch (type) {
+    case DS8B_T_F32: case DS8B_T_F16: case DS8B_T_BF16:
+    case DS8B_T_Q4_0: case DS8B_T_Q4_1: case DS8B_T_Q5_0: case DS8B_T_Q5_1:
+    case DS8B_T_Q8_0: case DS8B_T_Q4_K: case DS8B_T_Q5_K: case DS8B_T_Q6_K:
+    case DS8B_T_Q8_K: case DS8B_T_W4A16:
+        return true;
+    default: return false;
+    }
+}
+
+int ds8b__quant_row_w(int type, const float *src, const float *imp, void *dst, int64_t n) {
+    const ds8b__type_traits *t = ds8b__type_info(type);
+    if (!t || !ds8b__type_can_quantize(type)) return DS8B_E_UNSUPPORTED;
+    if (n < 0 || n % t->block_elems) return DS8B_E_INVALID;
+    int be = t->block_elems;
+    float buf[256];
+    uint8_t *o = dst;
+    if (type == DS8B_T_F32) {
+        float *f = dst;
+        for (int64_t i = 0; i < n; i++) f[i] = src[i];
+        return 0;
+    }
+    if (type == DS8B_T_F16 || type == DS8B_T_BF16) {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++)
+            h[i] = type == DS8B_T_F16 ? ds8b__f32_to_f16(src[i]) : ds8b__f32_to_bf16(src[i]);
+        return 0;
+    }
+    if (type == DS8B_T_Q8_K) {
+        for (int64_t i = 0; i < n; i += 256) {
+            for (int j = 0; j < 256; j++) buf[j] = finite_or0(src[i + j]);
+            ds8b__quant_q8_k(buf, (ds8b__blk_q8_k *)(o + (size_t)(i / 256) * 292), 256);
+        }
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i += be, o += t->block_bytes) {
+        for (int j = 0; j < be; j++) buf[j] = finite_or0(src[i + j]);
+        const float *w = imp ? imp + i : NULL;
+        switch (type) {
+        case DS8B_T_Q8_0: q_q8_0(buf, w, (void *)o); break;
+        case DS8B_T_Q4_0: q_q4_0(buf, w, (void *)o); break;
+        case DS8B_T_Q5_0: q_q5_0(buf, w, (void *)o); break;
+        case DS8B_T_Q4_1:
+        case DS8B_T_W4A16: q_q4_1(buf, w, (void *)o); break;
+        case DS8B_T_Q5_1: q_q5_1(buf, w, (void *)o); break;
+        case DS8B_T_Q4_K: q_q4_k(buf, w, (void *)o); break;
+        case DS8B_T_Q5_K: q_q5_k(buf, w, (void *)o); break;
+        case DS8B_T_Q6_K: q_q6_k(buf, w, (void *)o); break;
+        default: return DS8B_E_UNSUPPORTED;
+        }
+    }
+    return 0;
+}
+
+int ds8b__quant_row(int type, const float *src, void *dst, int64_t n) {
+    return ds8b__quant_row_w(type, src, NULL, dst, n);
+}

@@ -1,0 +1,276 @@
+/* test_kernels.c -- matmul at every ISA level this CPU has, for every
+ * weight type and odd shapes, against (a) a float reference with an error
+ * bound derived from 8-bit activation rounding and (b) the scalar level's
+ * integer kernels with a tight tolerance; bit-identical results for 1, 2
+ * and 3 threads; the float vector helpers. */
+#include "t.h"
+#include "internal.h"
+#include "quant/quant.h"
+#include "kernels/kernels.h"
+#include "kernels/kern_impl.h"
+
+#include <math.h>
+#include <stdint.h>
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static uint32_t rnd32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float rndu(void) { return (float)(rnd32() & 0xFFFFFF) / 16777216.0f; }
+static float rndn(void) { return (rndu() + rndu() + rndu() - 1.5f) * 2.0f; }
+
+static const int k_types[] = {DS8B_T_F32,  DS8B_T_F16,  DS8B_T_BF16, DS8B_T_Q4_0, DS8B_T_Q4_1,
+                              DS8B_T_Q5_0, DS8B_T_Q5_1, DS8B_T_Q8_0, DS8B_T_Q2_K, DS8B_T_Q3_K,
+                              DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K, DS8B_T_W4A16};
+#define NT (int)(sizeof k_types / sizeof k_types[0])
+
+static bool is_float_type(int t) {
+    return t == DS8B_T_F32 || t == DS8B_T_F16 || t == DS8B_T_BF16 || t == DS8B_T_W4A16;
+}
+static bool is_k(int t) { return t >= DS8B_T_Q2_K && t <= DS8B_T_Q6_K; }
+
+/* Makes a rows x cols weight tensor of the type from random floats (or
+ * random bytes with sane scales for types without a quantizer). */
+static void make_weights(int type, int64_t rows, int64_t cols, ds8b__tensor *t) {
+    size_t rb;
+    ds8b__row_bytes(type, cols, &rb);
+    uint8_t *data = malloc(rb * (size_t)rows + 64);
+    float *f = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *dst = data + (size_t)r * rb;
+        if (type == DS8B_T_Q2_K || type == DS8B_T_Q3_K) {
+            for (size_t i = 0; i < rb; i++) dst[i] = (uint8_t)rnd32();
+            for (int64_t b = 0; b < cols / 256; b++) {
+                uint8_t *blk = dst + b * (type == DS8B_T_Q2_K ? 84 : 110);
+                uint16_t h = ds8b__f32_to_f16(0.01f + 0.02f * rndu());
+                uint16_t m = ds8b__f32_to_f16(0.01f * rndu());
+                if (type == DS8B_T_Q2_K) { memcpy(blk + 80, &h, 2); memcpy(blk + 82, &m, 2); }
+                else memcpy(blk + 108, &h, 2);
+            }
+        } else {
+            float sc = 0.2f + rndu();
+            for (int64_t i = 0; i < cols; i++) f[i] = rndn() * sc + (r % 3 == 0 ? 0.3f : 0.0f);
+            ds8b__quant_row(type, f, dst, cols);
+        }
+    }
+    free(f);
+    memset(t, 0, sizeof *t);
+    t->type = type;
+    t->n_dims = 2;
+    t->ne[0] = cols;
+    t->ne[1] = rows;
+    t->ne[2] = t->ne[3] = 1;
+    t->data = data;
+    t->nbytes = rb * (size_t)rows;
+}
+
+static int levels_available(void) { return ds8b__isa_max_level() + 1; }
+
+typedef struct {
+    int64_t rows, cols, n;
+} shape;
+
+static void check_one(int type, shape s, ds8b__pool **pools, double *worst_ref, double *worst_isa) {
+    ds8b__tensor w;
+    make_weights(type, s.rows, s.cols, &w);
+    float *x = malloc((size_t)(s.n * s.cols) * sizeof(float));
+    for (int64_t i = 0; i < s.n * s.cols; i++) x[i] = rndn() * (i % 97 == 0 ? 4.0f : 1.0f);
+    size_t ny = (size_t)(s.n * s.rows);
+    float *y = malloc(ny * sizeof(float)), *ys = malloc(ny * sizeof(float));
+    float *yt = malloc(ny * sizeof(float));
+    float *wf = malloc((size_t)(s.rows * s.cols) * sizeof(float));
+    size_t rb;
+    ds8b__row_bytes(type, s.cols, &rb);
+    for (int64_t r = 0; r < s.rows; r++)
+        ds8b__dequant_row(type, (const uint8_t *)w.data + r * rb, wf + r * s.cols, s.cols);
+    ds8b__workspace ws = {0};
+    ds8b__err e = {0};
+    const char *tn = ds8b__type_info(type)->name;
+    int blk = is_k(type) ? 256 : 32;
+
+    /* scalar level result */
+    ds8b__isa_force(0);
+    int rc = ds8b__matmul(pools[0], &w, x, s.n, ys, &ws, &e);
+    CHECK(rc == 0, "%s scalar: %s", tn, e.msg);
+    for (int lvl = 0; lvl < levels_available(); lvl++) {
+        ds8b__isa_force(lvl);
+        const ds8b__kops *k = ds8b__kops_get();
+        bool same_algo = is_float_type(type) || s.n == 1 || k->q[type].batched || lvl == 0;
+        rc = ds8b__matmul(pools[0], &w, x, s.n, y, &ws, &e);
+        CHECK(rc == 0, "%s lvl %d: %s", tn, lvl, e.msg);
+        for (int64_t c = 0; c < s.n; c++)
+            for (int64_t r = 0; r < s.rows; r++) {
+                const float *xr = x + c * s.cols, *wr = wf + r * s.cols;
+                double ref = 0, mag = 0, qerr = 0;
+                for (int64_t b = 0; b < s.cols; b += blk) {
+                    float amax = 0;
+                    for (int i = 0; i < blk; i++) amax = fmaxf(amax, fabsf(xr[b + i]));
+                    for (int i = 0; i < blk; i++) {
+                        ref += (double)wr[b + i] * xr[b + i];
+                        mag += fabs((double)wr[b + i] * xr[b + i]);
+                        qerr += fabs((double)wr[b + i]) * amax / 127.0 * 0.5;
+                    }
+                }
+                double got = y[c * s.rows + r];
+                /* (a) float reference: activation rounding bound + float slack */
+                double bound = (is_float_type(type) ? 0 : qerr * 1.001) + 2e-5 * mag + 1e-6;
+                double err = fabs(got - ref);
+                if (err / bound > *worst_ref) *worst_ref = err / bound;
+                if (!(err <= bound)) {
+                    CHECK(0, "%s lvl %d rows %lld cols %lld n %lld [%lld,%lld]: got %g ref %g bound %g",
+                          tn, lvl, (long long)s.rows, (long long)s.cols, (long long)s.n,
+                          (long long)c, (long long)r, got, ref, bound);
+                    goto out;
+                }
+                /* (b) same algorithm as the scalar level: tight */
+                if (same_algo) {
+                    double d = fabs(got - ys[c * s.rows + r]);
+                    double tb = 2e-5 * (mag + qerr) + 1e-6;
+                    if (d / tb > *worst_isa) *worst_isa = d / tb;
+                    if (!(d <= tb)) {
+                        CHECK(0, "%s lvl %d rows %lld cols %lld n %lld [%lld,%lld]: got %g scalar %g",
+                              tn, lvl, (long long)s.rows, (long long)s.cols, (long long)s.n,
+                              (long long)c, (long long)r, got, ys[c * s.rows + r]);
+                        goto out;
+                    }
+                }
+            }
+        /* bit-identical across thread counts */
+        for (int p = 1; p < 3; p++) {
+            rc = ds8b__matmul(pools[p], &w, x, s.n, yt, &ws, &e);
+            CHECK(rc == 0 && memcmp(y, yt, ny * sizeof(float)) == 0,
+                  "%s lvl %d rows %lld cols %lld n %lld: %d threads differ", tn, lvl,
+                  (long long)s.rows, (long long)s.cols, (long long)s.n, p + 1);
+        }
+    }
+out:
+    ds8b__isa_force(-1);
+    ds8b__free(ws.buf);
+    free((void *)w.data);
+    free(x);
+    free(y);
+    free(ys);
+    free(yt);
+    free(wf);
+}
+
+static ds8b__pool *g_pools[3];
+
+static void test_matmul_all(void) {
+    static const int64_t rows_list[] = {1, 3, 17, 67};
+    static const int64_t cols32[] = {32, 96, 256, 768};
+    static const int64_t colsk[] = {256, 768};
+    static const int64_t ns[] = {1, 2, 5, 9};
+    for (int ti = 0; ti < NT; ti++) {
+        int type = k_types[ti];
+        double wr = 0, wi = 0;
+        const int64_t *cl = is_k(type) ? colsk : cols32;
+        int ncl = is_k(type) ? 2 : 4;
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < ncl; b++)
+                for (int c = 0; c < 4; c++) {
+                    shape s = {rows_list[a], cl[b], ns[c]};
+                    check_one(type, s, g_pools, &wr, &wi);
+                }
+        printf("  # %-6s worst err/bound: vs float ref %.3f, vs scalar level %.3f\n",
+               ds8b__type_info(type)->name, wr, wi);
+    }
+}
+
+/* Larger shapes exercise chunking (several chunks per thread). */
+static void test_matmul_large(void) {
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_K, DS8B_T_Q6_K, DS8B_T_W4A16,
+                                DS8B_T_F16, DS8B_T_F32, DS8B_T_Q5_K};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        double wr = 0, wi = 0;
+        shape s1 = {300, 1024, 1}, s2 = {150, 512, 70};
+        check_one(types[i], s1, g_pools, &wr, &wi);
+        check_one(types[i], s2, g_pools, &wr, &wi);
+    }
+}
+
+static void test_errors(void) {
+    ds8b__tensor w;
+    make_weights(DS8B_T_Q4_0, 4, 64, &w);
+    float x[64] = {0}, y[4];
+    ds8b__workspace ws = {0};
+    ds8b__err e = {0};
+    ds8b__tensor b = w;
+    b.ne[0] = 48;
+    CHECK(ds8b__matmul(NULL, &b, x, 1, y, &ws, &e) == DS8B_E_INVALID, "cols not block multiple");
+    b = w;
+    b.nbytes = 10;
+    CHECK(ds8b__matmul(NULL, &b, x, 1, y, &ws, &e) == DS8B_E_INVALID, "short data");
+    b = w;
+    b.type = DS8B_T_Q8_K;
+    CHECK(ds8b__matmul(NULL, &b, x, 1, y, &ws, &e) == DS8B_E_UNSUPPORTED, "q8_k weights");
+    CHECK(ds8b__matmul(NULL, &w, x, 0, y, &ws, &e) == 0, "n = 0");
+    CHECK(ds8b__matmul(NULL, &w, NULL, 1, y, &ws, &e) == DS8B_E_INVALID, "null x");
+    ds8b__free(ws.buf);
+    free((void *)w.data);
+}
+
+static void test_vec_helpers(void) {
+    enum { N = 1000 };
+    float a[N], b[N], y0[N], y1[N];
+    uint16_t h[N], h2[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = rndn();
+        b[i] = rndn();
+        h[i] = ds8b__f32_to_f16(a[i]);
+    }
+    for (int lvl = 0; lvl < levels_available(); lvl++) {
+        ds8b__isa_force(lvl);
+        for (int n = 0; n <= N; n += (n < 40 ? 1 : 97)) {
+            double ref = 0, mag = 0, refh = 0;
+            for (int i = 0; i < n; i++) {
+                ref += (double)a[i] * b[i];
+                refh += (double)ds8b__f16_to_f32(h[i]) * b[i];
+                mag += fabs((double)a[i] * b[i]);
+            }
+            float d = ds8b__vec_dot_f32(a, b, n);
+            CHECK(fabs(d - ref) <= 1e-5 * mag + 1e-6, "lvl %d dot n=%d: %g vs %g", lvl, n, d, ref);
+            float dh = ds8b__vec_dot_f16f32(h, b, n);
+            CHECK(fabs(dh - refh) <= 1e-5 * mag + 1e-6, "lvl %d dot_f16 n=%d", lvl, n);
+            for (int i = 0; i < n; i++) y0[i] = y1[i] = b[i];
+            ds8b__vec_axpy(y1, a, 0.37f, n);
+            int bad = 0;
+            for (int i = 0; i < n; i++) bad += fabsf(y1[i] - (y0[i] + 0.37f * a[i])) > 1e-6f * (1 + fabsf(y1[i]));
+            CHECK(bad == 0, "lvl %d axpy n=%d", lvl, n);
+            for (int i = 0; i < n; i++) y1[i] = b[i];
+            ds8b__vec_axpy_f16(y1, h, -1.5f, n);
+            bad = 0;
+            for (int i = 0; i < n; i++)
+                bad += fabsf(y1[i] - (b[i] - 1.5f * ds8b__f16_to_f32(h[i]))) > 1e-6f * (1 + fabsf(y1[i]));
+            CHECK(bad == 0, "lvl %d axpy_f16 n=%d", lvl, n);
+            for (int i = 0; i < n; i++) y1[i] = b[i];
+            ds8b__vec_scale(y1, 0.5f, n);
+            bad = 0;
+            for (int i = 0; i < n; i++) bad += y1[i] != b[i] * 0.5f;
+            CHECK(bad == 0, "lvl %d scale n=%d", lvl, n);
+            ds8b__vec_f16_to_f32(h, y1, n);
+            bad = 0;
+            for (int i = 0; i < n; i++) bad += y1[i] != ds8b__f16_to_f32(h[i]);
+            CHECK(bad == 0, "lvl %d f16_to_f32 n=%d", lvl, n);
+            ds8b__vec_f32_to_f16(b, h2, n);
+            bad = 0;
+            for (int i = 0; i < n; i++) bad += h2[i] != ds8b__f32_to_f16(b[i]);
+            CHECK(bad == 0, "lvl %d f32_to_f16 n=%d", lvl, n);
+        }
+    }
+    ds8b__isa_force(-1);
+}
+
+int main(void) {
+    printf("  # isa: %s (max level %d)\n", ds8b__isa_name(), ds8b__isa_max_level());
+    for (int i = 0; i < 3; i++) ds8b__pool_create(i + 1, &g_pools[i], NULL);
+    RUN(test_vec_helpers);
+    RUN(test_errors);
+    RUN(test_matmul_all);
+    RUN(test_matmul_large);
+    for (int i = 0; i < 3; i++) ds8b__pool_free(g_pools[i]);
+    T_EXIT();
+}
