@@ -217,6 +217,7 @@ class _Trap:
 
     def __init__(self):
         self.exc = None
+        _install_unraisable_hook()
 
     def catch(self, exc):
         if self.exc is None:
@@ -226,6 +227,32 @@ class _Trap:
         exc, self.exc = self.exc, None
         if exc is not None:
             raise exc
+
+
+# A signal's KeyboardInterrupt can be raised on the very first instruction of
+# a callback, before its try block: ctypes then reports the exception as
+# "unraisable" and returns 0 to C. This hook routes such exceptions to the
+# callback's _Trap instead, so that the next callback stops the C call and
+# the exception is re-raised when the call returns.
+_prev_unraisablehook = None
+
+
+def _unraisable_hook(u):
+    obj = getattr(u, "object", None)
+    trap = getattr(obj, "_ds8b_trap", None)
+    if trap is None and getattr(obj, "__func__", None) is _Run._on_piece:
+        trap = obj.__self__.trap
+    if isinstance(trap, _Trap) and u.exc_value is not None:
+        trap.catch(u.exc_value)
+        return
+    (_prev_unraisablehook or sys.__unraisablehook__)(u)
+
+
+def _install_unraisable_hook():
+    global _prev_unraisablehook
+    if sys.unraisablehook is not _unraisable_hook:
+        _prev_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _unraisable_hook
 
 
 def _make_progress_cb(progress, trap):
@@ -242,6 +269,7 @@ def _make_progress_cb(progress, trap):
         except BaseException as e:  # noqa: B036
             trap.catch(e)
             return 1
+    cb._ds8b_trap = trap
     return _lib.PROGRESS_FN(cb)
 
 

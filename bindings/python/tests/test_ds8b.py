@@ -749,3 +749,56 @@ def test_quantize_progress_exception(tmp_path):
         assert not (tmp_path / "y.gguf").exists()
     except ds8b.Error as e:
         assert e.code < 0  # not implemented in this build, or failed before any progress
+
+
+# ---------------------------------------------------------------------------
+# A real Ctrl-C (SIGINT) in another interpreter
+# ---------------------------------------------------------------------------
+_SIGINT_SCRIPT = r"""
+import sys, ds8b
+m = ds8b.Model(sys.argv[1])
+s = m.session(n_ctx=4096, n_threads=2, stop_at_eos=0)
+first = []
+def cb(text, channel):
+    if not first:
+        first.append(1)
+        print("generating", flush=True)
+try:
+    if sys.argv[2] == "sync":
+        s.complete("The Python interpreter", cb, max_tokens=100000)
+    else:
+        for piece in s.generate("The Python interpreter", max_tokens=100000):
+            cb(piece, 0)
+except KeyboardInterrupt:
+    print("interrupted", s.n_past, flush=True)
+    s.close()
+    m.close()
+    sys.exit(0)
+print("finished", flush=True)
+sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("mode", ["sync", "iterator"])
+def test_sigint_interrupts_generation(tmp_path, mode):
+    import signal
+    import subprocess
+    import sys
+    script = tmp_path / "sigint.py"
+    script.write_text(_SIGINT_SCRIPT)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(ds8b.__file__)))
+    p = subprocess.Popen([sys.executable, str(script), MODEL_DIR, mode], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "generating"
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, (out, err)
+    words = out.split()
+    assert words[0] == "interrupted" and 0 < int(words[1]) < 4096, out
