@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <utf8proc.h>
+#include <pthread.h>
 #include <time.h>
 #include <zlib.h>
 
@@ -344,6 +345,8 @@ static void test_bad_json(void) {
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"}}}", DS8B_E_UNSUPPORTED},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"added_tokens\":[{\"id\":5}]}", DS8B_E_FORMAT},
         {"{\"a\":\"\\ud800\"}", DS8B_E_FORMAT},
+        {"{\"a\":\"\xff\"}", DS8B_E_FORMAT},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\xc3\"}}}", DS8B_E_FORMAT},
         {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", DS8B_E_FORMAT},
     };
     for (size_t i = 0; i < sizeof C / sizeof C[0]; i++) {
@@ -550,6 +553,44 @@ static void test_gguf_files(void) {
     }
 }
 
+/* One tokenizer shared by several threads at once gives the same results. */
+typedef struct thr_arg { int k; size_t start, bad; } thr_arg;
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    for (size_t j = 0; j < N_CASES; j++) {
+        size_t i = (j + a->start) % N_CASES;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        char *out = NULL;
+        size_t ol = 0;
+        if (ds8b__tok_encode(TOK[a->k], CASES[i].text, CASES[i].text_len, 0, &ids, &n, NULL) != 0 ||
+            !same_ids(ids, n, CASES[i].r[a->k].ids, CASES[i].r[a->k].n_ids))
+            a->bad++;
+        if (ds8b__tok_decode(TOK[a->k], CASES[i].r[a->k].ids, CASES[i].r[a->k].n_ids, 0, &out, &ol, NULL) != 0 ||
+            ol != CASES[i].r[a->k].dec_len || memcmp(out, CASES[i].r[a->k].decoded, ol) != 0)
+            a->bad++;
+        ds8b__free(ids);
+        ds8b__free(out);
+    }
+    return NULL;
+}
+static void test_threads(void) {
+    enum { NT = 4 };
+    for (int k = 1; k <= 2; k++) {
+        if (!TOK[k]) continue;
+        pthread_t th[NT];
+        thr_arg a[NT];
+        for (int i = 0; i < NT; i++) {
+            a[i] = (thr_arg){k, (size_t)i * 377, 0};
+            pthread_create(&th[i], NULL, thr_main, &a[i]);
+        }
+        for (int i = 0; i < NT; i++) {
+            pthread_join(th[i], NULL);
+            CHECK(a[i].bad == 0, "%s thread %d: %zu mismatches", KEYS[k], i, a[i].bad);
+        }
+    }
+}
+
 static void test_public_api(void) {
     char path[1024];
     ds8b_tokenizer *t = NULL;
@@ -623,6 +664,7 @@ int main(void) {
     RUN(test_from_vocab);
     RUN(test_gguf_files);
     RUN(test_public_api);
+    RUN(test_threads);
     RUN(test_speed);
     for (int k = 0; k < N_TOK; k++) ds8b__tok_free(TOK[k]);
     T_EXIT();

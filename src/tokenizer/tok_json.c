@@ -1,5 +1,6 @@
 /* tok_json.c -- the small JSON reader used by the tokenizer loader. */
 #include "tokenizer/tok_json.h"
+#include "tokenizer/tok_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,16 @@ static int tj_string(tj_parser *p, uint32_t *off, uint32_t *len) {
         unsigned char c = p->s[p->pos];
         if (c == '"') { p->pos++; break; }
         if (c < 0x20) return tj_fail(p, "control character in string");
+        if (c >= 0x80) { /* JSON text is UTF-8: refuse anything else */
+            uint32_t cp;
+            size_t bad;
+            int l = ds8b__utf8_scan(p->s + p->pos, p->n - p->pos, &cp, &bad);
+            if (l <= 0) return tj_fail(p, "invalid UTF-8 in string");
+            memcpy(o + k, p->s + p->pos, (size_t)l);
+            k += (size_t)l;
+            p->pos += (size_t)l;
+            continue;
+        }
         if (c != '\\') { o[k++] = (char)c; p->pos++; continue; }
         p->pos++;
         if (p->pos >= p->n) return tj_fail(p, "unterminated escape");

@@ -304,6 +304,18 @@ static int add_added(ds8b_tokenizer *t, int32_t id, const char *content, size_t 
     return DS8B_OK;
 }
 
+static bool utf8_valid(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t bad;
+        int l = ds8b__utf8_scan((const unsigned char *)s + i, n - i, &cp, &bad);
+        if (l <= 0) return false;
+        i += (size_t)l;
+    }
+    return true;
+}
+
 /* Tries, the content hash, raw bytes of every id. Called once all tokens are in. */
 static int finish_tables(ds8b_tokenizer *t, ds8b__err *e) {
     int rc;
@@ -315,7 +327,10 @@ static int finish_tables(ds8b_tokenizer *t, ds8b__err *e) {
             while (t->added_hash.slots[h]) h = (h + 1) & t->added_hash.mask;
             t->added_hash.slots[h] = i + 1;
         }
-        if (a->len == 0) continue; /* never matched */
+        /* Empty or non-UTF-8 content (possible from GGUF) is never matched:
+         * a match must not cut a character of the (valid) text. */
+        if (a->len == 0 || !utf8_valid(t->arena + a->off, a->len) || !utf8_valid(t->arena + a->norm_off, a->norm_len))
+            continue;
         if (t->attr[a->id] & DS8B__TA_NORMALIZED) rc = trie_add(t, &t->trie_norm, t->arena + a->norm_off, a->norm_len, (int32_t)i, e);
         else rc = trie_add(t, &t->trie_raw, t->arena + a->off, a->len, (int32_t)i, e);
         if (rc) return rc;
@@ -476,7 +491,7 @@ static int compile_re(ds8b_tokenizer *t, const char *src, size_t n, bool literal
     if (!cc) { ds8b__free(pat); return ds8b__seterr(e, DS8B_E_NOMEM, "%s: out of memory compiling a regex", t->name); }
     int err = 0;
     PCRE2_SIZE erroff = 0;
-    uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, plen, opts, &err, &erroff, cc);
     pcre2_compile_context_free(cc);
     ds8b__free(pat);
