@@ -13,9 +13,9 @@ LIB=$LIBDIR/libds8b.so.$MAJOR
 PY=/usr/bin/python3   # Debian's interpreter: the one python3-pytest belongs to
 
 # 1. Debian packages: python3-venv, python3-pip (ensurepip's wheels),
-#    python3-pytest, python3-setuptools.
+#    python3-pytest, python3-setuptools, python3-wheel (setuptools 66 builds wheels with it).
 need=""
-for p in python3-venv python3-pip python3-pytest python3-setuptools; do
+for p in python3-venv python3-pip python3-pytest python3-setuptools python3-wheel; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
