@@ -12,7 +12,7 @@ int ds8b__read_file(const char *path, size_t max_bytes, int cat, char **out, siz
                     ds8b__err *e) {
     *out = NULL;
     if (len) *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return ds8b__seterr(e, DS8B_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -53,7 +53,7 @@ int ds8b__read_file(const char *path, size_t max_bytes, int cat, char **out, siz
 int ds8b__mmap_open(const char *path, ds8b__mmap *m, ds8b__err *e) {
     m->addr = NULL;
     m->size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return ds8b__seterr(e, DS8B_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
