@@ -277,6 +277,19 @@ int ds8b__tj_parse(ds8b__tj_doc *d, const char *json, size_t len, const char *na
     d->arena_cap = cap;
     d->arena[0] = 0;
     d->arena_len = 1; /* offset 0 is the empty string (keys of array items) */
+    /* Every value but the root follows a ',' or opens a container's first
+     * slot, so commas + '[' + '{' + 1 bounds the node count: one allocation. */
+    size_t bound = 1;
+    for (size_t i = 0; i < len; i++) {
+        char ch = json[i];
+        bound += (ch == ',') | (ch == '[') | (ch == '{');
+    }
+    if (bound < UINT32_MAX) {
+        size_t bytes;
+        if (ds8b__mul_ok(bound, sizeof(ds8b__tj_node), &bytes) &&
+            (d->nodes = ds8b__malloc(DS8B_MEM_OTHER, bytes)) != NULL)
+            d->cap_nodes = (uint32_t)bound;
+    }
     tj_parser p = {(const unsigned char *)json, len, 0, d, name, e};
     /* skip a UTF-8 byte-order mark */
     if (len >= 3 && memcmp(json, "\xEF\xBB\xBF", 3) == 0) p.pos = 3;
