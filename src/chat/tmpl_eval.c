@@ -388,6 +388,7 @@ static void str_into(R *c, sb *b, tv v, int depth);
 static void repr_into(R *c, sb *b, tv v, int depth) {
     if (depth > DS8B__TMPL_MAX_NESTING) fail(c, NULL, DS8B_E_LIMIT, "value nested too deeply to print");
     if (v.t == V_STR) { repr_str(c, b, v.u.s); return; }
+    if (v.t == V_UNDEF) { sb_puts(c, b, "Undefined"); return; }
     str_into(c, b, v, depth);
 }
 
@@ -671,6 +672,12 @@ static tv smap(R *c, S s, cpmap f, int mode) {
         uint32_t o;
         if (mode == 0) o = f(cp);
         else if (mode == 1) o = first ? cp_title(cp) : cp_lower(cp);
+        else if (mode == 3) {
+            /* Jinja's title filter: words start after blanks, '-', '(', '{', '[' and '<' */
+            bool delim = ds8b__tm_isspace(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
+            o = delim ? cp : prev_cased ? cp_lower(cp) : cp_upper(cp);
+            prev_cased = !delim;
+        }
         else {
             o = prev_cased ? cp_lower(cp) : cp_title(cp);
             prev_cased = cp_cased(cp);
@@ -947,7 +954,7 @@ static tv slice_v(R *c, tv o, tv a, tv b, tv st, const N *n) {
     if (o.t == V_STR) off = cp_offsets(c, o.u.s, &cnt);
     else if (o.t == V_LIST) cnt = o.u.l->n;
     else if (o.t == V_UNDEF) fail_undef(c, n, o);
-    else fail(c, n, DS8B_E_TEMPLATE, "'%s' object is not subscriptable", tname(o));
+    else return vundef(NULL, 0);
     int64_t len = (int64_t)cnt, start, stop;
     if (step > 0) {
         start = slice_arg(c, a, 0, n);
@@ -1355,7 +1362,7 @@ static bool run_test(R *c, S name, tv v, const args *a, const N *n) {
     if (seq(name, "mapping")) return v.t == V_DICT;
     if (seq(name, "iterable")) return v.t == V_STR || v.t == V_LIST || v.t == V_DICT || v.t == V_UNDEF;
     if (seq(name, "sequence")) return v.t == V_STR || v.t == V_LIST || v.t == V_DICT || v.t == V_UNDEF;
-    if (seq(name, "callable")) return v.t == V_METH || v.t == V_FUNC || v.t == V_MACRO;
+    if (seq(name, "callable")) return v.t == V_METH || v.t == V_FUNC || v.t == V_MACRO || v.t == V_UNDEF;
     if (seq(name, "odd") || seq(name, "even")) {
         if (v.t != V_INT && v.t != V_BOOL) fail(c, n, DS8B_E_TEMPLATE, "'%.*s' test needs an integer", (int)name.n, name.p);
         return (v.u.i & 1) == (name.p[0] == 'o');
@@ -1523,9 +1530,9 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
         if (v.t == V_UNDEF || (boolean && !truthy(v))) return def;
         return v;
     }
-    if (seq(name, "safe")) return v;
+    if (seq(name, "safe")) return v.t == V_STR ? v : vstr(to_s(c, v).p, to_s(c, v).n);
     if (v.t == V_UNDEF && (seq(name, "int") || seq(name, "float") || seq(name, "abs") || seq(name, "round") ||
-                           seq(name, "indent") || seq(name, "tojson") || seq(name, "sum") || seq(name, "dictsort")))
+                           seq(name, "indent") || seq(name, "tojson") || seq(name, "dictsort")))
         fail_undef(c, n, v);
     if (seq(name, "string")) return v.t == V_STR ? v : vstr(to_s(c, v).p, to_s(c, v).n);
     if (seq(name, "length") || seq(name, "count")) {
@@ -1565,7 +1572,7 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
     if (seq(name, "lower")) return smap(c, to_s(c, v), cp_lower, 0);
     if (seq(name, "upper")) return smap(c, to_s(c, v), cp_upper, 0);
     if (seq(name, "capitalize")) return smap(c, to_s(c, v), NULL, 1);
-    if (seq(name, "title")) return smap(c, to_s(c, v), NULL, 2);
+    if (seq(name, "title")) return smap(c, to_s(c, v), NULL, 3);
     if (seq(name, "replace")) {
         S s = to_s(c, v);
         tv o = arg_or(a, 0, "old", vundef(NULL, 0)), w = arg_or(a, 1, "new", vundef(NULL, 0));
@@ -1659,6 +1666,9 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
         tick(c, l->n);
         return sb_val(&b);
     }
+    if ((seq(name, "map") || seq(name, "select") || seq(name, "reject") || seq(name, "selectattr") ||
+         seq(name, "rejectattr")) && !truthy(v))
+        return vlist(lnew(c, 0));
     if (seq(name, "map")) {
         tlist *l = iter_list(c, v, n), *o = lnew(c, l->n);
         tv at;
@@ -1755,7 +1765,8 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
             ind.p = sp;
             ind.n = (size_t)k;
         }
-        S s = to_s(c, v);
+        if (v.t != V_STR) fail(c, n, DS8B_E_TEMPLATE, "indent: expected a string, not %s", tname(v));
+        S s = v.u.s;
         tmeth m = {vstr(s.p, s.n), "splitlines"};
         args none = {0};
         tv lines = call_method(c, &m, &none, n);
@@ -1771,6 +1782,24 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
         tick(c, l->n);
         return sb_val(&b);
     }
+    if (seq(name, "batch")) {
+        int64_t k = arg_int(c, a, 0, "linecount", 0, "batch", n);
+        tv fill;
+        bool has_fill = arg_get(a, 1, "fill_with", &fill) && fill.t != V_NONE;
+        if (k <= 0) fail(c, n, DS8B_E_TEMPLATE, "batch: size must be positive");
+        tlist *l = iter_list(c, v, n), *o = lnew(c, 0), *cur = NULL;
+        for (size_t i = 0; i < l->n; i++) {
+            if (!cur || (int64_t)cur->n == k) {
+                cur = lnew(c, 0);
+                lpush(c, o, vlist(cur));
+            }
+            lpush(c, cur, l->it[i]);
+        }
+        if (cur && has_fill)
+            while ((int64_t)cur->n < k) lpush(c, cur, fill);
+        tick(c, l->n);
+        return vlist(o);
+    }
     if (seq(name, "dictsort")) {
         if (v.t != V_DICT) fail(c, n, DS8B_E_TEMPLATE, "dictsort: not a mapping");
         bool cs = truthy(arg_or(a, 0, "case_sensitive", vbool(false)));
@@ -1785,7 +1814,7 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
         msort(c, l->it, keys, l->n, cs, rev, n);
         return vlist(l);
     }
-    fail(c, n, DS8B_E_TEMPLATE, "no filter named '%.*s'", (int)(name.n > 40 ? 40 : name.n), name.p);
+    fail(c, n, DS8B_E_UNSUPPORTED, "filter '%.*s' is not supported", (int)(name.n > 40 ? 40 : name.n), name.p);
 }
 
 /* ================================================================== */
