@@ -313,6 +313,18 @@ static void test_sandbox(void) {
     for (int i = 0; i < 300; i++) deep[k++] = ')';
     snprintf(deep + k, sizeof deep - k, " }}");
     expect_fail(deep, DS8B_E_LIMIT, "nesting");
+    /* long left-deep chains are parsed by loops; their depth is bounded where evaluated */
+    static char chain[20000];
+    strcpy(chain, "{{ 1");
+    for (int i = 0; i < 3000; i++) strcat(chain, "+1");
+    strcat(chain, " }}");
+    expect_fail(chain, DS8B_E_LIMIT, "deeper");
+    expect_render("{{ 1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1 }}", NULL, "30");
+    /* values nested by a loop cannot overflow the stack when compared or printed */
+    expect_fail("{% set ns = namespace(a=1, b=1) %}{% for i in range(5000) %}{% set ns.a = [ns.a] %}"
+                "{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a == ns.b }}", DS8B_E_LIMIT, "nested");
+    expect_fail("{% set ns = namespace(a=1) %}{% for i in range(5000) %}{% set ns.a = [ns.a] %}{% endfor %}{{ ns.a }}",
+                DS8B_E_LIMIT, "nested");
     char ifs[4000] = "";
     for (int i = 0; i < 100; i++) strcat(ifs, "{% if 1 %}");
     expect_fail(ifs, DS8B_E_LIMIT, "nesting");

@@ -8,6 +8,7 @@
  * attributes only of dicts, lists, strings, namespaces and loop objects, and
  * counts loop iterations, nesting, memory and output.
  */
+#define _GNU_SOURCE /* memmem */
 #include "chat/tmpl_impl.h"
 
 #include <errno.h>
@@ -64,6 +65,7 @@ typedef struct R {
     uint64_t iters;
     int depth;
     int ctl; /* 1 break, 2 continue */
+    int edepth; /* expression evaluation depth */
     frame *globals;
     const N *at;
 } R;
@@ -144,12 +146,12 @@ static void lpush(R *c, tlist *l, tv v) {
     l->it[l->n++] = v;
 }
 
-static bool veq(tv a, tv b);
+static bool veq(R *c, tv a, tv b);
 
 static tdict *dnew(R *c) { return ralloc(c, sizeof(tdict)); }
-static tv *dfind(tdict *d, tv k) {
+static tv *dfind(R *c, tdict *d, tv k) {
     for (size_t i = 0; i < d->n; i++)
-        if (veq(d->k[i], k)) return &d->v[i];
+        if (veq(c, d->k[i], k)) return &d->v[i];
     return NULL;
 }
 static tv *dfind_s(tdict *d, S k) {
@@ -157,9 +159,14 @@ static tv *dfind_s(tdict *d, S k) {
         if (d->k[i].t == V_STR && d->k[i].u.s.n == k.n && memcmp(d->k[i].u.s.p, k.p, k.n) == 0) return &d->v[i];
     return NULL;
 }
+static void dpush(R *c, tdict *d, tv k, tv v);
 static void dset(R *c, tdict *d, tv k, tv v) {
-    tv *slot = dfind(d, k);
+    tv *slot = dfind(c, d, k);
     if (slot) { *slot = v; return; }
+    dpush(c, d, k, v);
+}
+/* Appends without looking for the key (JSON objects, whose keys are unique). */
+static void dpush(R *c, tdict *d, tv k, tv v) {
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 4;
         tv *nk = ralloc_n(c, nc, sizeof(tv)), *nv = ralloc_n(c, nc, sizeof(tv));
@@ -210,7 +217,10 @@ static bool truthy(tv v) {
     }
 }
 
-static bool veq(tv a, tv b) {
+static bool veq_d(R *c, tv a, tv b, int depth);
+static bool veq(R *c, tv a, tv b) { return veq_d(c, a, b, 0); }
+static bool veq_d(R *c, tv a, tv b, int depth) {
+    if (depth > DS8B__TMPL_MAX_NESTING) fail(c, NULL, DS8B_E_LIMIT, "values nested too deeply to compare");
     if (isnum(a) && isnum(b)) {
         if (a.t != V_FLOAT && b.t != V_FLOAT) return a.u.i == b.u.i;
         return numf(a) == numf(b);
@@ -223,14 +233,14 @@ static bool veq(tv a, tv b) {
         if ((a.fl & VF_TUPLE) != (b.fl & VF_TUPLE) || a.u.l->n != b.u.l->n) return false;
         if (a.u.l == b.u.l) return true;
         for (size_t i = 0; i < a.u.l->n; i++)
-            if (!veq(a.u.l->it[i], b.u.l->it[i])) return false;
+            if (!veq_d(c, a.u.l->it[i], b.u.l->it[i], depth + 1)) return false;
         return true;
     case V_DICT:
         if (a.u.d->n != b.u.d->n) return false;
         if (a.u.d == b.u.d) return true;
         for (size_t i = 0; i < a.u.d->n; i++) {
-            tv *o = dfind(b.u.d, a.u.d->k[i]);
-            if (!o || !veq(a.u.d->v[i], *o)) return false;
+            tv *o = dfind(c, b.u.d, a.u.d->k[i]);
+            if (!o || !veq_d(c, a.u.d->v[i], *o, depth + 1)) return false;
         }
         return true;
     case V_NS: return a.u.d == b.u.d;
@@ -602,13 +612,7 @@ static bool flookup(frame *f, S name, tv *out) {
 static const char *sfind(const char *h, size_t hn, const char *nd, size_t nn) {
     if (nn == 0) return h;
     if (nn > hn) return NULL;
-    const char *end = h + (hn - nn);
-    for (const char *p = h; p <= end; p++) {
-        p = memchr(p, nd[0], (size_t)(end - p) + 1);
-        if (!p) return NULL;
-        if (memcmp(p, nd, nn) == 0) return p;
-    }
-    return NULL;
+    return memmem(h, hn, nd, nn); /* linear time in glibc */
 }
 
 static const char *srfind(const char *h, size_t hn, const char *nd, size_t nn) {
@@ -910,7 +914,7 @@ static tv getitem_v(R *c, tv o, tv k, const N *n) {
     switch (o.t) {
     case V_UNDEF: fail_undef(c, n, o);
     case V_DICT: case V_NS: {
-        tv *r = dfind(o.u.d, k);
+        tv *r = dfind(c, o.u.d, k);
         if (r) return *r;
         break;
     }
@@ -987,7 +991,10 @@ static tv slice_v(R *c, tv o, tv a, tv b, tv st, const N *n) {
 /* ================================================================== */
 /* Operators                                                           */
 /* ================================================================== */
-static int vcmp(R *c, tv a, tv b, const N *n) {
+static int vcmp_d(R *c, tv a, tv b, const N *n, int depth);
+static int vcmp(R *c, tv a, tv b, const N *n) { return vcmp_d(c, a, b, n, 0); }
+static int vcmp_d(R *c, tv a, tv b, const N *n, int depth) {
+    if (depth > DS8B__TMPL_MAX_NESTING) fail(c, n, DS8B_E_LIMIT, "values nested too deeply to compare");
     if (isnum(a) && isnum(b)) {
         if (a.t != V_FLOAT && b.t != V_FLOAT) return a.u.i < b.u.i ? -1 : a.u.i > b.u.i;
         double x = numf(a), y = numf(b);
@@ -1002,8 +1009,8 @@ static int vcmp(R *c, tv a, tv b, const N *n) {
     if (a.t == V_LIST && b.t == V_LIST && (a.fl & VF_TUPLE) == (b.fl & VF_TUPLE)) {
         size_t m = a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n;
         for (size_t i = 0; i < m; i++) {
-            if (veq(a.u.l->it[i], b.u.l->it[i])) continue;
-            return vcmp(c, a.u.l->it[i], b.u.l->it[i], n);
+            if (veq(c, a.u.l->it[i], b.u.l->it[i])) continue;
+            return vcmp_d(c, a.u.l->it[i], b.u.l->it[i], n, depth + 1);
         }
         return a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
     }
@@ -1019,9 +1026,9 @@ static bool contains(R *c, tv hay, tv x, const N *n) {
         return sfind(hay.u.s.p, hay.u.s.n, x.u.s.p, x.u.s.n) != NULL;
     case V_LIST:
         for (size_t i = 0; i < hay.u.l->n; i++)
-            if (veq(hay.u.l->it[i], x)) return true;
+            if (veq(c, hay.u.l->it[i], x)) return true;
         return false;
-    case V_DICT: return dfind(hay.u.d, x) != NULL;
+    case V_DICT: return dfind(c, hay.u.d, x) != NULL;
     case V_UNDEF: return false;
     default: fail(c, n, DS8B_E_TEMPLATE, "argument of type '%s' is not iterable", tname(hay));
     }
@@ -1306,7 +1313,7 @@ static tv call_method(R *c, tmeth *m, const args *a, const N *n) {
         if (!arg_get(a, 0, NULL, &x)) fail(c, n, DS8B_E_TEMPLATE, "%s: missing argument", nm);
         int64_t k = 0;
         for (size_t i = 0; i < self.u.l->n; i++)
-            if (veq(self.u.l->it[i], x)) {
+            if (veq(c, self.u.l->it[i], x)) {
                 if (nm[0] == 'i') return vint((int64_t)i);
                 k++;
             }
@@ -1317,7 +1324,7 @@ static tv call_method(R *c, tmeth *m, const args *a, const N *n) {
         if (!strcmp(nm, "get")) {
             tv k;
             if (!arg_get(a, 0, NULL, &k)) fail(c, n, DS8B_E_TEMPLATE, "get: missing argument");
-            tv *r = dfind(d, k);
+            tv *r = dfind(c, d, k);
             return r ? *r : arg_or(a, 1, NULL, vnone());
         }
         tlist *l = lnew(c, d->n);
@@ -1385,12 +1392,12 @@ static bool run_test(R *c, S name, tv v, const args *a, const N *n) {
                  seq(name, "ne") || seq(name, "lt") || seq(name, "le") || seq(name, "gt") || seq(name, "ge") ||
                  seq(name, "lessthan") || seq(name, "greaterthan")))
         fail(c, n, DS8B_E_TEMPLATE, "test '%.*s' needs an argument", (int)name.n, name.p);
-    if (seq(name, "eq") || seq(name, "equalto")) return veq(v, x);
-    if (seq(name, "ne")) return !veq(v, x);
+    if (seq(name, "eq") || seq(name, "equalto")) return veq(c, v, x);
+    if (seq(name, "ne")) return !veq(c, v, x);
     if (seq(name, "sameas")) {
         if (v.t == V_LIST) return x.t == V_LIST && v.u.l == x.u.l;
         if (v.t == V_DICT || v.t == V_NS) return x.t == v.t && v.u.d == x.u.d;
-        return v.t == x.t && veq(v, x);
+        return v.t == x.t && veq(c, v, x);
     }
     if (seq(name, "in")) return contains(c, x, v, n);
     if (seq(name, "lt") || seq(name, "lessthan")) return vcmp(c, v, x, n) < 0;
@@ -1724,8 +1731,8 @@ static tv apply_filter(R *c, S name, tv v, const args *a, const N *n) {
                 bool dup = false;
                 for (size_t j = 0; j < i && !dup; j++) {
                     tv x = keys[i], y = keys[j];
-                    if (!cs && x.t == V_STR && y.t == V_STR) dup = veq(smap(c, x.u.s, cp_lower, 0), smap(c, y.u.s, cp_lower, 0));
-                    else dup = veq(x, y);
+                    if (!cs && x.t == V_STR && y.t == V_STR) dup = veq(c, smap(c, x.u.s, cp_lower, 0), smap(c, y.u.s, cp_lower, 0));
+                    else dup = veq(c, x, y);
                 }
                 if (!dup) lpush(c, o, items[i]);
             }
@@ -1978,6 +1985,9 @@ static tv lookup(R *c, S name, frame *f) {
 static tv ev(R *c, const N *n, frame *f) {
     const N *saved = c->at;
     c->at = n;
+    /* left-deep chains (a + b + ..., x|f|g..., x.a.b...) are parsed by loops,
+     * so the tree depth is bounded here, where it is walked */
+    if (++c->edepth > 4 * DS8B__TMPL_MAX_NESTING) fail(c, n, DS8B_E_LIMIT, "expression nested deeper than %d levels", 4 * DS8B__TMPL_MAX_NESTING);
     tv r;
     switch (n->kind) {
     case TN_CONST:
@@ -2072,8 +2082,8 @@ static tv ev(R *c, const N *n, frame *f) {
             tv right = ev(c, n->v[i], f);
             bool ok;
             switch (n->ops[i - 1]) {
-            case TO_EQ: ok = veq(left, right); break;
-            case TO_NE: ok = !veq(left, right); break;
+            case TO_EQ: ok = veq(c, left, right); break;
+            case TO_NE: ok = !veq(c, left, right); break;
             case TO_LT: ok = vcmp(c, left, right, n) < 0; break;
             case TO_LE: ok = vcmp(c, left, right, n) <= 0; break;
             case TO_GT: ok = vcmp(c, left, right, n) > 0; break;
@@ -2090,6 +2100,7 @@ static tv ev(R *c, const N *n, frame *f) {
         fail(c, n, DS8B_E_INTERNAL, "cannot evaluate node kind %d", n->kind);
     }
     c->at = saved;
+    c->edepth--;
     return r;
 }
 
@@ -2228,7 +2239,7 @@ static tv from_json(R *c, const cJSON *j, int depth) {
     if (cJSON_IsObject(j)) {
         tdict *d = dnew(c);
         for (const cJSON *x = j->child; x; x = x->next)
-            dset(c, d, x->string ? vcstr(x->string) : vstr("", 0), from_json(c, x, depth + 1));
+            dpush(c, d, x->string ? vcstr(x->string) : vstr("", 0), from_json(c, x, depth + 1));
         return vdict(d);
     }
     return vnone();
