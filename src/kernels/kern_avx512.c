@@ -160,6 +160,65 @@ static float v_dot_w4a16(const void *wv, const float *x, int64_t nb) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc, accm));
 }
 
+/* Float GEMM tile: R weight rows x C activation rows, each element its
+ * own 16-lane accumulator over the whole K (so tiling never changes a
+ * result). */
+AI void f32_tile(const float *w, const float *x, int64_t cols, float *y, int64_t ldy, const int R,
+                 const int C) {
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= cols; k += 16) {
+        __m512 wv[4];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_ps(w + r * cols + k);
+        for (int c = 0; c < C; c++) {
+            __m512 xv = _mm512_loadu_ps(x + c * cols + k);
+            for (int r = 0; r < R; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    if (k < cols) {
+        __mmask16 m = tailmask(cols - k);
+        __m512 wv[4];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_ps(m, w + r * cols + k);
+        for (int c = 0; c < C; c++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + c * cols + k);
+            for (int r = 0; r < R; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+static void v_gemm_f32(const float *w, int64_t nr, const float *x, int64_t nc, int64_t cols,
+                       float *y, int64_t ldy) {
+    for (int64_t c = 0; c < nc; c += 4) {
+        int64_t cc = nc - c >= 4 ? 4 : nc - c;
+        for (int64_t r = 0; r < nr; r += 4) {
+            int64_t rr = nr - r >= 4 ? 4 : nr - r;
+            const float *wr = w + r * cols, *xc = x + c * cols;
+            float *yy = y + c * ldy + r;
+            switch (rr * 8 + cc) {
+            case 1 * 8 + 1: f32_tile(wr, xc, cols, yy, ldy, 1, 1); break;
+            case 2 * 8 + 1: f32_tile(wr, xc, cols, yy, ldy, 2, 1); break;
+            case 3 * 8 + 1: f32_tile(wr, xc, cols, yy, ldy, 3, 1); break;
+            case 4 * 8 + 1: f32_tile(wr, xc, cols, yy, ldy, 4, 1); break;
+            case 1 * 8 + 2: f32_tile(wr, xc, cols, yy, ldy, 1, 2); break;
+            case 2 * 8 + 2: f32_tile(wr, xc, cols, yy, ldy, 2, 2); break;
+            case 3 * 8 + 2: f32_tile(wr, xc, cols, yy, ldy, 3, 2); break;
+            case 4 * 8 + 2: f32_tile(wr, xc, cols, yy, ldy, 4, 2); break;
+            case 1 * 8 + 3: f32_tile(wr, xc, cols, yy, ldy, 1, 3); break;
+            case 2 * 8 + 3: f32_tile(wr, xc, cols, yy, ldy, 2, 3); break;
+            case 3 * 8 + 3: f32_tile(wr, xc, cols, yy, ldy, 3, 3); break;
+            case 4 * 8 + 3: f32_tile(wr, xc, cols, yy, ldy, 4, 3); break;
+            case 1 * 8 + 4: f32_tile(wr, xc, cols, yy, ldy, 1, 4); break;
+            case 2 * 8 + 4: f32_tile(wr, xc, cols, yy, ldy, 2, 4); break;
+            case 3 * 8 + 4: f32_tile(wr, xc, cols, yy, ldy, 3, 4); break;
+            default: f32_tile(wr, xc, cols, yy, ldy, 4, 4); break;
+            }
+        }
+    }
+}
+
 /* ================================================================== */
 /* Q4_0                                                                */
 /* ================================================================== */
@@ -501,8 +560,25 @@ void ds8b__kops_fill_avx512(ds8b__kops *k) {
     k->f32_to_f16 = v_f32_to_f16;
     k->bf16_to_f32 = v_bf16_to_f32;
     k->w4a16_to_f32 = v_w4a16_to_f32;
+    k->gemm_f32 = v_gemm_f32;
     k->q[DS8B_T_Q4_0] = (ds8b__qkern){mm_q4_0, q4_0_act_size, q4_0_act_quant, true};
     k->q[DS8B_T_Q8_0] = (ds8b__qkern){mm_q8_0, q8_0_act_size, q8_0_act_quant, true};
     k->q[DS8B_T_Q4_K] = (ds8b__qkern){mm_q4_k, k_act_size, q4_k_act_quant, true};
     k->q[DS8B_T_Q6_K] = (ds8b__qkern){mm_q6_k, k_act_size, q6_k_act_quant, true};
+}
+
+/* ================================================================== */
+/* Peak probe                                                          */
+/* ================================================================== */
+int64_t ds8b__avx512_vnni_loop(int64_t iters) {
+    __m512i a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
+    __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
+    for (int64_t it = 0; it < iters; it++) {
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], u, s);
+        __asm__ volatile("" : "+v"(u), "+v"(s));
+    }
+    __m512i t = a[0];
+    for (int i = 1; i < 12; i++) t = _mm512_add_epi32(t, a[i]);
+    return _mm512_reduce_add_epi32(t);
 }

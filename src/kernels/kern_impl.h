@@ -43,11 +43,18 @@ typedef struct ds8b__kops {
     void (*f32_to_f16)(const float *f, uint16_t *h, int64_t n);
     void (*bf16_to_f32)(const uint16_t *h, float *f, int64_t n);
     void (*w4a16_to_f32)(const void *w, float *f, int64_t nb);
+    /* y[c*ldy + r] = dot(w + r*cols, x + c*cols, cols), r < nr, c < nc:
+     * register-tiled float GEMM (NULL at the scalar level: cblas_sgemm). */
+    void (*gemm_f32)(const float *w, int64_t nr, const float *x, int64_t nc, int64_t cols,
+                     float *y, int64_t ldy);
 } ds8b__kops;
 
 void ds8b__kops_fill_scalar(ds8b__kops *k);
 void ds8b__kops_fill_avx2(ds8b__kops *k);   /* overrides entries of a filled table */
 void ds8b__kops_fill_avx512(ds8b__kops *k);
+/* Runs iters iterations of a tight loop of 12 independent 512-bit
+ * vpdpbusd; returns a value to keep the work alive. AVX-512 VNNI only. */
+int64_t ds8b__avx512_vnni_loop(int64_t iters);
 /* Table of the level in use. */
 const ds8b__kops *ds8b__kops_get(void);
 

@@ -57,4 +57,18 @@ void ds8b__vec_axpy_f16(float *y, const uint16_t *h, float a, int64_t n);
 void ds8b__vec_f16_to_f32(const uint16_t *h, float *f, int64_t n);
 void ds8b__vec_f32_to_f16(const float *f, uint16_t *h, int64_t n);
 
+/* Benchmarks (bench_kernels.c), for `ds8b bench`. */
+/* Times ds8b__matmul on random weights of the type (rows x cols) against
+ * n random activation rows with a pool of `threads`, best of reps runs.
+ * gflops: 2*rows*cols*n / time (GOPS for integer kernels); gbps: weight
+ * bytes / time. Either pointer may be NULL. Returns 0 or DS8B_E_*. */
+int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int threads, int reps,
+                       double *gflops, double *gbps);
+/* Streaming read bandwidth in GB/s (1e9 bytes/s) with `threads` threads
+ * over a 1 GiB buffer, median of several passes; 0 on failure. */
+double ds8b__measure_read_bandwidth(int threads);
+/* Peak int8 multiply-accumulates of a tight vpdpbusd loop, in GOPS
+ * (2 ops per multiply-add), with `threads` threads; 0 without VNNI. */
+double ds8b__measure_vnni_peak(int threads);
+
 #endif

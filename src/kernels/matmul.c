@@ -13,7 +13,10 @@
  *     level has no batched kernel goes through the float path below.
  *   float path, n == 1: one SIMD dot per row (F32/F16/BF16/W4A16).
  *   float path, n > 1: each chunk of rows is converted to f32 in the
- *     thread's scratch (not needed for F32), then cblas_sgemm.
+ *     thread's scratch (not needed for F32), then the level's register-
+ *     tiled float kernel (cblas_sgemm at the scalar level: OpenBLAS may
+ *     not recognise the CPU and fall back to slow SSE kernels, as it does
+ *     on the development machine).
  */
 #include "kernels/kernels.h"
 #include "kernels/kern_impl.h"
@@ -114,6 +117,11 @@ static void mm_task(void *ctx, int ith, int nth) {
                 rows_to_f32(j, r0, nr, s);
                 wf = s;
             }
+            if (j->k->gemm_f32) {
+                j->k->gemm_f32(wf, nr, j->x + (size_t)c0 * (size_t)j->cols, nc, j->cols,
+                               j->y + (size_t)c0 * (size_t)j->rows + (size_t)r0, j->rows);
+                break;
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nc, (blasint)nr,
                         (blasint)j->cols, 1.0f, j->x + (size_t)c0 * (size_t)j->cols,
                         (blasint)j->cols, wf, (blasint)j->cols, 0.0f,
@@ -198,9 +206,15 @@ int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_
         j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;
         j.cchunk = 1;
     } else {
-        pthread_once(&g_blas_once, blas_init);
-        j.rchunk = 128;
-        j.cchunk = n;
+        if (j.k->gemm_f32) {
+            /* own register-tiled kernel: 32 rows x 64 activation rows */
+            j.rchunk = 32;
+            j.cchunk = 64;
+        } else {
+            pthread_once(&g_blas_once, blas_init);
+            j.rchunk = 128;
+            j.cchunk = n;
+        }
         if (w->type != DS8B_T_F32) {
             size_t per, all;
             if (!ds8b__mul_ok((size_t)j.rchunk, (size_t)cols, &per) ||
