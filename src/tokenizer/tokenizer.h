@@ -14,7 +14,9 @@
  *  - added tokens, matched leftmost-longest before pre-tokenization in two
  *    passes exactly like HF (tokens with normalized=false on the raw text,
  *    then normalized=true ones on the normalized text), with lstrip, rstrip
- *    and single_word; DS8B_TOKENIZE_NO_PARSE_SPECIAL skips special ones;
+ *    and single_word; DS8B_TOKENIZE_NO_PARSE_SPECIAL skips special ones
+ *    (non-special added tokens such as <think> are still matched), like
+ *    HF's encode_special_tokens=True;
  *  - post_processor: TemplateProcessing (single), ByteLevel (no-op on ids),
  *    BertProcessing/RobertaProcessing (cls A sep), Sequence;
  *  - decoder: ByteLevel (or none: tokens joined by spaces). As in HF, added
@@ -30,6 +32,12 @@
  * U+FFFD "A"; overlong "\xC0\xAF" -> U+FFFD U+FFFD; surrogate "\xED\xA0\x80"
  * -> three U+FFFD; "\xFF" -> U+FFFD. Encoding never fails on text.
  * Decoding applies the same rule to the decoded byte stream.
+ *
+ * GGUF (ds8b__tok_from_vocab): GGUF stores no normalizer, so NFC is
+ * applied for the pre names "qwen2"/"deepseek-r1-qwen" (as Qwen's
+ * tokenizer.json does) and not otherwise; the demo tokenizer.json has NFC
+ * but its GGUF says "llama-bpe", so the two differ on non-NFC input only.
+ * The "deepseek-llm" regexes are an approximation (letters as \p{L}).
  *
  * Thread safety: a built tokenizer is immutable; encode/decode allocate
  * their scratch per call.
