@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Runs the embedding examples (examples/chat.c, game_npc.c, editor_complete.c)
+# on the demo model with short settings and checks what each one claims to
+# show. Prints "ok NAME" / "not ok NAME" lines; details follow as "  # ...".
+set -u
+cd "${DS8B_ROOT:-$(dirname "$0")/..}"
+BUILD=${DS8B_BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+EX=$BUILD/examples
+MODEL=models/demo-llama
+tmp=$(mktemp -d /tmp/ds8b-examples.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+ok() { echo "ok $1"; }
+bad() { echo "not ok $1"; shift; for l in "$@"; do echo "  # $l"; done; }
+show() { sed 's/^/  # /' "$1" | tail -n "${2:-15}"; }
+built() {
+  if [ -x "$EX/$1" ]; then return 0; fi
+  shift
+  for t in "$@"; do echo "not ok $t (not built: $EX/$1)"; done
+  return 1
+}
+# a number from the first line matching REGEX (the number is capture group 1)
+num() { sed -nE "s/$2/\\1/p" "$1" | head -1; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 < b + 0) }'; }
+
+# ------------------------------------------------------------------ chat
+if built chat chat_two_turns chat_no_color chat_sigint_cancels_reply; then
+  printf 'Hello there\nWhat does the library do?\n' |
+    timeout 60 "$EX/chat" -m $MODEL -n 24 --temp 0 --threads 1 --no-color >"$tmp/chat.out" 2>"$tmp/chat.err"
+  rc=$?
+  # per turn: the stats line on stderr says how many bytes were streamed
+  t1=$(num "$tmp/chat.err" '^\[turn 1: ([0-9]+) tokens.*')
+  t2=$(num "$tmp/chat.err" '^\[turn 2: ([0-9]+) tokens.*')
+  b1=$(sed -nE 's/^\[turn 1: .* ([0-9]+) answer \+ ([0-9]+) reasoning.*/\1 \2/p' "$tmp/chat.err" | awk '{print $1+$2}')
+  b2=$(sed -nE 's/^\[turn 2: .* ([0-9]+) answer \+ ([0-9]+) reasoning.*/\1 \2/p' "$tmp/chat.err" | awk '{print $1+$2}')
+  na=$(grep -c '^assistant> ' "$tmp/chat.out")
+  if [ $rc -eq 0 ] && [ "$na" -eq 2 ] && [ "${t1:-0}" -gt 0 ] && [ "${t2:-0}" -gt 0 ] &&
+     [ "${b1:-0}" -gt 0 ] && [ "${b2:-0}" -gt 0 ]; then
+    ok chat_two_turns
+  else
+    bad chat_two_turns "exit $rc, $na replies, tokens ${t1:-?}/${t2:-?}, bytes ${b1:-?}/${b2:-?}"
+    show "$tmp/chat.err"; show "$tmp/chat.out"
+  fi
+  if grep -q $'\x1b' "$tmp/chat.out"; then bad chat_no_color "ANSI escapes in --no-color output"; else ok chat_no_color; fi
+
+  # Ctrl-C during a long reply cancels that reply only; the next line is answered
+  mkfifo "$tmp/in"
+  timeout 60 "$EX/chat" -m $MODEL -n 100000 --temp 1.0 --seed 7 --threads 1 --no-color \
+    <"$tmp/in" >"$tmp/int.out" 2>"$tmp/int.err" &
+  pid=$!
+  exec 7>"$tmp/in"
+  echo "Tell me everything about the standard library." >&7
+  for _ in $(seq 50); do [ -s "$tmp/int.out" ] && grep -q '^assistant> .' "$tmp/int.out" && break; sleep 0.05; done
+  sleep 0.2
+  kill -INT $pid 2>/dev/null
+  sleep 0.3
+  echo "Thanks." >&7
+  exec 7>&-
+  wait $pid; rc=$?
+  if [ $rc -eq 0 ] && grep -q '^\[turn 1: interrupted' "$tmp/int.err" && grep -q '^\[turn 2: [1-9]' "$tmp/int.err"; then
+    ok chat_sigint_cancels_reply
+  else
+    bad chat_sigint_cancels_reply "exit $rc"; show "$tmp/int.err"
+  fi
+fi
+
+# -------------------------------------------------------------- game_npc
+if built game_npc game_npc_runs game_npc_save_restore_match game_npc_frame_budget game_npc_cancel_latency; then
+  t0=$(date +%s%N)
+  timeout 60 "$EX/game_npc" -m $MODEL --frames 180 >"$tmp/game.out" 2>&1
+  rc=$?
+  secs=$(( ($(date +%s%N) - t0) / 1000000 ))
+  if [ $rc -eq 0 ]; then ok game_npc_runs; else bad game_npc_runs "exit $rc after $secs ms"; show "$tmp/game.out" 25; fi
+  if grep -q '^save/restore check: MATCH' "$tmp/game.out"; then
+    ok game_npc_save_restore_match
+  else
+    bad game_npc_save_restore_match; grep -A8 '^save' "$tmp/game.out" | sed 's/^/  # /'
+  fi
+  worst=$(num "$tmp/game.out" '^worst frame time: ([0-9.]+) ms.*')
+  over=$(num "$tmp/game.out" '.*frames over budget: ([0-9]+).*')
+  if lt "$worst" 50; then ok game_npc_frame_budget; else bad game_npc_frame_budget "worst frame ${worst:-?} ms (limit 50), over budget: ${over:-?}"; fi
+  echo "  # worst frame ${worst:-?} ms, ${over:-?} frames over the 16.67 ms budget, run took $secs ms"
+  lat=$(num "$tmp/game.out" '^cancel latency: ([0-9.]+) ms.*')
+  if lt "$lat" 200; then ok game_npc_cancel_latency; else bad game_npc_cancel_latency "cancel latency ${lat:-not reported} ms (limit 200)"; fi
+  echo "  # $(grep '^cancel latency' "$tmp/game.out")"
+fi
+
+# ------------------------------------------------------- editor_complete
+if built editor_complete editor_complete_single_line editor_complete_deadline editor_complete_restart_reuses_kv; then
+  E="$EX/editor_complete -m $MODEL --threads 1"
+  timeout 30 $E --deadline-ms 10000 "The new module provides" >"$tmp/ed.out" 2>"$tmp/ed.err"
+  rc=$?
+  lines=$(wc -l <"$tmp/ed.out")
+  if [ $rc -eq 0 ] && [ "$lines" -eq 1 ] && [ -n "$(tr -d '\n' <"$tmp/ed.out")" ] &&
+     grep -q '^status: complete' "$tmp/ed.err"; then
+    ok editor_complete_single_line
+  else
+    bad editor_complete_single_line "exit $rc, $lines line(s) on stdout"; show "$tmp/ed.err"; show "$tmp/ed.out"
+  fi
+
+  # 1 ms deadline: cancelled, exit status 3, and back well before 250 ms
+  timeout 30 $E --deadline-ms 1 -n 200 "The new module provides" >"$tmp/dl.out" 2>"$tmp/dl.err"
+  rc=$?
+  took=$(num "$tmp/dl.err" '^request 1: .* in ([0-9.]+) ms.*')
+  lines=$(wc -l <"$tmp/dl.out")
+  if [ $rc -eq 3 ] && grep -q '^status: cancelled (deadline)' "$tmp/dl.err" && lt "$took" 250 && [ "$lines" -eq 1 ]; then
+    ok editor_complete_deadline
+  else
+    bad editor_complete_deadline "exit $rc (want 3), request took ${took:-?} ms"; show "$tmp/dl.err"
+  fi
+
+  # a keystroke restarts the completion and reuses the prompt's KV prefix
+  timeout 30 $E --deadline-ms 10000 --keystroke-after-ms 60 --typed " and" -n 64 "The new module provides" \
+    >"$tmp/ks.out" 2>"$tmp/ks.err"
+  rc=$?
+  reused=$(num "$tmp/ks.err" '^  prompt [0-9]+ tokens: ([0-9]+) reused.*' )
+  reused2=$(grep -E '^  prompt [0-9]+ tokens: ' "$tmp/ks.err" | sed -n 2p | sed -nE 's/.*: ([0-9]+) reused.*/\1/p')
+  lines=$(wc -l <"$tmp/ks.out")
+  if [ $rc -eq 0 ] && grep -q '^request 2: complete' "$tmp/ks.err" && [ "${reused2:-0}" -gt 0 ] && [ "$lines" -eq 1 ]; then
+    ok editor_complete_restart_reuses_kv
+  else
+    bad editor_complete_restart_reuses_kv "exit $rc, reused ${reused:-?} then ${reused2:-?} tokens"; show "$tmp/ks.err"
+  fi
+  grep -E '^(request|  prompt)' "$tmp/ks.err" | sed 's/^/  # /'
+fi
