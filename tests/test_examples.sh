@@ -44,21 +44,28 @@ if built chat chat_two_turns chat_no_color chat_sigint_cancels_reply; then
   fi
   if grep -q $'\x1b' "$tmp/chat.out"; then bad chat_no_color "ANSI escapes in --no-color output"; else ok chat_no_color; fi
 
-  # Ctrl-C during a long reply cancels that reply only; the next line is answered
+  # Ctrl-C during a long reply cancels that reply only: chat returns to the
+  # prompt and answers the next line (interrupted too, or finished by itself)
   mkfifo "$tmp/in"
-  timeout 60 "$EX/chat" -m $MODEL -n 100000 --temp 1.0 --seed 7 --threads 1 --no-color \
+  timeout 60 "$EX/chat" -m $MODEL -n 3000 --temp 1.0 --seed 7 --threads 1 --no-color \
     <"$tmp/in" >"$tmp/int.out" 2>"$tmp/int.err" &
   pid=$!
   exec 7>"$tmp/in"
+  wait_reply() { # until reply $1 has streamed some text
+    for _ in $(seq 100); do [ "$(grep -c '^assistant> .' "$tmp/int.out")" -ge "$1" ] && break; sleep 0.05; done
+    sleep 0.2
+  }
   echo "Tell me everything about the standard library." >&7
-  for _ in $(seq 50); do [ -s "$tmp/int.out" ] && grep -q '^assistant> .' "$tmp/int.out" && break; sleep 0.05; done
-  sleep 0.2
+  wait_reply 1
   kill -INT $pid 2>/dev/null
-  sleep 0.3
+  sleep 0.2
   echo "Thanks." >&7
+  wait_reply 2
+  grep -q '^\[turn 2: [0-9]* tokens' "$tmp/int.err" || kill -INT $pid 2>/dev/null
   exec 7>&-
   wait $pid; rc=$?
-  if [ $rc -eq 0 ] && grep -q '^\[turn 1: interrupted' "$tmp/int.err" && grep -q '^\[turn 2: [1-9]' "$tmp/int.err"; then
+  if [ $rc -eq 0 ] && grep -q '^\[turn 1: interrupted after [1-9]' "$tmp/int.err" &&
+     grep -Eq '^\[turn 2: ([1-9][0-9]* tokens|interrupted after [1-9])' "$tmp/int.err"; then
     ok chat_sigint_cancels_reply
   else
     bad chat_sigint_cancels_reply "exit $rc"; show "$tmp/int.err"
