@@ -76,12 +76,17 @@ elif [ -z "$missing" ]; then ok abi_pinned_values
 else nok abi_pinned_values "changed or removed: $(echo "$missing" | head -5 | tr '\n' ' ')"; fi
 
 # ---------------------------------------------------------------- 3. old client
+# a library built with ASan (make test-asan) needs the runtime in the program
+SANFLAGS=
+if [ -n "$SO" ] && nm -D "$SO" 2>/dev/null | grep -q ' U __asan_init'; then
+  SANFLAGS="-fsanitize=address,undefined"
+fi
 OLD_MAJ=$(sed -n 's/^#define DS8B_VERSION_MAJOR \([0-9]*\).*/\1/p' tests/abi/ds8b_v0_1_0.h)
 if [ -z "$SO" ]; then
   nok abi_old_client "no shared library"
 elif [ "$OLD_MAJ" != "$MAJ" ]; then
   ok abi_old_client "SKIP SONAME major changed ($OLD_MAJ -> $MAJ): 0.1.0 clients are not expected to load this library"
-elif ! gcc -std=c99 -Wall -Wextra -Werror -Itests/abi -o "$tmp/old_client" tests/abi/old_client.c \
+elif ! gcc -std=c99 -Wall -Wextra -Werror $SANFLAGS -Itests/abi -o "$tmp/old_client" tests/abi/old_client.c \
        -L"$LIBDIR" -l:libds8b.so."$MAJ" 2>"$tmp/cc.log"; then
   nok abi_old_client "build: $(head -3 "$tmp/cc.log" | tr '\n' ' ')"
 else
