@@ -10,11 +10,11 @@ nok() { echo "not ok $1${2:+: $2}"; }
 SO=$(ls "$LIBDIR"/libds8b.so.*.*.* 2>/dev/null | head -1)
 
 # 1. only ds8b_* symbols are exported
-bad=$(nm -D --defined-only "$SO" | awk '{print $3}' | grep -v '^ds8b_' | grep -v '^DS8B_' | grep -v '^$')
+bad=$(nm -D --defined-only "$SO" | awk '{print $3}' | sed 's/@.*//' | grep -v '^ds8b_' | grep -v '^DS8B_' | grep -v '^$')
 [ -n "$SO" ] && [ -z "$bad" ] && ok exports_only_ds8b || nok exports_only_ds8b "unexpected: $bad"
 
 # 2. every exported function is declared in the header, and vice versa
-exp=$(nm -D --defined-only "$SO" | awk '$2=="T"{print $3}' | sort)
+exp=$(nm -D --defined-only "$SO" | awk '$2=="T"{print $3}' | sed 's/@.*//' | sort)
 dec=$(grep -oE 'DS8B_API [^(]*\b(ds8b_[a-z0-9_]+)\(' include/ds8b.h | grep -oE 'ds8b_[a-z0-9_]+\($' | tr -d '(' | sort)
 [ "$exp" = "$dec" ] && ok exports_match_header || nok exports_match_header "$(diff <(echo "$exp") <(echo "$dec") | head -5 | tr '\n' ' ')"
 

@@ -162,7 +162,8 @@ static int pool_for(const ds8b_params *p, ds8b__pool **pool, ds8b__err *e) {
 /* ================================================================== */
 /* In memory                                                           */
 /* ================================================================== */
-static int quant_tensor_mem(ds8b__pool *pool, const ds8b__tensor *src, int type, ds8b__tensor *dst, ds8b__err *e) {
+static int quant_tensor_mem(ds8b__pool *pool, const ds8b__tensor *src, int type, int64_t permute_hd, ds8b__tensor *dst,
+                            ds8b__err *e) {
     size_t rb, total;
     if (!ds8b__row_bytes(type, src->ne[0], &rb) || !ds8b__mul_ok(rb, (size_t)src->ne[1], &total))
         return ds8b__seterr(e, DS8B_E_INVALID, "tensor %s: rows of %lld do not fit type %s", src->name ? src->name : "?",
@@ -171,7 +172,7 @@ static int quant_tensor_mem(ds8b__pool *pool, const ds8b__tensor *src, int type,
     if (!buf) return DS8B_E_NOMEM;
     int nth = ds8b__pool_size(pool);
     float *tmp = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)nth * (size_t)src->ne[0] * sizeof(float), "quantizer scratch", e);
-    int rc = tmp ? convert_rows(pool, src, type, 0, src->ne[1], 0, buf, tmp, e) : DS8B_E_NOMEM;
+    int rc = tmp ? convert_rows(pool, src, type, 0, src->ne[1], permute_hd, buf, tmp, e) : DS8B_E_NOMEM;
     ds8b__free(tmp);
     if (rc) {
         ds8b__free(buf);
@@ -200,7 +201,11 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
                         ds8b__pool *pool, ds8b__err *e) {
     const ds8b__hparams *hp = &src->hp;
     m->hp = *hp;
-    m->rope_interleaved = src->rope_interleaved;
+    /* Llama weights get the row order GGUF files use (adjacent-pair RoPE),
+     * so a model quantized in memory computes exactly what the same model
+     * written to GGUF and loaded back computes. */
+    int64_t permute_hd = hp->arch == DS8B_ARCH_LLAMA && !src->rope_interleaved ? hp->head_dim : 0;
+    m->rope_interleaved = src->rope_interleaved || permute_hd > 0;
     m->output_is_embd = src->output_is_embd;
     m->tok = src->tok;
     atomic_fetch_add(&src->tok->refs, 1);
@@ -213,8 +218,8 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
     memset(m->layers, 0, (size_t)hp->n_layer * sizeof *m->layers);
     int rc;
     int embd_type = src->output_is_embd ? sch->output : sch->embd;
-    if ((rc = quant_tensor_mem(pool, &src->tok_embd, embd_type, &m->tok_embd, e))) return rc;
-    if (!src->output_is_embd && (rc = quant_tensor_mem(pool, &src->output, sch->output, &m->output, e))) return rc;
+    if ((rc = quant_tensor_mem(pool, &src->tok_embd, embd_type, 0, &m->tok_embd, e))) return rc;
+    if (!src->output_is_embd && (rc = quant_tensor_mem(pool, &src->output, sch->output, 0, &m->output, e))) return rc;
     if (!(m->out_norm = copy_vec(src->out_norm, hp->n_embd))) return ds8b__seterr(e, DS8B_E_NOMEM, "norms");
     for (int64_t i = 0; i < hp->n_layer; i++) {
         const ds8b__layer *S = &src->layers[i];
@@ -222,7 +227,9 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
         ds8b__tensor *dst[R__N] = {&D->wq, &D->wk, &D->wv, &D->wo, &D->w_gate, &D->w_up, &D->w_down};
         for (int r = 0; r < R__N; r++) {
             const ds8b__tensor *t = layer_mat(S, r);
-            if ((rc = quant_tensor_mem(pool, t, type_for(sch, r, i, hp->n_layer, t), dst[r], e))) return rc;
+            if ((rc = quant_tensor_mem(pool, t, type_for(sch, r, i, hp->n_layer, t), r == R_Q || r == R_K ? permute_hd : 0,
+                                        dst[r], e)))
+                return rc;
         }
         D->attn_norm = copy_vec(S->attn_norm, hp->n_embd);
         D->ffn_norm = copy_vec(S->ffn_norm, hp->n_embd);
