@@ -171,8 +171,9 @@ DS8B_API void ds8b_tokenizer_free(ds8b_tokenizer *tok);
  * small, returns DS8B_E_BUFFER (call again with a bigger buffer). */
 DS8B_API int ds8b_tokenize(const ds8b_tokenizer *tok, const char *text, size_t len,
                            int flags, int32_t *ids, size_t cap, size_t *n_ids);
-/* Decodes ids to UTF-8 (invalid byte sequences become U+FFFD). Writes at
- * most cap bytes plus a NUL if room; *len receives the full length. */
+/* Decodes ids to UTF-8 (invalid byte sequences become U+FFFD; ids outside
+ * the vocabulary are skipped). Writes at most cap bytes plus a NUL if
+ * room; *len receives the full length. */
 DS8B_API int ds8b_detokenize(const ds8b_tokenizer *tok, const int32_t *ids, size_t n,
                              int flags, char *buf, size_t cap, size_t *len);
 DS8B_API int32_t ds8b_tokenizer_vocab_size(const ds8b_tokenizer *tok);
@@ -190,6 +191,8 @@ typedef struct ds8b_model ds8b_model;
 /* Loads a Hugging Face checkpoint directory (config.json, safetensors,
  * tokenizer.json) or a GGUF file. params may be NULL. */
 DS8B_API int ds8b_model_load(const char *path, const ds8b_params *params, ds8b_model **out);
+/* Frees m. Refused (nothing freed, message in ds8b_errmsg) while sessions
+ * on m exist: free them first. */
 DS8B_API void ds8b_model_free(ds8b_model *m);
 /* The model's tokenizer, owned by the model. */
 DS8B_API const ds8b_tokenizer *ds8b_model_tokenizer(const ds8b_model *m);
@@ -213,8 +216,10 @@ enum { DS8B_ARCH_LLAMA = 1, DS8B_ARCH_QWEN3 = 2 };
 DS8B_API int ds8b_model_info(const ds8b_model *m, ds8b_model_key key, int64_t *value);
 /* Human-readable one-line description, e.g. "qwen3 6L 256d q4_0". */
 DS8B_API const char *ds8b_model_desc(const ds8b_model *m);
-/* Replace the log callback of a loaded model (NULL silences it). Not
- * thread-safe with respect to concurrent use of the model. */
+/* Replace the log callback of a loaded model (NULL silences it). A model
+ * keeps the callback given in its load params until replaced, so the
+ * callback must stay valid. Not thread-safe with respect to concurrent use
+ * of the model. */
 DS8B_API int ds8b_model_set_log(ds8b_model *m, ds8b_log_fn fn, void *user);
 
 /* ------------------------------------------------------------------ */
@@ -237,6 +242,8 @@ DS8B_API int ds8b_quantize(const char *in_path, const char *out_path, const char
 typedef struct ds8b_session ds8b_session;
 
 DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_session **out);
+/* Frees s. Refused (nothing freed, message in ds8b_errmsg) while chat
+ * handles bound to s exist: free them first. */
 DS8B_API void ds8b_session_free(ds8b_session *s);
 DS8B_API const char *ds8b_session_errmsg(const ds8b_session *s);
 /* Change a sampling or generation parameter (keys 20..39) on a live session. */
@@ -278,13 +285,35 @@ enum {
 };
 /* Tokenizes prompt, evaluates it after what the session already holds,
  * then samples until a stop condition: EOS, a stop string, MAX_TOKENS, or
- * the callback. *n_generated (may be NULL) receives the token count.
- * Returns DS8B_OK when a normal stop condition ended it. */
+ * the callback. An empty prompt continues from the current logits (after
+ * ds8b_eval or an earlier generation). *n_generated (may be NULL) receives
+ * the token count. Returns DS8B_OK when a normal stop condition ended it;
+ * ds8b_session_finish_reason() tells which. */
 DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int flags,
                            ds8b_stream_fn cb, void *user, int64_t *n_generated);
-/* Asks a running call on s to stop at the next micro-batch or token. Safe
- * to call from any thread. The flag clears when the next call starts. */
+/* Asks the call running on s to stop at the next micro-batch (prompt) or
+ * token (generation); it returns DS8B_E_CANCELLED. If no call is running,
+ * the next eval/generate/chat call on s is the one cancelled. The request
+ * is consumed by the call that returns DS8B_E_CANCELLED. Safe from any
+ * thread and from a signal handler (it only performs an atomic store). */
 DS8B_API int ds8b_session_cancel(ds8b_session *s);
+
+/* Why the last ds8b_generate/ds8b_chat_reply on s ended. */
+enum {
+    DS8B_FINISH_NONE = 0,
+    DS8B_FINISH_EOS = 1,          /* an end-of-generation token */
+    DS8B_FINISH_MAX_TOKENS = 2,   /* DS8B_PARAM_MAX_TOKENS reached */
+    DS8B_FINISH_STOP_STRING = 3,  /* a stop string matched */
+    DS8B_FINISH_CONTEXT = 4,      /* context full under DS8B_CTX_STOP */
+    DS8B_FINISH_CANCELLED = 5,    /* callback or ds8b_session_cancel */
+    DS8B_FINISH_ERROR = 6
+};
+DS8B_API int ds8b_session_finish_reason(const ds8b_session *s);
+/* Removes every stop string of the session. */
+DS8B_API int ds8b_session_clear_stops(ds8b_session *s);
+/* Copies the tokens held in the context (prompt and generated). *n gets
+ * the count; DS8B_E_BUFFER if ids is NULL or cap is too small. */
+DS8B_API int ds8b_session_tokens(const ds8b_session *s, int32_t *ids, size_t cap, size_t *n);
 
 /* ------------------------------------------------------------------ */
 /* Chat: the model's own template, rendered by the library             */

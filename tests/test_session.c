@@ -149,6 +149,12 @@ static void test_stop_string(void) {
     buf b = {0};
     CHECK(ds8b_generate(s, p, strlen(p), DS8B_GEN_ADD_SPECIAL, collect, &b, NULL) == 0, "%s", ds8b_errmsg());
     CHECK(b.n == want && memcmp(a.text, b.text, want) == 0, "stop at '%s': got '%s' (%zu bytes), want %zu", stop, b.text, b.n, want);
+    CHECK(ds8b_session_finish_reason(s) == DS8B_FINISH_STOP_STRING, "finish reason %d", ds8b_session_finish_reason(s));
+    ds8b_session_clear_stops(s);
+    ds8b_session_reset(s);
+    buf c = {0};
+    CHECK(ds8b_generate(s, p, strlen(p), DS8B_GEN_ADD_SPECIAL, collect, &c, NULL) == 0 && strcmp(c.text, a.text) == 0, "stops cleared");
+    CHECK(ds8b_session_finish_reason(s) == DS8B_FINISH_MAX_TOKENS || ds8b_session_finish_reason(s) == DS8B_FINISH_EOS, "finish");
     ds8b_session_free(s);
 }
 
@@ -174,6 +180,16 @@ static void test_callback_cancel(void) {
     int rc = ds8b_generate(s, "Hello", 5, DS8B_GEN_ADD_SPECIAL, collect, &a, &ng);
     CHECK(rc == DS8B_E_CANCELLED && a.pieces == 3, "rc %d pieces %d", rc, a.pieces);
     CHECK(ng <= 8, "generated %lld tokens after the stop", (long long)ng);
+    CHECK(ds8b_session_finish_reason(s) == DS8B_FINISH_CANCELLED, "finish reason %d", ds8b_session_finish_reason(s));
+    /* a cancel requested while idle cancels the next call only */
+    ds8b_session_cancel(s);
+    CHECK(ds8b_eval(s, (int32_t[]){5}, 1, NULL) == DS8B_E_CANCELLED, "pending cancel");
+    CHECK(ds8b_eval(s, (int32_t[]){5}, 1, NULL) == DS8B_OK, "cancel consumed");
+    size_t nt = 0;
+    CHECK(ds8b_session_tokens(s, NULL, 0, &nt) == DS8B_E_BUFFER && (int64_t)nt == ds8b_session_n_past(s), "token count");
+    int32_t *toks = malloc(nt * 4 + 4);
+    CHECK(ds8b_session_tokens(s, toks, nt, &nt) == DS8B_OK && toks[nt - 1] == 5, "last token");
+    free(toks);
     ds8b_session_free(s);
 }
 

@@ -113,8 +113,10 @@ DS8B_API int ds8b_chat_create(ds8b_session *s, ds8b_chat **out) {
     memset(c, 0, sizeof *c);
     c->magic = DS8B_CHAT_MAGIC;
     c->s = s;
+    atomic_fetch_add(&s->n_chats, 1);
     c->messages = cJSON_CreateArray();
     if (!c->messages) {
+        atomic_fetch_sub(&s->n_chats, 1);
         ds8b__free(c);
         ds8b__seterr(&e, DS8B_E_NOMEM, "chat messages");
         return cfail(NULL, &e);
@@ -125,6 +127,7 @@ DS8B_API int ds8b_chat_create(ds8b_session *s, ds8b_chat **out) {
 
 DS8B_API void ds8b_chat_free(ds8b_chat *c) {
     if (!chat_ok(c)) return;
+    if (c->s && c->s->magic == DS8B_SESSION_MAGIC) atomic_fetch_sub(&c->s->n_chats, 1);
     cJSON_Delete(c->messages);
     ds8b__free(c->last_reply);
     ds8b__free(c->last_reasoning);
@@ -215,7 +218,6 @@ DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_
     s->n_past = (int64_t)keep;
     s->have_logits = false;
     /* evaluate the new suffix, then generate from an empty prompt */
-    atomic_store(&s->cancel, 0);
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     rc = ds8b__session_eval(s, ids + keep, (int64_t)(n - keep), NULL, &e);
     ds8b__memscope_leave(old);

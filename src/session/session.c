@@ -158,6 +158,15 @@ DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_
 
 DS8B_API void ds8b_session_free(ds8b_session *s) {
     if (!sess_ok(s)) return;
+    int chats = atomic_load(&s->n_chats);
+    if (chats > 0) {
+        /* the chats would point at freed memory: refuse, leak rather than crash */
+        ds8b__err e;
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_session_free: %d chat handle(s) still use this session; free them first",
+                     chats);
+        ds8b__set_last_error(&e);
+        return;
+    }
     session_destroy(s);
 }
 
@@ -217,6 +226,23 @@ DS8B_API int ds8b_session_add_stop(ds8b_session *s, const char *stop) {
     ds8b__memscope_leave(old);
     if (!c) { ds8b__seterr(&e, DS8B_E_NOMEM, "stop string"); return sfail(s, &e); }
     s->stops[s->n_stops++] = c;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_session_clear_stops(ds8b_session *s) {
+    if (!sess_ok(s)) return DS8B_E_MISUSE;
+    for (int i = 0; i < s->n_stops; i++) ds8b__free(s->stops[i]);
+    s->n_stops = 0;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_session_finish_reason(const ds8b_session *s) { return sess_ok(s) ? s->finish : DS8B_E_MISUSE; }
+
+DS8B_API int ds8b_session_tokens(const ds8b_session *s, int32_t *ids, size_t cap, size_t *n) {
+    if (!sess_ok(s) || !n) return DS8B_E_MISUSE;
+    *n = (size_t)s->n_past;
+    if (!ids || cap < (size_t)s->n_past) return DS8B_E_BUFFER;
+    memcpy(ids, s->tokens, (size_t)s->n_past * sizeof(int32_t));
     return DS8B_OK;
 }
 
@@ -308,10 +334,10 @@ DS8B_API int ds8b_eval(ds8b_session *s, const int32_t *ids, size_t n, float *log
     ds8b__err e = {0};
     if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
     if (!ids && n) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_eval: ids is NULL"); return sfail(s, &e); }
-    atomic_store(&s->cancel, 0);
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     int rc = ds8b__session_eval(s, ids, (int64_t)n, logits, &e);
     ds8b__memscope_leave(old);
+    if (rc == DS8B_E_CANCELLED) atomic_store(&s->cancel, 0); /* the request is consumed */
     return rc ? sfail(s, &e) : DS8B_OK;
 }
 
@@ -452,12 +478,13 @@ static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int f
 
     ds8b__detok_stream ds = {0};
     char piece[256];
+    s->finish = DS8B_FINISH_NONE;
     for (;;) {
         if (atomic_load(&s->cancel))
             return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled after %lld tokens", (long long)*n_gen);
-        if (s->max_tokens > 0 && *n_gen >= s->max_tokens) break;
+        if (s->max_tokens > 0 && *n_gen >= s->max_tokens) { s->finish = DS8B_FINISH_MAX_TOKENS; break; }
         int32_t t = ds8b__sample(&s->sampler, s->sc.logits, s->tokens, s->n_past);
-        if (s->stop_at_eos && ds8b__tok_is_eog(tok, t)) break;
+        if (s->stop_at_eos && ds8b__tok_is_eog(tok, t)) { s->finish = DS8B_FINISH_EOS; break; }
         (*n_gen)++;
         size_t pl = 0;
         ds8b__detok_push(tok, &ds, t, 0, piece, sizeof piece, &pl);
@@ -465,9 +492,9 @@ static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int f
         if (g->cancelled)
             return ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped generation after %lld tokens",
                                 (long long)*n_gen);
-        if (g->stopped) break;
+        if (g->stopped) { s->finish = DS8B_FINISH_STOP_STRING; break; }
         if (s->n_past >= s->n_ctx && s->ctx_policy != DS8B_CTX_SLIDE) {
-            if (s->ctx_policy == DS8B_CTX_STOP) break;
+            if (s->ctx_policy == DS8B_CTX_STOP) { s->finish = DS8B_FINISH_CONTEXT; break; }
             return ds8b__seterr(e, DS8B_E_CONTEXT_FULL, "context full after %lld generated tokens (n_ctx %lld)",
                                 (long long)*n_gen, (long long)s->n_ctx);
         }
@@ -477,6 +504,7 @@ static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int f
     ds8b__detok_flush(&ds, piece, sizeof piece, &pl);
     push_text(g, piece, pl);
     drain(g, true);
+    if (g->stopped) s->finish = DS8B_FINISH_STOP_STRING;
     if (g->cancelled)
         return ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped generation");
     return DS8B_OK;
@@ -487,7 +515,6 @@ DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int 
     ds8b__err e = {0};
     if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
     if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_generate: prompt is NULL"); return sfail(s, &e); }
-    atomic_store(&s->cancel, 0);
     int64_t ng = 0;
     gen_out *g = ds8b__malloc(DS8B_MEM_SESSION, sizeof *g);
     if (!g) { ds8b__seterr(&e, DS8B_E_NOMEM, "generation state"); return sfail(s, &e); }
@@ -502,5 +529,11 @@ DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int 
     ds8b__memscope_leave(old);
     ds8b__free(g);
     if (n_generated) *n_generated = ng;
+    if (rc == DS8B_E_CANCELLED) {
+        atomic_store(&s->cancel, 0); /* the request is consumed */
+        s->finish = DS8B_FINISH_CANCELLED;
+    } else if (rc) {
+        s->finish = DS8B_FINISH_ERROR;
+    }
     return rc ? sfail(s, &e) : DS8B_OK;
 }

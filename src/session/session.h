@@ -102,7 +102,9 @@ struct ds8b_session {
     int64_t n_past;
     bool have_logits;
 
-    _Atomic int cancel;
+    _Atomic int cancel;      /* set by ds8b_session_cancel, consumed by the call that sees it */
+    _Atomic int n_chats;     /* ds8b_chat handles bound to this session */
+    int finish;              /* DS8B_FINISH_* of the last generation */
     ds8b__err err;
 };
 
