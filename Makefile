@@ -71,7 +71,7 @@ FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/replay_%)
 EX_SRCS  := $(sort $(wildcard examples/*.c))
 EX_BINS  := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test test-asan demo install clean tests fuzz-replay examples
+.PHONY: all lib test test-asan demo install clean tests fuzz-replay examples quant-table
 all: lib $(CLI) examples
 
 lib: $(SHLIB) $(STLIB) $(LIBDIR)/libds8b.so $(LIBDIR)/$(SONAME) $(BUILD)/ds8b.pc
@@ -126,6 +126,10 @@ test-asan:
 
 demo: all
 	$(CLI) generate -m models/demo-llama -p "The Python interpreter" -n 64 --temp 0
+
+# The measured quantization table (a few minutes): see docs/quantization.md.
+quant-table: all
+	bash docs/quant_table.sh > docs/quantization-table.md
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -327,6 +327,11 @@ DS8B_API int ds8b_session_tokens(const ds8b_session *s, int32_t *ids, size_t cap
  * raise_exception() and syntax errors give DS8B_E_TEMPLATE. */
 DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, size_t json_len,
                               int add_generation_prompt, char *buf, size_t cap, size_t *len);
+/* The same with a tokenizer's own template (tokenizer_config.json), for
+ * tokenizer-only directories. */
+DS8B_API int ds8b_tokenizer_chat_render(const ds8b_tokenizer *tok, const char *messages_json,
+                                        size_t json_len, int add_generation_prompt, char *buf,
+                                        size_t cap, size_t *len);
 
 /* A conversation bound to a session. Each reply re-renders the whole
  * conversation, keeps the KV cache of the prefix it shares with what the

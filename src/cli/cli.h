@@ -21,6 +21,6 @@ ds8b_params *cli_session_params(int argc, char **argv);
  * for an unknown command. */
 int cli_dispatch_extra(const char *cmd, int argc, char **argv);
 void cli_usage_extra(void);
-void cli_info_extra(const ds8b_model *m);
+void cli_info_extra(const ds8b_model *m, int argc, char **argv);
 
 #endif

@@ -354,6 +354,122 @@ static int cmd_bench(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+
+/* ================================================================== */
+/* chat-template and chat                                              */
+/* ================================================================== */
+static int cmd_chat_template(int argc, char **argv) {
+    const char *path = cli_opt(argc, argv, "-m");
+    if (!path) return cli_usage("chat-template needs -m PATH (JSON messages on stdin)");
+    size_t len;
+    char *msgs = cli_read_all(stdin, &len);
+    if (!msgs) return 1;
+    ds8b_tokenizer *t = NULL;
+    int rc = ds8b_tokenizer_load(path, &t);
+    if (rc) { free(msgs); return cli_fail("loading the tokenizer", rc); }
+    int add = !cli_flag(argc, argv, "--no-generation-prompt");
+    size_t need = 0;
+    rc = ds8b_tokenizer_chat_render(t, msgs, len, add, NULL, 0, &need);
+    char *out = NULL;
+    if (rc == DS8B_E_BUFFER) {
+        out = malloc(need + 1);
+        rc = out ? ds8b_tokenizer_chat_render(t, msgs, len, add, out, need + 1, &need) : DS8B_E_NOMEM;
+    }
+    int ret = 0;
+    if (rc) ret = cli_fail("rendering the chat template", rc);
+    else fwrite(out, 1, need, stdout);
+    free(out);
+    free(msgs);
+    ds8b_tokenizer_free(t);
+    return ret;
+}
+
+static int chat_piece(void *user, const char *piece, size_t len, int channel) {
+    int *last = user;
+    if (channel != *last) fputs(channel == DS8B_CHANNEL_REASONING ? "\x1b[2m" : "\x1b[0m", stdout);
+    *last = channel;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    const char *path = cli_opt(argc, argv, "-m");
+    if (!path) return cli_usage("chat needs -m PATH");
+    ds8b_params *p = cli_session_params(argc, argv);
+    if (!p) return 2;
+    ds8b_model *m;
+    if (cli_load(argc, argv, path, &m)) { ds8b_params_free(p); return 1; }
+    ds8b_session *s;
+    ds8b_chat *c = NULL;
+    int rc = ds8b_session_create(m, p, &s);
+    ds8b_params_free(p);
+    if (!rc) rc = ds8b_chat_create(s, &c);
+    if (rc) { ds8b_model_free(m); return cli_fail("creating the chat", rc); }
+    const char *sys = cli_opt(argc, argv, "--system");
+    if (sys) ds8b_chat_add(c, "system", sys);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t l;
+    fputs("> ", stdout);
+    fflush(stdout);
+    while ((l = getline(&line, &cap, stdin)) > 0) {
+        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) line[--l] = 0;
+        if (!l) { fputs("> ", stdout); fflush(stdout); continue; }
+        ds8b_chat_add(c, "user", line);
+        int last = DS8B_CHANNEL_ANSWER;
+        rc = ds8b_chat_reply(c, chat_piece, &last, NULL);
+        fputs("\x1b[0m\n> ", stdout);
+        fflush(stdout);
+        if (rc && rc != DS8B_E_CANCELLED) { cli_fail("replying", rc); break; }
+    }
+    free(line);
+    ds8b_chat_free(c);
+    ds8b_session_free(s);
+    ds8b_model_free(m);
+    return rc && rc != DS8B_E_CANCELLED ? 1 : 0;
+}
+
+/* ================================================================== */
+/* estimate                                                            */
+/* ================================================================== */
+static void print_estimate(const char *path, int argc, char **argv) {
+    static const char *const schemes[] = {"", "f16", "q8_0", "q4_0", "q4_k_m", "w4a16"};
+    static const char *const cats[] = {"weights (heap)", "KV cache", "scratch", "tokenizer", "session", "threads",
+                                       "other", "mapped (file)"};
+    int64_t est[6][DS8B_MEM__COUNT];
+    bool ok[6];
+    ds8b_params *p = cli_session_params(argc, argv);
+    for (int s = 0; s < 6; s++) ok[s] = ds8b_estimate(path, schemes[s], p, est[s], DS8B_MEM__COUNT) == DS8B_OK;
+    if (!ok[0]) fprintf(stderr, "ds8b: estimate: %s\n", ds8b_errmsg());
+    int64_t n_ctx = 4096;
+    if (p) ds8b_params_get_int(p, DS8B_PARAM_N_CTX, &n_ctx);
+    ds8b_params_free(p);
+    printf("\nmemory estimate (MB) for one session of n_ctx %lld:\n", (long long)n_ctx);
+    printf("%-16s", "category");
+    for (int s = 0; s < 6; s++) printf(" %10s", s == 0 ? "as stored" : schemes[s]);
+    printf("\n");
+    for (int c = 0; c < DS8B_MEM__COUNT; c++) {
+        printf("%-16s", cats[c]);
+        for (int s = 0; s < 6; s++) printf(" %10.1f", ok[s] ? (double)est[s][c] / 1e6 : -1.0);
+        printf("\n");
+    }
+    printf("%-16s", "total");
+    for (int s = 0; s < 6; s++) {
+        double t = 0;
+        for (int c = 0; c < DS8B_MEM__COUNT; c++) t += ok[s] ? (double)est[s][c] : 0;
+        printf(" %10.1f", t / 1e6);
+    }
+    printf("\n");
+}
+
+static int cmd_estimate(int argc, char **argv) {
+    const char *path = argc > 0 && argv[0][0] != '-' ? argv[0] : cli_opt(argc, argv, "-m");
+    if (!path) return cli_usage("estimate needs a model PATH");
+    print_estimate(path, argc, argv);
+    return 0;
+}
+
 /* ================================================================== */
 /* dispatch                                                            */
 /* ================================================================== */
@@ -362,6 +478,9 @@ int cli_dispatch_extra(const char *cmd, int argc, char **argv) {
     if (strcmp(cmd, "convert") == 0) return cmd_quantize(argc, argv, "f16");
     if (strcmp(cmd, "make-random") == 0) return cmd_make_random(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc, argv);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
+    if (strcmp(cmd, "estimate") == 0) return cmd_estimate(argc, argv);
     return -1;
 }
 
@@ -369,12 +488,29 @@ void cli_usage_extra(void) {
     fputs("  quantize   IN OUT SCHEME [--threads N]     (f32 f16 bf16 q8_0 q4_0 q4_k_m w4a16; writes GGUF)\n"
           "  convert    IN OUT [f16|bf16|f32]           (HF checkpoint to GGUF without quantizing)\n"
           "  make-random CONFIG.json OUTDIR [--tokenizer DIR] [--seed S] [--shard-gb G]\n"
-          "  bench      -m PATH [-p 512] [-n 128] [-r 3] [--threads N]\n",
+          "  bench      -m PATH [-p 512] [-n 128] [-r 3] [--threads N]\n"
+          "  estimate   PATH [--ctx N] [--batch N] [--kv-type f32|f16|q8_0] [--threads N]\n"
+          "  chat-template -m PATH [--no-generation-prompt]   (JSON messages on stdin)\n"
+          "  chat       -m PATH [--system TEXT] [sampling options]\n",
           stdout);
 }
 
-void cli_info_extra(const ds8b_model *m) {
+void cli_info_extra(const ds8b_model *m, int argc, char **argv) {
     const ds8b__type_traits *t = ds8b__type_info(m->layers[0].w_gate.type);
     printf("%-14s %s\n", "weight type", t ? t->name : "?");
     printf("%-14s %s\n", "scheme", m->scheme ? m->scheme : "?");
+    /* dtypes of every matrix */
+    int counts[DS8B_T__COUNT] = {0};
+    for (int64_t i = 0; i < m->hp.n_layer; i++) {
+        const ds8b__layer *L = &m->layers[i];
+        const ds8b__tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int r = 0; r < 7; r++) counts[ts[r]->type]++;
+    }
+    counts[m->tok_embd.type]++;
+    if (!m->output_is_embd) counts[m->output.type]++;
+    printf("%-14s", "matrix dtypes");
+    for (int k = 0; k < DS8B_T__COUNT; k++)
+        if (counts[k]) printf(" %s x%d", ds8b__type_info(k)->name, counts[k]);
+    printf("\n");
+    print_estimate(m->path, argc, argv);
 }

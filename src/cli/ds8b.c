@@ -355,9 +355,24 @@ static int cmd_perplexity(int argc, char **argv, bool kld) {
     fclose(wf);
     cJSON *root = js ? cJSON_Parse(js) : NULL;
     free(js);
-    /* accept a bare array of windows, or an object with "windows" */
+    /* accept a bare array of windows, an object with "windows", or a
+     * reference file with "perplexity": {LANG: {"windows": ...}} (--lang
+     * picks one language; default: all of them) */
     cJSON *wins = root;
-    if (root && cJSON_IsObject(root)) wins = cJSON_GetObjectItemCaseSensitive(root, "windows");
+    const char *lang = cli_opt(argc, argv, "--lang");
+    if (root && cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, "perplexity")) {
+        cJSON *ppl = cJSON_GetObjectItemCaseSensitive(root, "perplexity");
+        cJSON *all = cJSON_CreateArray();
+        for (cJSON *l = ppl ? ppl->child : NULL; l; l = l->next) {
+            if (lang && strcmp(l->string, lang) != 0) continue;
+            cJSON *w = cJSON_GetObjectItemCaseSensitive(l, "windows");
+            for (cJSON *x = w ? w->child : NULL; x; x = x->next) cJSON_AddItemToArray(all, cJSON_Duplicate(x, 1));
+        }
+        cJSON_AddItemToObject(root, "__all", all);
+        wins = all;
+    } else if (root && cJSON_IsObject(root)) {
+        wins = cJSON_GetObjectItemCaseSensitive(root, "windows");
+    }
     if (!wins || !cJSON_IsArray(wins) || cJSON_GetArraySize(wins) == 0) {
         cJSON_Delete(root);
         return cli_usage("--windows must hold a JSON array of id arrays");
@@ -476,7 +491,7 @@ static int cmd_info(int argc, char **argv) {
         ds8b_model_info(m, keys[i].k, &v);
         printf("%-14s %lld\n", keys[i].name, (long long)v);
     }
-    cli_info_extra(m);
+    cli_info_extra(m, argc, argv);
     ds8b_model_free(m);
     return 0;
 }
@@ -492,8 +507,9 @@ static void usage(void) {
           "  tokenize   -m PATH [--special] [--no-parse-special] [--jsonl]   (text on stdin)\n"
           "  detokenize -m PATH [--skip-special]                             (JSON ids on stdin)\n"
           "  eval       -m PATH --ids JSON_ARRAY --logits-out FILE\n"
-          "  perplexity -m PATH --windows FILE [--base FLOAT_MODEL]\n"
-          "  kld        -m QUANT --base FLOAT --windows FILE\n"
+          "  perplexity -m PATH --windows FILE [--lang L] [--base FLOAT_MODEL]\n"
+          "  kld        -m QUANT --base FLOAT --windows FILE [--lang L]\n"
+          "             (FILE: JSON array of id arrays, or a reference file with perplexity windows)\n"
           "  info       PATH\n",
           stdout);
     cli_usage_extra();

@@ -25,38 +25,71 @@ struct ds8b_chat {
 /* ------------------------------------------------------------------ */
 /* Template selection                                                  */
 /* ------------------------------------------------------------------ */
-/* The model's template: tokenizer_config.json / GGUF chat_template, else
- * the DeepSeek-R1 built-in (both 8B models use the R1 format). */
-static int get_template(const ds8b_model *m, ds8b__tmpl **out, ds8b__err *e) {
-    const char *src = m->chat_template;
-    if (!src && m->tok) src = ds8b__tok_chat_template(m->tok->tok);
+/* The template: the model's (GGUF metadata), else the tokenizer's
+ * (tokenizer_config.json), else the DeepSeek-R1 built-in (both 8B models
+ * use the R1 format). */
+static int get_template(const char *model_tmpl, const ds8b_tokenizer *tok, ds8b__tmpl **out, ds8b__err *e) {
+    const char *src = model_tmpl;
+    if (!src && tok) src = ds8b__tok_chat_template(tok);
     if (!src) src = ds8b__tmpl_builtin("deepseek-r1");
-    if (!src) return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "the model has no chat template");
+    if (!src) return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "no chat template");
     return ds8b__tmpl_compile(src, strlen(src), out, e);
 }
 
-static const char *special_str(const ds8b_model *m, bool bos) {
-    const ds8b_tokenizer *t = m->tok ? m->tok->tok : NULL;
+/* bos_token / eos_token strings for the template. */
+static const char *special_str(const ds8b_tokenizer *t, bool bos, char *buf, size_t cap) {
     const char *s = t ? (bos ? ds8b__tok_bos_str(t) : ds8b__tok_eos_str(t)) : NULL;
-    static char buf[2][256];
     if (!s && t) {
         int32_t id = bos ? ds8b__tok_bos(t) : ds8b__tok_eos(t);
         size_t len;
-        if (id >= 0 && ds8b__tok_token_bytes(t, id, buf[bos], sizeof buf[bos] - 1, &len)) {
-            buf[bos][len] = 0;
-            return buf[bos];
+        if (id >= 0 && ds8b__tok_token_bytes(t, id, buf, cap - 1, &len)) {
+            buf[len] = 0;
+            return buf;
         }
     }
     return s ? s : "";
 }
 
+static int render_with(const char *model_tmpl, const ds8b_tokenizer *tok, const cJSON *messages, bool add_gen, char **out,
+                       size_t *len, ds8b__err *e) {
+    ds8b__tmpl *t = NULL;
+    int rc = get_template(model_tmpl, tok, &t, e);
+    if (rc) return rc;
+    char b1[256], b2[256];
+    rc = ds8b__tmpl_render(t, messages, add_gen, special_str(tok, true, b1, sizeof b1), special_str(tok, false, b2, sizeof b2),
+                           NULL, out, len, e);
+    ds8b__tmpl_free(t);
+    return rc;
+}
+
 int ds8b__chat_render(const ds8b_model *m, const cJSON *messages, bool add_gen, char **out, size_t *len,
                       ds8b__err *e) {
-    ds8b__tmpl *t = NULL;
-    int rc = get_template(m, &t, e);
-    if (rc) return rc;
-    rc = ds8b__tmpl_render(t, messages, add_gen, special_str(m, true), special_str(m, false), NULL, out, len, e);
-    ds8b__tmpl_free(t);
+    return render_with(m->chat_template, m->tok ? m->tok->tok : NULL, messages, add_gen, out, len, e);
+}
+
+/* Shared by the model and tokenizer entry points. */
+static int render_public(const char *model_tmpl, const ds8b_tokenizer *tok, const char *messages_json, size_t json_len,
+                         int add_generation_prompt, char *buf, size_t cap, size_t *len, ds8b__err *e) {
+    if (!messages_json || !len) return ds8b__seterr(e, DS8B_E_INVALID, "messages_json and len are required");
+    cJSON *msgs = cJSON_ParseWithLength(messages_json, json_len);
+    int rc;
+    if (!msgs || !cJSON_IsArray(msgs)) {
+        rc = ds8b__seterr(e, DS8B_E_INVALID, "messages must be a JSON array of {\"role\", \"content\"} objects");
+    } else {
+        char *out = NULL;
+        size_t n = 0;
+        rc = render_with(model_tmpl, tok, msgs, add_generation_prompt != 0, &out, &n, e);
+        if (!rc) {
+            *len = n;
+            if (!buf || cap < n + 1) rc = ds8b__seterr(e, DS8B_E_BUFFER, "the rendered prompt needs %zu bytes plus a NUL", n);
+            else {
+                memcpy(buf, out, n);
+                buf[n] = 0;
+            }
+        }
+        ds8b__free(out);
+    }
+    cJSON_Delete(msgs);
     return rc;
 }
 
@@ -65,27 +98,18 @@ DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, si
     ds8b__err e = {0};
     int rc;
     if (!m || m->magic != DS8B_MODEL_MAGIC) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_chat_render: invalid model handle");
-    else if (!messages_json || !len) rc = ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_render: messages_json and len are required");
-    else {
-        cJSON *msgs = cJSON_ParseWithLength(messages_json, json_len);
-        if (!msgs || !cJSON_IsArray(msgs)) {
-            rc = ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_render: messages must be a JSON array of {\"role\", \"content\"} objects");
-        } else {
-            char *out = NULL;
-            size_t n = 0;
-            rc = ds8b__chat_render(m, msgs, add_generation_prompt != 0, &out, &n, &e);
-            if (!rc) {
-                *len = n;
-                if (!buf || cap < n + 1) rc = ds8b__seterr(&e, DS8B_E_BUFFER, "the rendered prompt needs %zu bytes plus a NUL", n);
-                else {
-                    memcpy(buf, out, n);
-                    buf[n] = 0;
-                }
-            }
-            ds8b__free(out);
-        }
-        cJSON_Delete(msgs);
-    }
+    else rc = render_public(m->chat_template, m->tok ? m->tok->tok : NULL, messages_json, json_len, add_generation_prompt,
+                            buf, cap, len, &e);
+    if (rc) ds8b__set_last_error(&e);
+    return rc;
+}
+
+DS8B_API int ds8b_tokenizer_chat_render(const ds8b_tokenizer *tok, const char *messages_json, size_t json_len,
+                                        int add_generation_prompt, char *buf, size_t cap, size_t *len) {
+    ds8b__err e = {0};
+    int rc;
+    if (!tok) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_tokenizer_chat_render: invalid tokenizer handle");
+    else rc = render_public(NULL, tok, messages_json, json_len, add_generation_prompt, buf, cap, len, &e);
     if (rc) ds8b__set_last_error(&e);
     return rc;
 }
