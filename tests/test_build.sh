@@ -46,3 +46,11 @@ if [ -f examples/simple.c ]; then
   fi
 fi
 rm -rf "$tmp"
+
+# 6. docs/api.md documents every exported function and is current
+missing=""
+for f in $exp; do grep -q "\b$f(" docs/api.md || missing="$missing $f"; done
+[ -z "$missing" ] && ok api_doc_complete || nok api_doc_complete "not in docs/api.md:$missing"
+if command -v python3 >/dev/null; then
+  python3 docs/gen_api.py | cmp -s - docs/api.md && ok api_doc_current || nok api_doc_current "run: python3 docs/gen_api.py > docs/api.md"
+fi
