@@ -52,7 +52,16 @@ int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int thre
         !ds8b__row_bytes(type, cols, &rb) || !ds8b__mul_ok(rb, (size_t)rows, &wbytes) ||
         !ds8b__mul_ok((size_t)n, (size_t)cols * 4, &xn) || !ds8b__mul_ok((size_t)n, (size_t)rows * 4, &yn))
         return DS8B_E_INVALID;
-    uint8_t *w = ds8b__malloc(DS8B_MEM_OTHER, wbytes);
+    /* Decode reads weights once per token from DRAM; with small n, rotate
+     * over enough copies (~640 MB) that they never stay in the LLC. */
+    size_t copies = 1;
+    if (n <= 4) {
+        copies = ((size_t)640 << 20) / wbytes + 1;
+        if (copies > 64) copies = 64;
+    }
+    size_t total;
+    if (!ds8b__mul_ok(wbytes, copies, &total)) return DS8B_E_INVALID;
+    uint8_t *w = ds8b__malloc(DS8B_MEM_OTHER, total);
     float *x = ds8b__malloc(DS8B_MEM_OTHER, xn), *y = ds8b__malloc(DS8B_MEM_OTHER, yn);
     ds8b__pool *pool = NULL;
     int rc = DS8B_OK;
@@ -74,6 +83,7 @@ int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int thre
             for (size_t i = 0; i < wbytes; i += (size_t)t->block_bytes)
                 fill_block(type, w + i, t->block_bytes, &s);
         }
+        for (size_t c = 1; c < copies; c++) memcpy(w + c * wbytes, w, wbytes);
         for (size_t i = 0; i < xn / 4; i++) x[i] = (float)((int64_t)(xs_next(&s) % 2001) - 1000) * 1e-3f;
         ds8b__tensor tw;
         memset(&tw, 0, sizeof tw);
@@ -86,6 +96,7 @@ int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int thre
         tw.nbytes = wbytes;
         double best = 1e30;
         for (int r = 0; r <= reps && !rc; r++) { /* first run warms up */
+            tw.data = w + (size_t)r % copies * wbytes;
             double t0 = now_s();
             rc = ds8b__matmul(pool, &tw, x, n, y, &ws, NULL);
             double dt = now_s() - t0;
