@@ -145,27 +145,37 @@ static float v_dot_w4a16(const void *wv, const float *x, int64_t nb) {
 AI void f32_tile(const float *w, const float *x, int64_t cols, float *y, int64_t ldy, const int R,
                  const int C) {
     __m256 acc[3][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= cols; k += 8) {
         __m256 wv[3];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) wv[r] = _mm256_loadu_ps(w + r * cols + k);
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             __m256 xv = _mm256_loadu_ps(x + c * cols + k);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
         }
     }
     if (k < cols) {
         __m256i m = tail_mask8(cols - k);
         __m256 wv[3];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) wv[r] = _mm256_maskload_ps(w + r * cols + k, m);
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             __m256 xv = _mm256_maskload_ps(x + c * cols + k, m);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) y[c * ldy + r] = hsum8(acc[r][c]);
 }
 static void v_gemm_f32(const float *w, int64_t nr, const float *x, int64_t nc, int64_t cols,
@@ -238,6 +248,7 @@ static float dot_q4_k(const void *wv, const uint8_t *av, int64_t cols) {
         uint8_t sc[8], mn[8];
         for (int j = 0; j < 8; j++) ds8b__k4_scale_min(w[b].scales, j, &sc[j], &mn[j]);
         __m256i is = _mm256_setzero_si256();
+        #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
             __m256i lo = _mm256_and_si256(q, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m0f);
@@ -275,6 +286,7 @@ static float dot_q6_k(const void *wv, const uint8_t *av, int64_t cols) {
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m03), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m0f),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m03), 4));
+            #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i x = _mm256_loadu_si256((const __m256i *)(a[b].qs + 128 * h + 32 * k));
                 __m256i p = _mm256_maddubs_epi16(q[k], x);

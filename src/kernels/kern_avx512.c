@@ -166,27 +166,37 @@ static float v_dot_w4a16(const void *wv, const float *x, int64_t nb) {
 AI void f32_tile(const float *w, const float *x, int64_t cols, float *y, int64_t ldy, const int R,
                  const int C) {
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= cols; k += 16) {
         __m512 wv[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_ps(w + r * cols + k);
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             __m512 xv = _mm512_loadu_ps(x + c * cols + k);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
         }
     }
     if (k < cols) {
         __mmask16 m = tailmask(cols - k);
         __m512 wv[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_ps(m, w + r * cols + k);
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             __m512 xv = _mm512_maskz_loadu_ps(m, x + c * cols + k);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 static void v_gemm_f32(const float *w, int64_t nr, const float *x, int64_t nc, int64_t cols,
@@ -272,7 +282,9 @@ AI __m512 pair_scales(uint16_t a, uint16_t b) {
 AI void q4_0_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, int64_t nb,
                   float *y, int64_t ldy, const int R, const int C) {
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     const __m512i perm = _mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0);
     const int64_t S = 0x0004000400040004ll;
@@ -283,6 +295,7 @@ AI void q4_0_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
         bool full = 2 * p + 1 < nb;
         __m512i wq[4];
         __m512 dw[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const ds8b__blk_q4_0 *b = (const ds8b__blk_q4_0 *)(w + (size_t)r * wst) + 2 * p;
             __m128i qa = _mm_loadu_si128((const __m128i *)b[0].qs);
@@ -292,24 +305,30 @@ AI void q4_0_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
             wq[r] = _mm512_and_si512(_mm512_srlv_epi16(z, shifts), m0f);
             dw[r] = pair_scales(b[0].d, full ? b[1].d : 0);
         }
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             const a_q4p *a = (const a_q4p *)(xa + (size_t)c * ast) + p;
             __m512i xq = _mm512_load_si512(a->qs), corr = _mm512_load_si512(a->corr);
             __m512 dx = _mm512_load_ps(a->dx);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m512i s = _mm512_dpbusd_epi32(corr, wq[r], xq);
                 acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[r], dx), acc[r][c]);
             }
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
 AI void q8_0_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, int64_t nb,
                   float *y, int64_t ldy, const int R, const int C) {
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     const __m512i ones = _mm512_set1_epi8(1);
     int64_t np = (nb + 1) / 2;
@@ -317,6 +336,7 @@ AI void q8_0_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
         bool full = 2 * p + 1 < nb;
         __m512i wq[4], cw[4];
         __m512 dw[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const ds8b__blk_q8_0 *b = (const ds8b__blk_q8_0 *)(w + (size_t)r * wst) + 2 * p;
             __m256i qa = _mm256_loadu_si256((const __m256i *)b[0].qs);
@@ -326,17 +346,21 @@ AI void q8_0_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
             cw[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(ws, 7));
             dw[r] = pair_scales(b[0].d, full ? b[1].d : 0);
         }
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             const a_q8p *a = (const a_q8p *)(xa + (size_t)c * ast) + p;
             __m512i xu = _mm512_load_si512(a->xu);
             __m512 dx = _mm512_load_ps(a->dx);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m512i s = _mm512_dpbusd_epi32(cw[r], xu, wq[r]);
                 acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[r], dx), acc[r][c]);
             }
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
@@ -375,7 +399,9 @@ static void q6_k_act_quant(const float *x, uint8_t *dst, int64_t cols) {
 AI void q4_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, int64_t nsb,
                   float *y, int64_t ldy, const int R, const int C) {
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     const __m512i m0f = _mm512_set1_epi8(0x0F);
     /* int16 lane L of scale vector k takes sub-block: p=k/2, hi=k&1:
@@ -387,6 +413,7 @@ AI void q4_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
         __m512i scv[4][4];
         __m128i mn[4];
         __m512 dw[4], dm[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const ds8b__blk_q4_k *b = (const ds8b__blk_q4_k *)(w + (size_t)r * wst) + sb;
             uint32_t u0, u1, u2;
@@ -408,29 +435,37 @@ AI void q4_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
             dm[r] = _mm512_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dd)));
         }
         __m512i is[4][4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
+            #pragma GCC unroll 4
             for (int c = 0; c < C; c++) is[r][c] = _mm512_setzero_si512();
+        #pragma GCC unroll 4
         for (int p = 0; p < 2; p++) {
             __m512i lo[4], hi[4];
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const ds8b__blk_q4_k *b = (const ds8b__blk_q4_k *)(w + (size_t)r * wst) + sb;
                 __m512i z = _mm512_loadu_si512(b->qs + 64 * p);
                 lo[r] = _mm512_and_si512(z, m0f);
                 hi[r] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m0f);
             }
+            #pragma GCC unroll 4
             for (int c = 0; c < C; c++) {
                 const a_k *a = (const a_k *)(xa + (size_t)c * ast) + sb;
                 __m512i x0 = _mm512_load_si512(a->qs + 128 * p), x1 = _mm512_load_si512(a->qs + 128 * p + 64);
+                #pragma GCC unroll 4
                 for (int r = 0; r < R; r++) {
                     is[r][c] = _mm512_dpwssd_epi32(is[r][c], _mm512_maddubs_epi16(lo[r], x0), scv[r][2 * p]);
                     is[r][c] = _mm512_dpwssd_epi32(is[r][c], _mm512_maddubs_epi16(hi[r], x1), scv[r][2 * p + 1]);
                 }
             }
         }
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             const a_k *a = (const a_k *)(xa + (size_t)c * ast) + sb;
             __m512 dx = _mm512_set1_ps(a->d);
             __m128i sums = _mm_load_si128((const __m128i *)a->sums);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[r][c]), _mm512_mul_ps(dw[r], dx), acc[r][c]);
                 __m128 ms = _mm_cvtepi32_ps(_mm_madd_epi16(sums, mn[r]));
@@ -438,14 +473,18 @@ AI void q4_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
             }
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
 AI void q6_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, int64_t nsb,
                   float *y, int64_t ldy, const int R, const int C) {
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     const __m512i m0f = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     /* scale vector k (p = k/2, h = k&1): int16 lane L -> scale 8p + 4h + L/8 */
@@ -455,20 +494,26 @@ AI void q6_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
         __m512i scv[4][4];
         __m256i sc32[4];
         __m512 dw[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const ds8b__blk_q6_k *b = (const ds8b__blk_q6_k *)(w + (size_t)r * wst) + sb;
             __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
             __m512i s = _mm512_castsi256_si512(s16);
+            #pragma GCC unroll 4
             for (int k = 0; k < 4; k++)
                 scv[r][k] = _mm512_permutexvar_epi16(_mm512_add_epi16(ix0, _mm512_set1_epi16((short)(4 * k))), s);
             sc32[r] = _mm256_slli_epi16(s16, 5);
             dw[r] = bcast_f16(b->d);
         }
         __m512i is[4][4];
+        #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
+            #pragma GCC unroll 4
             for (int c = 0; c < C; c++) is[r][c] = _mm512_setzero_si512();
+        #pragma GCC unroll 4
         for (int p = 0; p < 2; p++) {
             __m512i lo[4], hi[4];
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const ds8b__blk_q6_k *b = (const ds8b__blk_q6_k *)(w + (size_t)r * wst) + sb;
                 __m512i ql = _mm512_loadu_si512(b->ql + 64 * p);
@@ -477,19 +522,23 @@ AI void q6_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
                 lo[r] = _mm512_ternarylogic_epi32(ql, _mm512_and_si512(_mm512_slli_epi16(zh, 4), m30), m0f, 0xE4);
                 hi[r] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), _mm512_and_si512(zh, m30), m0f, 0xE4);
             }
+            #pragma GCC unroll 4
             for (int c = 0; c < C; c++) {
                 const a_k *a = (const a_k *)(xa + (size_t)c * ast) + sb;
                 __m512i x0 = _mm512_load_si512(a->qs + 128 * p), x1 = _mm512_load_si512(a->qs + 128 * p + 64);
+                #pragma GCC unroll 4
                 for (int r = 0; r < R; r++) {
                     is[r][c] = _mm512_dpwssd_epi32(is[r][c], _mm512_maddubs_epi16(lo[r], x0), scv[r][2 * p]);
                     is[r][c] = _mm512_dpwssd_epi32(is[r][c], _mm512_maddubs_epi16(hi[r], x1), scv[r][2 * p + 1]);
                 }
             }
         }
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             const a_k *a = (const a_k *)(xa + (size_t)c * ast) + sb;
             __m512 dx = _mm512_set1_ps(a->d);
             __m256i sums = _mm256_load_si256((const __m256i *)a->sums);
+            #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m512i corr = _mm512_zextsi256_si512(_mm256_madd_epi16(sums, sc32[r]));
                 __m512i t = _mm512_sub_epi32(is[r][c], corr);
@@ -497,7 +546,9 @@ AI void q6_k_tile(const uint8_t *w, size_t wst, const uint8_t *xa, size_t ast, i
             }
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
         for (int c = 0; c < C; c++) y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 

@@ -26,6 +26,12 @@
 #include <stdatomic.h>
 
 enum { P_INT, P_DOT, P_GEMM };
+#ifndef GEMM_RC
+#define GEMM_RC 32
+#endif
+#ifndef GEMM_CC
+#define GEMM_CC 64
+#endif
 
 typedef struct mm_job {
     const ds8b__kops *k;
@@ -207,9 +213,9 @@ int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_
         j.cchunk = 1;
     } else {
         if (j.k->gemm_f32) {
-            /* own register-tiled kernel: 32 rows x 64 activation rows */
-            j.rchunk = 32;
-            j.cchunk = 64;
+            /* own register-tiled kernel: GEMM_RC rows x GEMM_CC activation rows */
+            j.rchunk = GEMM_RC;
+            j.cchunk = GEMM_CC;
         } else {
             pthread_once(&g_blas_once, blas_init);
             j.rchunk = 128;
