@@ -231,6 +231,115 @@ static void test_alloc_failure_sweep(void) {
            (long long)non_nomem);
 }
 
+/* The same over the calls made on a live model and session: state save
+ * and restore, fork, chat rendering and a chat reply, in-memory
+ * quantization, and ds8b_quantize writing a file (which must leave no
+ * OUT.tmp behind when it fails). */
+static char g_qdir[64];
+
+static void ops_child(const void *arg) {
+    int64_t fail_at = *(const int64_t *)arg;
+    report *r = g_rep;
+    ds8b_model *m = NULL;
+    ds8b_params *p = NULL;
+    ds8b_session *s = NULL;
+    if (ds8b_model_load(g_llama, NULL, &m) || ds8b_params_create(&p)) { r->rc = -999; return; }
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, 64);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, 1);
+    ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, 3);
+    ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0.0);
+    int32_t ids[4] = {8184, 40, 41, 42};
+    if (ds8b_session_create(m, p, &s) || ds8b_eval(s, ids, 4, NULL)) { r->rc = -999; return; }
+    int64_t base = ds8b_memory_used(-1);
+    char out[128], tmp[160];
+    snprintf(out, sizeof out, "%s/q.gguf", g_qdir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    ds8b__mem_fail_at(fail_at);
+    static unsigned char buf[1 << 20];
+    size_t len = 0;
+    int rc = ds8b_session_save(s, buf, sizeof buf, &len);
+    int64_t past = ds8b_session_n_past(s);
+    if (!rc) { r->stage = 1; rc = ds8b_session_load(s, buf, len); }
+    if (ds8b_session_n_past(s) != past) { r->rc = -998; return; } /* unchanged on error */
+    r->marks[0] = ds8b__mem_alloc_count();
+    ds8b_session *f = NULL;
+    if (!rc) { r->stage = 2; rc = ds8b_session_fork(s, &f); }
+    ds8b_session_free(f);
+    r->marks[1] = ds8b__mem_alloc_count();
+    static const char msgs[] = "[{\"role\":\"user\",\"content\":\"Hi there\"}]";
+    char text[4096];
+    size_t tl = 0;
+    if (!rc) { r->stage = 3; rc = ds8b_chat_render(m, msgs, sizeof msgs - 1, 1, text, sizeof text, &tl); }
+    ds8b_chat *c = NULL;
+    if (!rc) rc = ds8b_chat_create(s, &c);
+    if (!rc) rc = ds8b_chat_add(c, "user", "Hello");
+    if (!rc) rc = ds8b_chat_reply(c, discard, NULL, NULL);
+    ds8b_chat_free(c);
+    r->marks[2] = ds8b__mem_alloc_count();
+    ds8b_model *q = NULL;
+    if (!rc) { r->stage = 4; rc = ds8b_model_quantize(m, "f16", NULL, &q); }
+    ds8b_model_free(q);
+    r->marks[3] = ds8b__mem_alloc_count();
+    if (!rc) { r->stage = 5; rc = ds8b_quantize(g_llama, out, "f16", NULL); }
+    if (!rc) r->stage = 6;
+    if (rc) snprintf(r->msg, sizeof r->msg, "%s", ds8b_errmsg());
+    r->nalloc = ds8b__mem_alloc_count();
+    ds8b__mem_fail_at(0);
+    r->leaked = ds8b_memory_used(-1) - base;
+    /* a failed ds8b_quantize leaves nothing; a good one leaves OUT only */
+    bool has_out = access(out, F_OK) == 0, has_tmp = access(tmp, F_OK) == 0;
+    if (has_tmp || (r->stage == 5 && rc && has_out)) r->leaked += 1000000000;
+    unlink(out);
+    r->rc = rc;
+    ds8b_session_free(s);
+    ds8b_params_free(p);
+    ds8b_model_free(m);
+}
+
+static void test_alloc_failure_sweep_ops(void) {
+    snprintf(g_qdir, sizeof g_qdir, "/tmp/ds8b-faults-XXXXXX");
+    if (!mkdtemp(g_qdir)) { CHECK(0, "mkdtemp"); return; }
+    int64_t never = INT64_MAX;
+    int sig = in_child(ops_child, &never, 60);
+    CHECK(sig == 0 && g_rep->rc == 0, "clean run: signal %d rc %d %s", sig, g_rep->rc, g_rep->msg);
+    if (sig || g_rep->rc) { rm_tree(g_qdir); return; }
+    int64_t total = g_rep->nalloc, mk[4];
+    memcpy(mk, g_rep->marks, sizeof mk);
+    printf("  # clean run: %lld allocations (save+load %lld, fork %lld, chat %lld, model_quantize %lld, "
+           "quantize to file %lld)\n", (long long)total, (long long)mk[0], (long long)(mk[1] - mk[0]),
+           (long long)(mk[2] - mk[1]), (long long)(mk[3] - mk[2]), (long long)(total - mk[3]));
+    /* every allocation up to the start of ds8b_quantize, then a stride
+     * over its long stretch (one reload and per-tensor buffers), its end
+     * included, within a time budget */
+    const double budget_s = 8.0;
+    double t0 = now_s(), t_dense = 0;
+    int64_t runs = 0, errs = 0;
+    int fails = 0;
+    int64_t stride = (total - mk[3]) / 60 + 1;
+    for (int64_t n = 1; n <= total + 1; n++) {
+        bool dense = n <= mk[3] + 30 || n > total - 20;
+        if (!dense && t_dense == 0) t_dense = now_s();
+        if (!dense && ((n % stride) != 0 || now_s() - t_dense > budget_s)) continue;
+        runs++;
+        double tr = now_s();
+        sig = in_child(ops_child, &n, 30);
+        if (getenv("DS8B_FAULTS_TRACE"))
+            fprintf(stderr, "n=%lld stage %d rc %d %.3f s\n", (long long)n, g_rep->stage, g_rep->rc, now_s() - tr);
+        if (sig || g_rep->rc == -998 || g_rep->leaked || g_rep->rc > 0 || g_rep->rc < DS8B_E_INTERNAL) {
+            CHECK(0, "allocation %lld failing (stage %d): signal %d rc %d leaked %lld%s", (long long)n, g_rep->stage,
+                  sig, g_rep->rc, (long long)g_rep->leaked,
+                  g_rep->rc == -998 ? " (session changed by a failed load)" : "");
+            if (++fails > 10) break;
+            continue;
+        }
+        if (g_rep->rc) errs++;
+        if (g_rep->nalloc < n) break;
+    }
+    printf("  # sweep: %lld runs in %.1f s (stride %lld), %lld failed cleanly\n", (long long)runs, now_s() - t0,
+           (long long)stride, (long long)errs);
+    rm_tree(g_qdir);
+}
+
 /* ------------------------------------------------------------------ */
 /* 2. Truncated and corrupted checkpoint files                          */
 /* ------------------------------------------------------------------ */
@@ -525,6 +634,7 @@ int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
 #define RUN_IF(fn) do { if (!only || strstr(#fn, only)) RUN(fn); } while (0)
     RUN_IF(test_alloc_failure_sweep);
+    RUN_IF(test_alloc_failure_sweep_ops);
     RUN_IF(test_corrupt_checkpoint);
     RUN_IF(test_corrupt_gguf);
     RUN_IF(test_disk_full);

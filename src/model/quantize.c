@@ -213,9 +213,9 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
     m->scheme = ds8b__strdup(DS8B_MEM_OTHER, sch->name);
     if (src->chat_template && !(m->chat_template = ds8b__strdup(DS8B_MEM_TOKENIZER, src->chat_template)))
         return ds8b__seterr(e, DS8B_E_NOMEM, "chat template");
-    m->layers = ds8b__xmalloc(DS8B_MEM_WEIGHTS, (size_t)hp->n_layer * sizeof *m->layers, "layer table", e);
+    m->layers = ds8b__calloc(DS8B_MEM_WEIGHTS, (size_t)hp->n_layer, sizeof *m->layers);
+    /* zeroed before any early return: ds8b__model_destroy walks the table */
     if (!m->layers || !m->path || !m->scheme) return ds8b__seterr(e, DS8B_E_NOMEM, "model tables");
-    memset(m->layers, 0, (size_t)hp->n_layer * sizeof *m->layers);
     int rc;
     int embd_type = src->output_is_embd ? sch->output : sch->embd;
     if ((rc = quant_tensor_mem(pool, &src->tok_embd, embd_type, 0, &m->tok_embd, e))) return rc;
