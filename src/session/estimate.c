@@ -19,11 +19,62 @@ static bool has_suffix(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* Matmul workspace high-water mark: activations quantized to 8 bits per
- * block (at most 292 bytes per 256 values, Q8_K) for a batch, plus
- * per-thread float tiles for float weights. */
-static int64_t workspace_bytes(int64_t nb, int64_t cols, int nt) {
-    return nb * cols * 292 / 256 + (int64_t)nt * 64 * cols * 4 + 4096;
+/* Matmul workspace high-water mark for one weight type and width: the
+ * kernels size their scratch from (type, cols, n, threads) alone, so a
+ * dry run on a one-row zero matrix measures exactly what a real batch
+ * reserves, whatever ISA level and path the kernels pick. */
+static int ws_probe(ds8b__pool *pool, int type, int64_t cols, int64_t nb, ds8b__workspace *ws, ds8b__err *e) {
+    size_t rb;
+    if (!ds8b__row_bytes(type, cols, &rb)) return DS8B_OK;
+    uint8_t *row = ds8b__calloc(DS8B_MEM_OTHER, 1, rb);
+    float *x = ds8b__calloc(DS8B_MEM_OTHER, (size_t)(nb * cols), sizeof(float));
+    float *y = ds8b__calloc(DS8B_MEM_OTHER, (size_t)nb, sizeof(float));
+    int rc = row && x && y ? DS8B_OK : ds8b__seterr(e, DS8B_E_NOMEM, "estimate probe");
+    ds8b__tensor w = {0};
+    w.type = type;
+    w.n_dims = 2;
+    w.ne[0] = cols;
+    w.ne[1] = 1;
+    w.data = row;
+    w.nbytes = rb;
+    if (!rc) rc = ds8b__matmul(pool, &w, x, nb, y, ws, e);
+    if (!rc) rc = ds8b__matmul(pool, &w, x, 1, y, ws, e);
+    ds8b__free(row);
+    ds8b__free(x);
+    ds8b__free(y);
+    return rc;
+}
+
+/* Type of a matrix (role as in ds8b__scheme_matrix_type) as a load with
+ * this scheme will have it: the scheme's choice, or the stored type. */
+typedef struct typer {
+    const char *scheme;
+    const ds8b__st *st;
+    const ds8b__gguf *g;
+    int64_t n_layer;
+    bool tied, w4a16;
+} typer;
+
+static int matrix_type(const typer *ty, int role, int64_t layer, int64_t cols) {
+    if (ty->scheme && *ty->scheme) return ds8b__scheme_matrix_type(ty->scheme, role, layer, ty->n_layer, cols, ty->tied);
+    static const char *const hfn[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                      "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    static const char *const ggn[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    char nm[128];
+    const ds8b__tensor *t;
+    if (ty->g) {
+        if (role == 7 || (role == 8 && ty->tied)) snprintf(nm, sizeof nm, "token_embd.weight");
+        else if (role == 8) snprintf(nm, sizeof nm, "output.weight");
+        else snprintf(nm, sizeof nm, "blk.%lld.%s.weight", (long long)layer, ggn[role]);
+        t = ds8b__gguf_find_tensor(ty->g, nm);
+    } else {
+        if (role == 7 || (role == 8 && ty->tied)) snprintf(nm, sizeof nm, "model.embed_tokens.weight");
+        else if (role == 8) snprintf(nm, sizeof nm, "lm_head.weight");
+        else snprintf(nm, sizeof nm, "model.layers.%lld.%s.weight", (long long)layer, hfn[role]);
+        t = ds8b__st_find(ty->st, nm);
+    }
+    if (!t) return -1;
+    return ty->w4a16 && t->type == DS8B_T_Q4_1 ? DS8B_T_W4A16 : t->type;
 }
 
 /* Heap bytes of one matrix of a given type. */
@@ -147,10 +198,24 @@ int ds8b__estimate(const char *path, const char *scheme, const ds8b_params *p, i
     out[DS8B_MEM_THREADS] += atomic_load(&sc.cur[DS8B_MEM_THREADS]) - before_threads;
     int64_t scratch = nb * (3 * d + 2 * qd + 2 * kvd + 2 * ff) + (int64_t)nt * n_ctx + (int64_t)nt * 2 * hd + hp.n_vocab;
     out[DS8B_MEM_SCRATCH] += scratch * 4;
-    /* matmul workspace: the largest activation block it quantizes or converts */
-    int64_t maxc = ff > d ? ff : d;
-    if (qd > maxc) maxc = qd;
-    out[DS8B_MEM_SCRATCH] += workspace_bytes(nb, maxc, nt);
+    /* matmul workspace: a dry run of every (type, width) the model uses */
+    {
+        typer ty = {scheme, st, g, L, tied, false};
+        if (g && ds8b__gguf_find_key(g, "ds8b.w4a16") >= 0) ds8b__gguf_get_bool(g, "ds8b.w4a16", &ty.w4a16, NULL);
+        ds8b__workspace ws = {0};
+        int64_t cols[7] = {d, d, d, qd, d, d, ff};
+        for (int64_t i = 0; i < L && !rc; i++)
+            for (int r = 0; r < 7 && !rc; r++) {
+                int t = matrix_type(&ty, r, i, cols[r]);
+                if (t >= 0) rc = ws_probe(pool, t, cols[r], nb, &ws, e);
+            }
+        /* the output matrix runs on the last row only */
+        int ot = matrix_type(&ty, 8, 0, d);
+        if (!rc && ot >= 0) rc = ws_probe(pool, ot, d, 1, &ws, e);
+        out[DS8B_MEM_SCRATCH] += (int64_t)ds8b__alloc_size(ws.buf);
+        ds8b__free(ws.buf);
+        if (rc) goto out;
+    }
     out[DS8B_MEM_SESSION] += (int64_t)sizeof(struct ds8b_session) + hp.n_vocab * 8 + n_ctx * 4;
     rc = DS8B_OK;
 out:
