@@ -230,49 +230,53 @@ void ds8b__dequant_row(int type, const void *src, float *dst, int64_t n) {
 /* Symmetric: x ~= d*q with q in [qmin, qmax]. Writes q, returns d (can be
  * negative: the sign of d is free). */
 static float search_sym(const float *x, const float *w, int n, int qmin, int qmax, int *q) {
-    float amax = 0.0f, mx = 0.0f;
+    float amax = 0.0f, mx = 0.0f, sxx = 0.0f;
     for (int i = 0; i < n; i++) {
         float a = fabsf(x[i]);
         if (a > amax) { amax = a; mx = x[i]; }
+        sxx += w[i] * x[i] * x[i];
     }
     if (amax == 0.0f) {
         for (int i = 0; i < n; i++) q[i] = 0;
         return 0.0f;
     }
-    int tq[256];
+    float tq[256], bq[256];
     float best_err = INFINITY, best_d = 0.0f;
-    /* Map the largest value onto (near) either end of the code range. */
+    const float lo = (float)qmin, hi = (float)qmax;
+    /* Map the largest value onto (near) either end of the code range. The
+     * weighted error of a fitted scale d = sxq/sqq has the closed form
+     * sxx - sxq^2/sqq, so each candidate costs one pass. */
     for (int side = 0; side < 2; side++) {
-        float end = side == 0 ? (float)qmin : (float)qmax;
+        float end = side == 0 ? lo : hi;
         for (int k = -3; k <= 3; k++) {
             float t = end + 0.15f * (float)k;
             if (t == 0.0f) continue;
             float is = t / mx;
             for (int it = 0; it < 2; it++) {
-                double sxq = 0, sqq = 0;
+                float sxq = 0.0f, sqq = 0.0f;
                 for (int i = 0; i < n; i++) {
-                    int v = qround(x[i] * is, qmin, qmax);
+                    float v = x[i] * is;
+                    v = v < lo ? lo : v;
+                    v = v > hi ? hi : v;
+                    v = (float)(int)(v + (v >= 0.0f ? 0.5f : -0.5f));
                     tq[i] = v;
-                    sxq += (double)w[i] * x[i] * v;
-                    sqq += (double)w[i] * v * v;
+                    sxq += w[i] * x[i] * v;
+                    sqq += w[i] * v * v;
                 }
-                if (sqq <= 0) break;
-                float d = (float)(sxq / sqq);
-                double err = 0;
-                for (int i = 0; i < n; i++) {
-                    double r = x[i] - d * tq[i];
-                    err += w[i] * r * r;
-                }
+                if (sqq <= 0.0f) break;
+                float d = sxq / sqq;
+                float err = sxx - sxq * d;
                 if (err < best_err) {
-                    best_err = (float)err;
+                    best_err = err;
                     best_d = d;
-                    for (int i = 0; i < n; i++) q[i] = tq[i];
+                    memcpy(bq, tq, (size_t)n * sizeof(float));
                 }
                 if (d == 0.0f) break;
                 is = 1.0f / d; /* refine: re-round against the fitted scale */
             }
         }
     }
+    for (int i = 0; i < n; i++) q[i] = (int)bq[i];
     return best_d;
 }
 
