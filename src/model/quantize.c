@@ -29,6 +29,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct scheme_info {
@@ -146,6 +147,18 @@ static int convert_rows(ds8b__pool *pool, const ds8b__tensor *src, int dst_type,
         return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "tensor %s: cannot convert %s to %s", src->name ? src->name : "?",
                             ds8b__type_info(src->type)->name, ds8b__type_info(dst_type)->name);
     return DS8B_OK;
+}
+
+/* Drops the source pages of a converted tensor from this process's
+ * resident set (the mapping is read-only and file-backed, so they are
+ * re-read from the file if touched again): quantizing streams the float
+ * model through memory instead of accumulating all of it in RSS. */
+static void release_source(const ds8b__tensor *t) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || !t->data || t->owned) return;
+    uintptr_t a = ((uintptr_t)t->data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~((uintptr_t)pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 static int report(const ds8b_params *p, double frac, const char *stage, ds8b__err *e) {
@@ -519,6 +532,7 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
             done_bytes += (size_t)nr * rb;
             if ((rc = report(p, (double)done_bytes / (double)(total_bytes ? total_bytes : 1), wt[i].name, e))) goto done;
         }
+        release_source(src);
     }
     rc = ds8b__gguf_writer_finish(w, e);
     w = NULL;
