@@ -285,12 +285,15 @@ static void test_cancel_decode(void) {
 }
 
 /* A cancel that arrives before a call starts is cleared by that call. */
+/* A cancel requested while no call runs is not lost: the next call is the
+ * one cancelled, and it consumes the request. */
 static void test_cancel_before_call_clears(void) {
     ds8b_session *s = mk_session(64, 16, 1, 0.0, 1);
     if (!s) { CHECK(0, "session: %s", ds8b_errmsg()); return; }
     CHECK(ds8b_session_cancel(s) == 0, "cancel");
     int32_t ids[4] = {8184, 5, 6, 7};
-    CHECK(ds8b_eval(s, ids, 4, NULL) == 0, "the flag clears when the next call starts: %s", ds8b_errmsg());
+    CHECK(ds8b_eval(s, ids, 4, NULL) == DS8B_E_CANCELLED, "a pending cancel stops the next call");
+    CHECK(ds8b_eval(s, ids, 4, NULL) == 0, "the request was consumed: %s", ds8b_errmsg());
     CHECK(ds8b_session_cancel(NULL) == DS8B_E_MISUSE, "NULL session");
     ds8b_session_free(s);
 }
