@@ -151,14 +151,21 @@ static void test_f16_logits(void) {
     ds8b_model_free(m);
 }
 
-/* Vocab-only GGUF files tokenize every case like their tokenizer.json. */
+/* Vocab-only GGUF files tokenize every case like their tokenizer.json;
+ * so does the tokenizer our writer puts into a GGUF (demo tokenizer). */
 static void test_vocab_files(void) {
-    const char *names[2][3] = {{"testdata/gguf/vocab-llama3.1.gguf", "tokenizers/llama3.1", "llama3_1"},
-                               {"testdata/gguf/vocab-qwen3.gguf", "tokenizers/qwen3", "qwen3"}};
+    char ours[256], mp[1024];
+    snprintf(ours, sizeof ours, "/tmp/ds8b-tok-%d.gguf", (int)getpid());
+    CHECK(ds8b_quantize(t_path(mp, sizeof mp, "models/demo-llama"), ours, "q8_0", NULL) == 0, "%s", ds8b_errmsg());
+    const char *names[3][3] = {{"testdata/gguf/vocab-llama3.1.gguf", "tokenizers/llama3.1", "llama3_1"},
+                               {"testdata/gguf/vocab-qwen3.gguf", "tokenizers/qwen3", "qwen3"},
+                               {ours, "tokenizers/demo", "demo (written by ds8b_quantize)"}};
     char p[1024], q[1024], cp[1024];
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < 3; v++) {
         ds8b_tokenizer *tg = NULL, *tj = NULL;
-        CHECK(ds8b_tokenizer_load(t_path(p, sizeof p, names[v][0]), &tg) == 0, "%s: %s", names[v][0], ds8b_errmsg());
+        if (v == 2) snprintf(p, sizeof p, "%s", names[v][0]);
+        else t_path(p, sizeof p, names[v][0]);
+        CHECK(ds8b_tokenizer_load(p, &tg) == 0, "%s: %s", names[v][0], ds8b_errmsg());
         CHECK(ds8b_tokenizer_load(t_path(q, sizeof q, names[v][1]), &tj) == 0, "%s: %s", names[v][1], ds8b_errmsg());
         if (!tg || !tj) { ds8b_tokenizer_free(tg); ds8b_tokenizer_free(tj); continue; }
         gzFile gz = gzopen(t_path(cp, sizeof cp, "testdata/tokenizer-cases.jsonl.gz"), "rb");
@@ -188,6 +195,7 @@ static void test_vocab_files(void) {
         ds8b_tokenizer_free(tg);
         ds8b_tokenizer_free(tj);
     }
+    unlink(ours);
 }
 
 /* HF dir -> GGUF (each scheme) -> load: logits equal the in-memory

@@ -101,6 +101,10 @@ int ds8b__tok_from_gguf(const ds8b__gguf *g, ds8b_tokenizer **out, ds8b__err *e)
     rc = ds8b__tok_from_vocab(toks, tlens, types, (size_t)n_tok, merges, mlens, (size_t)n_merge, pre, bos, eos,
                               add_bos, out, e);
     if (rc) ds8b__errprefix(e, "%s", ds8b__gguf_name(g));
+    bool nfc = false;
+    if (!rc && ds8b__gguf_find_key(g, "ds8b.tokenizer.nfc") >= 0 &&
+        ds8b__gguf_get_bool(g, "ds8b.tokenizer.nfc", &nfc, NULL) == DS8B_OK && nfc)
+        ds8b__tok_force_nfc(*out);
 done:
     ds8b__free(toks);
     ds8b__free(tlens);

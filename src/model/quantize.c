@@ -392,6 +392,7 @@ static int write_metadata(ds8b__gguf_writer *w, const ds8b_model *m, const schem
         goto tok_done;
     if ((rc = ds8b__gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", ds8b__tok_add_bos(tok), e))) goto tok_done;
     if ((rc = ds8b__gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", false, e))) goto tok_done;
+    if (ds8b__tok_has_nfc(tok) && (rc = ds8b__gguf_writer_add_bool(w, "ds8b.tokenizer.nfc", true, e))) goto tok_done;
     const char *tmpl = m->chat_template ? m->chat_template : ds8b__tok_chat_template(tok);
     if (tmpl && (rc = ds8b__gguf_writer_add_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl), e))) goto tok_done;
 tok_done:

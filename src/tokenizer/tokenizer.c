@@ -1250,3 +1250,17 @@ DS8B_API int32_t ds8b_tokenizer_eos(const ds8b_tokenizer *tok) { return tok_ok(t
 DS8B_API int ds8b_tokenizer_is_special(const ds8b_tokenizer *tok, int32_t id) {
     return tok_ok(tok) && ds8b__tok_is_special(tok, id) ? 1 : 0;
 }
+
+/* GGUF has no field for the normalizer; libds8b records NFC in its own key
+ * (ds8b.tokenizer.nfc) so files it writes tokenize exactly like the
+ * tokenizer.json they came from. */
+bool ds8b__tok_has_nfc(const ds8b_tokenizer *t) {
+    for (int i = 0; i < t->n_norm; i++)
+        if (t->norm_opts[i] == (UTF8PROC_STABLE | UTF8PROC_COMPOSE)) return true;
+    return false;
+}
+
+void ds8b__tok_force_nfc(ds8b_tokenizer *t) {
+    if (!ds8b__tok_has_nfc(t) && t->n_norm < DS8B__TOK_MAX_NORM)
+        t->norm_opts[t->n_norm++] = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
+}

@@ -136,4 +136,9 @@ const char *ds8b__tok_pre_name(const ds8b_tokenizer *t);
  * fallback returning DS8B_E_UNSUPPORTED lives in tok_gguf_weak.c. */
 extern int ds8b__gguf_load_tokenizer(const char *path, ds8b_tokenizer **out, ds8b__err *e);
 
+/* Whether the tokenizer applies NFC; force NFC on a tokenizer built from
+ * GGUF arrays (files written by libds8b carry ds8b.tokenizer.nfc). */
+bool ds8b__tok_has_nfc(const ds8b_tokenizer *t);
+void ds8b__tok_force_nfc(ds8b_tokenizer *t);
+
 #endif /* DS8B_TOKENIZER_H */
