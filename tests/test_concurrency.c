@@ -284,10 +284,9 @@ static void test_cancel_decode(void) {
     ds8b_session_free(s);
 }
 
-/* A cancel that arrives before a call starts is cleared by that call. */
 /* A cancel requested while no call runs is not lost: the next call is the
  * one cancelled, and it consumes the request. */
-static void test_cancel_before_call_clears(void) {
+static void test_cancel_pending_between_calls(void) {
     ds8b_session *s = mk_session(64, 16, 1, 0.0, 1);
     if (!s) { CHECK(0, "session: %s", ds8b_errmsg()); return; }
     CHECK(ds8b_session_cancel(s) == 0, "cancel");
@@ -407,7 +406,7 @@ int main(void) {
     RUN(test_session_churn);
     RUN(test_cancel_prompt);
     RUN(test_cancel_decode);
-    RUN(test_cancel_before_call_clears);
+    RUN(test_cancel_pending_between_calls);
     RUN(test_shared_tokenizer);
     RUN(test_errmsg_per_thread);
     int64_t after = ds8b_memory_used(-1);
