@@ -17,11 +17,24 @@ static _Atomic(const ds8b__kops *) g_cur;
 static _Atomic int g_level;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__) && defined(__clang__) && __clang_major__ < 15
+#include <cpuid.h>
+/* clang before 15 does not know "f16c" and "bmi2" in __builtin_cpu_supports */
+static bool f16c_and_bmi2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 29) & 1u)) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (b >> 8) & 1u;
+}
+#define DS8B_F16C_BMI2() f16c_and_bmi2()
+#else
+#define DS8B_F16C_BMI2() (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2"))
+#endif
+
 static int cpu_level(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && DS8B_F16C_BMI2();
     if (!avx2) return 0;
     bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&

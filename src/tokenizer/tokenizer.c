@@ -498,7 +498,8 @@ static int compile_re(ds8b_tokenizer *t, const char *src, size_t n, bool literal
     if (!re) {
         char msg[256];
         pcre2_get_error_message(err, (PCRE2_UCHAR *)msg, sizeof msg);
-        return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "%s: pre_tokenizer regex \"%.*s\" does not compile: %s at %zu",
+        return ds8b__seterr(e, err == PCRE2_ERROR_HEAP_FAILED ? DS8B_E_NOMEM : DS8B_E_UNSUPPORTED,
+                            "%s: pre_tokenizer regex \"%.*s\" does not compile: %s at %zu",
                             t->name, (int)(n > 200 ? 200 : n), src, msg, (size_t)erroff);
     }
     (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
