@@ -109,7 +109,7 @@ $(BUILD)/examples/%: examples/%.c $(STLIB) include/ds8b.h
 
 # Tests link the static library so they can reach internal functions.
 tests: $(TEST_BINS) $(FUZZ_REPLAY) $(CLI) examples
-$(BUILD)/tests/%: tests/%.c tests/t.h $(STLIB)
+$(BUILD)/tests/%: tests/%.c tests/t.h tests/t_json.h $(STLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Itests -o $@ $< $(STLIB) $(DEP_LIBS) $(SANLD)
 

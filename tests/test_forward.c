@@ -3,25 +3,11 @@
 #include "t.h"
 #include "ds8b.h"
 
-#include <cjson/cJSON.h>
+#include "t_json.h"
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static cJSON *load_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[got] = 0;
-    cJSON *j = cJSON_Parse(b);
-    free(b);
-    return j;
-}
 
 static float *load_f32(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -35,13 +21,6 @@ static float *load_f32(const char *path, size_t *n) {
     return b;
 }
 
-static int32_t *ids_of(const cJSON *arr, size_t *n) {
-    *n = (size_t)cJSON_GetArraySize(arr);
-    int32_t *ids = malloc(*n * sizeof *ids + 4);
-    size_t i = 0;
-    for (const cJSON *it = arr->child; it; it = it->next) ids[i++] = (int32_t)it->valuedouble;
-    return ids;
-}
 
 static ds8b_session *new_session(ds8b_model *m, int64_t n_ctx, int threads, int kv_type) {
     ds8b_params *p;
@@ -61,7 +40,7 @@ static ds8b_session *new_session(ds8b_model *m, int64_t n_ctx, int threads, int 
  * prompt of a reference file against a model at model_path. */
 static void check_reference_paths(const char *model_path, const char *json_path, const char *f32_path,
                                   int threads, int kv_type, float tol) {
-    cJSON *ref = load_json(json_path);
+    cJSON *ref = t_load_json(json_path);
     size_t nref = 0;
     float *want = load_f32(f32_path, &nref);
     CHECK(ref && want, "reference %s", json_path);
@@ -76,7 +55,7 @@ static void check_reference_paths(const char *model_path, const char *json_path,
     int np = 0;
     for (const cJSON *pr = prompts->child; pr; pr = pr->next, np++) {
         size_t n;
-        int32_t *ids = ids_of(cJSON_GetObjectItem(pr, "ids"), &n);
+        int32_t *ids = t_ids_of(cJSON_GetObjectItem(pr, "ids"), &n);
         int64_t first = (int64_t)cJSON_GetObjectItem(pr, "logits_first_pos")->valuedouble;
         int64_t rows = (int64_t)cJSON_GetObjectItem(pr, "logits_rows")->valuedouble;
         size_t off = (size_t)cJSON_GetObjectItem(pr, "logits_offset_floats")->valuedouble;
@@ -150,7 +129,7 @@ static void test_qwen3_yarn(void) {
         snprintf(b, sizeof b, "%s/%s", dir, files[i]);
         CHECK(symlink(a, b) == 0, "symlink %s", b);
     }
-    cJSON *ref = load_json(jp);
+    cJSON *ref = t_load_json(jp);
     char *cfg = cJSON_Print(cJSON_GetObjectItem(ref, "config_shipped"));
     snprintf(b, sizeof b, "%s/config.json", dir);
     FILE *f = fopen(b, "w");
@@ -174,7 +153,7 @@ static void check_ppl(const char *model_dir, const char *ref_name) {
     t_path(mp, sizeof mp, model_dir);
     snprintf(rel, sizeof rel, "testdata/reference/%s.json", ref_name);
     t_path(jp, sizeof jp, rel);
-    cJSON *ref = load_json(jp);
+    cJSON *ref = t_load_json(jp);
     ds8b_model *m = NULL;
     int rc = ds8b_model_load(mp, NULL, &m);
     CHECK(rc == 0 && ref, "load: %s", ds8b_errmsg());
@@ -188,7 +167,7 @@ static void check_ppl(const char *model_dir, const char *ref_name) {
         int nw = 0;
         for (const cJSON *w = cJSON_GetObjectItem(lang, "windows")->child; w; w = w->next) {
             size_t n;
-            int32_t *ids = ids_of(w, &n);
+            int32_t *ids = t_ids_of(w, &n);
             ds8b_session_reset(s);
             rc = ds8b_eval(s, ids, n, lg);
             CHECK(rc == 0, "eval: %s", ds8b_errmsg());

@@ -4,34 +4,13 @@
 #include "t.h"
 #include "ds8b.h"
 
-#include <cjson/cJSON.h>
+#include "t_json.h"
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
-static cJSON *load_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[got] = 0;
-    cJSON *j = cJSON_Parse(b);
-    free(b);
-    return j;
-}
 
-static int32_t *ids_of(const cJSON *arr, size_t *n) {
-    *n = (size_t)cJSON_GetArraySize(arr);
-    int32_t *ids = malloc(*n * sizeof *ids + 4);
-    size_t i = 0;
-    for (const cJSON *it = arr->child; it; it = it->next) ids[i++] = (int32_t)it->valuedouble;
-    return ids;
-}
 
 static ds8b_session *mk(ds8b_model *m, int64_t n_ctx) {
     ds8b_params *p;
@@ -59,7 +38,7 @@ static void mean_nll(ds8b_model *m, const cJSON *ref, double out[3]) {
         int nw = 0;
         for (const cJSON *w = cJSON_GetObjectItem(lang, "windows")->child; w; w = w->next) {
             size_t n;
-            int32_t *ids = ids_of(w, &n);
+            int32_t *ids = t_ids_of(w, &n);
             ds8b_session_reset(s);
             int rc = ds8b_eval(s, ids, n, lg);
             CHECK(rc == 0, "eval: %s", ds8b_errmsg());
@@ -86,7 +65,7 @@ static const char *const k_langs[3] = {"en", "zh", "ja"};
 /* llama.cpp's quantized files: our NLL within 0.5% of llama.cpp's. */
 static void test_llamacpp_files_nll(void) {
     char p[1024], rp[1024], np[1024];
-    cJSON *nllj = load_json(t_path(np, sizeof np, "testdata/gguf/llamacpp-nll.json"));
+    cJSON *nllj = t_load_json(t_path(np, sizeof np, "testdata/gguf/llamacpp-nll.json"));
     CHECK(nllj != NULL, "llamacpp-nll.json");
     if (!nllj) return;
     const char *files[] = {"demo-llama-f16", "demo-llama-Q8_0", "demo-llama-Q4_0", "demo-llama-Q4_K_M", "demo-qwen3-Q4_K_M"};
@@ -97,7 +76,7 @@ static void test_llamacpp_files_nll(void) {
         int rc = ds8b_model_load(t_path(p, sizeof p, rel), NULL, &m);
         CHECK(rc == 0, "load %s: %s", files[f], ds8b_errmsg());
         if (rc) continue;
-        cJSON *ref = load_json(t_path(rp, sizeof rp, strstr(files[f], "qwen3") ? "testdata/reference/demo-qwen3.json"
+        cJSON *ref = t_load_json(t_path(rp, sizeof rp, strstr(files[f], "qwen3") ? "testdata/reference/demo-qwen3.json"
                                                                             : "testdata/reference/demo-llama.json"));
         double nll[3];
         mean_nll(m, ref, nll);
@@ -120,7 +99,7 @@ static void test_f16_logits(void) {
     ds8b_model *m = NULL;
     CHECK(ds8b_model_load(t_path(p, sizeof p, "testdata/gguf/demo-llama-f16.gguf"), NULL, &m) == 0, "%s", ds8b_errmsg());
     if (!m) return;
-    cJSON *ref = load_json(t_path(jp, sizeof jp, "testdata/reference/demo-llama.json"));
+    cJSON *ref = t_load_json(t_path(jp, sizeof jp, "testdata/reference/demo-llama.json"));
     FILE *f = fopen(t_path(fp, sizeof fp, "testdata/reference/demo-llama.f32"), "rb");
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
@@ -131,7 +110,7 @@ static void test_f16_logits(void) {
     int64_t V = 8192;
     for (const cJSON *pr = cJSON_GetObjectItem(ref, "prompts")->child; pr; pr = pr->next) {
         size_t n;
-        int32_t *ids = ids_of(cJSON_GetObjectItem(pr, "ids"), &n);
+        int32_t *ids = t_ids_of(cJSON_GetObjectItem(pr, "ids"), &n);
         int64_t first = (int64_t)cJSON_GetObjectItem(pr, "logits_first_pos")->valuedouble;
         int64_t rows = (int64_t)cJSON_GetObjectItem(pr, "logits_rows")->valuedouble;
         size_t off = (size_t)cJSON_GetObjectItem(pr, "logits_offset_floats")->valuedouble;
@@ -243,8 +222,8 @@ static void test_round_trip(void) {
  * (llamacpp-nll.json) are printed beside them. */
 static void test_quant_quality(void) {
     char np[1024], mp[1024], rp[1024], fp[1024], rel[256];
-    cJSON *nllj = load_json(t_path(np, sizeof np, "testdata/gguf/llamacpp-nll.json"));
-    cJSON *ref = load_json(t_path(rp, sizeof rp, "testdata/reference/demo-llama.json"));
+    cJSON *nllj = t_load_json(t_path(np, sizeof np, "testdata/gguf/llamacpp-nll.json"));
+    cJSON *ref = t_load_json(t_path(rp, sizeof rp, "testdata/reference/demo-llama.json"));
     ds8b_model *src = NULL;
     CHECK(ds8b_model_load(t_path(mp, sizeof mp, "models/demo-llama"), NULL, &src) == 0, "%s", ds8b_errmsg());
     const char *schemes[3][2] = {{"q8_0", "demo-llama-Q8_0"}, {"q4_0", "demo-llama-Q4_0"}, {"q4_k_m", "demo-llama-Q4_K_M"}};
