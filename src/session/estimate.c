@@ -248,29 +248,27 @@ DS8B_API int ds8b_estimate(const char *path, const char *scheme, const ds8b_para
 /* ------------------------------------------------------------------ */
 /* Per-handle queries                                                  */
 /* ------------------------------------------------------------------ */
-DS8B_API int ds8b_model_memory(const ds8b_model *m, int cat, int64_t *current, int64_t *peak) {
-    if (!m || m->magic != DS8B_MODEL_MAGIC || cat < -1 || cat >= DS8B_MEM__COUNT) return DS8B_E_MISUSE;
+/* Current and peak bytes of one category, or of all heap categories (-1). */
+static void scope_sum(const ds8b__memscope *sc, int cat, int64_t *current, int64_t *peak) {
     int64_t c = 0, pk = 0;
     for (int i = 0; i < DS8B_MEM__COUNT; i++) {
         if (cat != -1 ? i != cat : i == DS8B_MEM_MAPPED) continue;
-        c += atomic_load(&m->mem.cur[i]);
-        pk += atomic_load(&m->mem.peak[i]);
+        c += atomic_load(&sc->cur[i]);
+        pk += atomic_load(&sc->peak[i]);
     }
     if (current) *current = c;
     if (peak) *peak = pk;
+}
+
+DS8B_API int ds8b_model_memory(const ds8b_model *m, int cat, int64_t *current, int64_t *peak) {
+    if (!m || m->magic != DS8B_MODEL_MAGIC || cat < -1 || cat >= DS8B_MEM__COUNT) return DS8B_E_MISUSE;
+    scope_sum(&m->mem, cat, current, peak);
     return DS8B_OK;
 }
 
 DS8B_API int ds8b_session_memory(const ds8b_session *s, int cat, int64_t *current, int64_t *peak) {
-    if (!s || s->magic != DS8B_SESSION_MAGIC || cat < -1 || cat >= DS8B_MEM__COUNT) return DS8B_E_MISUSE;
-    int64_t c = 0, pk = 0;
-    for (int i = 0; i < DS8B_MEM__COUNT; i++) {
-        if (cat != -1 ? i != cat : i == DS8B_MEM_MAPPED) continue;
-        c += atomic_load(&s->mem.cur[i]);
-        pk += atomic_load(&s->mem.peak[i]);
-    }
-    if (current) *current = c;
-    if (peak) *peak = pk;
+    if (!ds8b__sess_ok(s) || cat < -1 || cat >= DS8B_MEM__COUNT) return DS8B_E_MISUSE;
+    scope_sum(&s->mem, cat, current, peak);
     return DS8B_OK;
 }
 

@@ -6,14 +6,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-static bool sess_ok(const ds8b_session *s) { return s && s->magic == DS8B_SESSION_MAGIC; }
-
-/* Records an error on the session and on the thread. */
-static int sfail(ds8b_session *s, ds8b__err *e) {
-    if (s) s->err = *e;
-    ds8b__set_last_error(e);
-    return e->code;
-}
 
 /* ================================================================== */
 /* Creation                                                            */
@@ -121,15 +113,15 @@ static int session_init(ds8b_session *s, ds8b_model *m, const ds8b_params *p, ds
 
 DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_session **out) {
     ds8b__err e = {0};
-    if (!out) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_create: out is NULL"); return sfail(NULL, &e); }
+    if (!out) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_create: out is NULL"); return ds8b__sess_fail(NULL, &e); }
     *out = NULL;
     if (!m || m->magic != DS8B_MODEL_MAGIC) {
         ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_session_create: invalid model handle");
-        return sfail(NULL, &e);
+        return ds8b__sess_fail(NULL, &e);
     }
     if (params && params->magic != DS8B_PARAMS_MAGIC) {
         ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_session_create: invalid params handle");
-        return sfail(NULL, &e);
+        return ds8b__sess_fail(NULL, &e);
     }
     ds8b_params defaults;
     if (!params) {
@@ -139,7 +131,7 @@ DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_
     ds8b__memscope *old = ds8b__memscope_enter(&m->mem);
     ds8b_session *s = ds8b__xmalloc(DS8B_MEM_SESSION, sizeof *s, "the session handle", &e);
     ds8b__memscope_leave(old);
-    if (!s) return sfail(NULL, &e);
+    if (!s) return ds8b__sess_fail(NULL, &e);
     memset(s, 0, sizeof *s);
     s->magic = DS8B_SESSION_MAGIC;
     s->model = m;
@@ -150,14 +142,14 @@ DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_
     ds8b__memscope_leave(old);
     if (rc) {
         session_destroy(s);
-        return sfail(NULL, &e);
+        return ds8b__sess_fail(NULL, &e);
     }
     *out = s;
     return DS8B_OK;
 }
 
 DS8B_API void ds8b_session_free(ds8b_session *s) {
-    if (!sess_ok(s)) return;
+    if (!ds8b__sess_ok(s)) return;
     int chats = atomic_load(&s->n_chats);
     if (chats > 0) {
         /* the chats would point at freed memory: refuse, leak rather than crash */
@@ -171,7 +163,7 @@ DS8B_API void ds8b_session_free(ds8b_session *s) {
 }
 
 DS8B_API const char *ds8b_session_errmsg(const ds8b_session *s) {
-    if (!sess_ok(s)) return "invalid session handle";
+    if (!ds8b__sess_ok(s)) return "invalid session handle";
     return s->err.msg;
 }
 
@@ -180,9 +172,9 @@ DS8B_API const char *ds8b_session_errmsg(const ds8b_session *s) {
 /* ================================================================== */
 static int set_live(ds8b_session *s, int key, double v, bool is_float) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
     int rc = ds8b__param_check(key, v, is_float, &e);
-    if (rc) return sfail(s, &e);
+    if (rc) return ds8b__sess_fail(s, &e);
     ds8b__sampler_params *sp = &s->sampler.p;
     switch (key) {
     case DS8B_PARAM_TEMPERATURE: sp->temperature = v; break;
@@ -198,7 +190,7 @@ static int set_live(ds8b_session *s, int key, double v, bool is_float) {
     case DS8B_PARAM_N_SINK: s->n_sink = (int64_t)v; break;
     default:
         ds8b__seterr(&e, DS8B_E_INVALID, "parameter key %d cannot be changed on a live session", key);
-        return sfail(s, &e);
+        return ds8b__sess_fail(s, &e);
     }
     return DS8B_OK;
 }
@@ -212,49 +204,49 @@ DS8B_API int ds8b_session_set_float(ds8b_session *s, ds8b_param key, double valu
 
 DS8B_API int ds8b_session_add_stop(ds8b_session *s, const char *stop) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
     if (!stop || !*stop || strlen(stop) > 1024) {
         ds8b__seterr(&e, DS8B_E_INVALID, "stop strings must be 1..1024 bytes");
-        return sfail(s, &e);
+        return ds8b__sess_fail(s, &e);
     }
     if (s->n_stops >= DS8B_MAX_STOPS) {
         ds8b__seterr(&e, DS8B_E_LIMIT, "at most %d stop strings", DS8B_MAX_STOPS);
-        return sfail(s, &e);
+        return ds8b__sess_fail(s, &e);
     }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     char *c = ds8b__strdup(DS8B_MEM_SESSION, stop);
     ds8b__memscope_leave(old);
-    if (!c) { ds8b__seterr(&e, DS8B_E_NOMEM, "stop string"); return sfail(s, &e); }
+    if (!c) { ds8b__seterr(&e, DS8B_E_NOMEM, "stop string"); return ds8b__sess_fail(s, &e); }
     s->stops[s->n_stops++] = c;
     return DS8B_OK;
 }
 
 DS8B_API int ds8b_session_clear_stops(ds8b_session *s) {
-    if (!sess_ok(s)) return DS8B_E_MISUSE;
+    if (!ds8b__sess_ok(s)) return DS8B_E_MISUSE;
     for (int i = 0; i < s->n_stops; i++) ds8b__free(s->stops[i]);
     s->n_stops = 0;
     return DS8B_OK;
 }
 
-DS8B_API int ds8b_session_finish_reason(const ds8b_session *s) { return sess_ok(s) ? s->finish : DS8B_E_MISUSE; }
+DS8B_API int ds8b_session_finish_reason(const ds8b_session *s) { return ds8b__sess_ok(s) ? s->finish : DS8B_E_MISUSE; }
 
 DS8B_API int ds8b_session_tokens(const ds8b_session *s, int32_t *ids, size_t cap, size_t *n) {
-    if (!sess_ok(s) || !n) return DS8B_E_MISUSE;
+    if (!ds8b__sess_ok(s) || !n) return DS8B_E_MISUSE;
     *n = (size_t)s->n_past;
     if (!ids || cap < (size_t)s->n_past) return DS8B_E_BUFFER;
     memcpy(ids, s->tokens, (size_t)s->n_past * sizeof(int32_t));
     return DS8B_OK;
 }
 
-DS8B_API int64_t ds8b_session_n_past(const ds8b_session *s) { return sess_ok(s) ? s->n_past : -1; }
+DS8B_API int64_t ds8b_session_n_past(const ds8b_session *s) { return ds8b__sess_ok(s) ? s->n_past : -1; }
 
 DS8B_API int ds8b_session_truncate(ds8b_session *s, int64_t n) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
     if (n < 0 || n > s->n_past) {
         ds8b__seterr(&e, DS8B_E_INVALID, "cannot truncate to %lld tokens: the session holds %lld",
                      (long long)n, (long long)s->n_past);
-        return sfail(s, &e);
+        return ds8b__sess_fail(s, &e);
     }
     s->n_past = n;
     s->have_logits = false;
@@ -262,10 +254,10 @@ DS8B_API int ds8b_session_truncate(ds8b_session *s, int64_t n) {
 }
 
 DS8B_API int ds8b_session_reset(ds8b_session *s) {
-    if (!sess_ok(s)) {
+    if (!ds8b__sess_ok(s)) {
         ds8b__err e = {0};
         ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle");
-        return sfail(NULL, &e);
+        return ds8b__sess_fail(NULL, &e);
     }
     s->n_past = 0;
     s->have_logits = false;
@@ -274,7 +266,7 @@ DS8B_API int ds8b_session_reset(ds8b_session *s) {
 }
 
 DS8B_API int ds8b_session_cancel(ds8b_session *s) {
-    if (!sess_ok(s)) return DS8B_E_MISUSE;
+    if (!ds8b__sess_ok(s)) return DS8B_E_MISUSE;
     atomic_store(&s->cancel, 1);
     return DS8B_OK;
 }
@@ -332,26 +324,26 @@ int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *lo
 
 DS8B_API int ds8b_eval(ds8b_session *s, const int32_t *ids, size_t n, float *logits) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
-    if (!ids && n) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_eval: ids is NULL"); return sfail(s, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (!ids && n) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_eval: ids is NULL"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     int rc = ds8b__session_eval(s, ids, (int64_t)n, logits, &e);
     ds8b__memscope_leave(old);
     if (rc == DS8B_E_CANCELLED) atomic_store(&s->cancel, 0); /* the request is consumed */
-    return rc ? sfail(s, &e) : DS8B_OK;
+    return rc ? ds8b__sess_fail(s, &e) : DS8B_OK;
 }
 
 DS8B_API const float *ds8b_session_logits(const ds8b_session *s) {
-    return sess_ok(s) && s->have_logits ? s->sc.logits : NULL;
+    return ds8b__sess_ok(s) && s->have_logits ? s->sc.logits : NULL;
 }
 
 DS8B_API int ds8b_sample(ds8b_session *s, int32_t *token) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
-    if (!token) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_sample: token is NULL"); return sfail(s, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (!token) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_sample: token is NULL"); return ds8b__sess_fail(s, &e); }
     if (!s->have_logits) {
         ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_sample: no logits yet; evaluate tokens first");
-        return sfail(s, &e);
+        return ds8b__sess_fail(s, &e);
     }
     *token = ds8b__sample(&s->sampler, s->sc.logits, s->tokens, s->n_past);
     return DS8B_OK;
@@ -513,11 +505,11 @@ static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int f
 DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int flags, ds8b_stream_fn cb,
                            void *user, int64_t *n_generated) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return sfail(NULL, &e); }
-    if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_generate: prompt is NULL"); return sfail(s, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_generate: prompt is NULL"); return ds8b__sess_fail(s, &e); }
     int64_t ng = 0;
     gen_out *g = ds8b__malloc(DS8B_MEM_SESSION, sizeof *g);
-    if (!g) { ds8b__seterr(&e, DS8B_E_NOMEM, "generation state"); return sfail(s, &e); }
+    if (!g) { ds8b__seterr(&e, DS8B_E_NOMEM, "generation state"); return ds8b__sess_fail(s, &e); }
     memset(g, 0, sizeof *g);
     g->s = s;
     g->cb = cb;
@@ -535,5 +527,5 @@ DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int 
     } else if (rc) {
         s->finish = DS8B_FINISH_ERROR;
     }
-    return rc ? sfail(s, &e) : DS8B_OK;
+    return rc ? ds8b__sess_fail(s, &e) : DS8B_OK;
 }

@@ -108,6 +108,15 @@ struct ds8b_session {
     ds8b__err err;
 };
 
+/* True for a live session handle. */
+static inline bool ds8b__sess_ok(const ds8b_session *s) { return s && s->magic == DS8B_SESSION_MAGIC; }
+/* Records an error on the session (when given) and on the thread; returns its code. */
+static inline int ds8b__sess_fail(ds8b_session *s, ds8b__err *e) {
+    if (s) s->err = *e;
+    ds8b__set_last_error(e);
+    return e->code;
+}
+
 /* Runs the model over ids[0..n) at positions n_past.., appending to the
  * cache. logits_all: NULL or (n, n_vocab) out. The last row always goes to
  * s->sc.logits. Handles micro-batching, cancellation and context policy. */

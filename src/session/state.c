@@ -280,29 +280,22 @@ out:
 /* ------------------------------------------------------------------ */
 /* Public API                                                          */
 /* ------------------------------------------------------------------ */
-static bool sess_ok(const ds8b_session *s) { return s && s->magic == DS8B_SESSION_MAGIC; }
-
-static int fail(ds8b_session *s, ds8b__err *e) {
-    if (s) s->err = *e;
-    ds8b__set_last_error(e);
-    return e->code;
-}
 
 DS8B_API int ds8b_session_save(ds8b_session *s, void *buf, size_t cap, size_t *len) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return fail(NULL, &e); }
-    if (!len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_save: len is NULL"); return fail(s, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (!len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_save: len is NULL"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     uint8_t *data;
     size_t n;
     int rc = save_to_heap(s, &data, &n, &e);
     ds8b__memscope_leave(old);
-    if (rc) return fail(s, &e);
+    if (rc) return ds8b__sess_fail(s, &e);
     *len = n;
     if (!buf || cap < n) {
         ds8b__free(data);
         ds8b__seterr(&e, DS8B_E_BUFFER, "the session state needs %zu bytes", n);
-        return fail(s, &e);
+        return ds8b__sess_fail(s, &e);
     }
     memcpy(buf, data, n);
     ds8b__free(data);
@@ -311,16 +304,16 @@ DS8B_API int ds8b_session_save(ds8b_session *s, void *buf, size_t cap, size_t *l
 
 DS8B_API int ds8b_session_save_file(ds8b_session *s, const char *path) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return fail(NULL, &e); }
-    if (!path || !*path) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_save_file: empty path"); return fail(s, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (!path || !*path) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_save_file: empty path"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     uint8_t *data;
     size_t n;
     int rc = save_to_heap(s, &data, &n, &e);
     char *tmp = rc ? NULL : ds8b__malloc(DS8B_MEM_OTHER, strlen(path) + 8);
     ds8b__memscope_leave(old);
-    if (rc) return fail(s, &e);
-    if (!tmp) { ds8b__free(data); ds8b__seterr(&e, DS8B_E_NOMEM, "path"); return fail(s, &e); }
+    if (rc) return ds8b__sess_fail(s, &e);
+    if (!tmp) { ds8b__free(data); ds8b__seterr(&e, DS8B_E_NOMEM, "path"); return ds8b__sess_fail(s, &e); }
     /* write a temporary file, then rename: never a half-written save */
     snprintf(tmp, strlen(path) + 8, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -339,23 +332,23 @@ DS8B_API int ds8b_session_save_file(ds8b_session *s, const char *path) {
     }
     ds8b__free(tmp);
     ds8b__free(data);
-    return ok ? DS8B_OK : fail(s, &e);
+    return ok ? DS8B_OK : ds8b__sess_fail(s, &e);
 }
 
 DS8B_API int ds8b_session_load(ds8b_session *s, const void *buf, size_t len) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return fail(NULL, &e); }
-    if (!buf) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_load: buf is NULL"); return fail(s, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (!buf) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_load: buf is NULL"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     int rc = restore(s, buf, len, &e);
     ds8b__memscope_leave(old);
-    return rc ? fail(s, &e) : DS8B_OK;
+    return rc ? ds8b__sess_fail(s, &e) : DS8B_OK;
 }
 
 DS8B_API int ds8b_session_load_file(ds8b_session *s, const char *path) {
     ds8b__err e = {0};
-    if (!sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return fail(NULL, &e); }
-    if (!path) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_load_file: path is NULL"); return fail(s, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (!path) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_load_file: path is NULL"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     char *data = NULL;
     size_t n = 0;
@@ -366,12 +359,12 @@ DS8B_API int ds8b_session_load_file(ds8b_session *s, const char *path) {
     }
     ds8b__free(data);
     ds8b__memscope_leave(old);
-    return rc ? fail(s, &e) : DS8B_OK;
+    return rc ? ds8b__sess_fail(s, &e) : DS8B_OK;
 }
 
 DS8B_API int ds8b_session_fork(ds8b_session *s, ds8b_session **out) {
     ds8b__err e = {0};
-    if (!sess_ok(s) || !out) { ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_session_fork: invalid session handle or out"); return fail(NULL, &e); }
+    if (!ds8b__sess_ok(s) || !out) { ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_session_fork: invalid session handle or out"); return ds8b__sess_fail(NULL, &e); }
     *out = NULL;
     ds8b_params p;
     ds8b__params_defaults(&p);
