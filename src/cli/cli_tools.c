@@ -4,7 +4,7 @@
  *   ds8b quantize IN OUT SCHEME [--threads N]
  *   ds8b convert IN OUT [f16|bf16|f32]
  *   ds8b make-random CONFIG.json OUTDIR [--tokenizer DIR] [--seed S] [--shard-gb G]
- *   ds8b bench -m PATH [-p 512] [-n 128] [-r 3] [--threads N] [--batch LIST]
+ *   ds8b bench -m PATH [-p 512] [-n 128] [-r 3] [--threads N] [--batch N] [--seqs 1,2,4,8,16]
  *
  * These link the static library and may use internal helpers (kernels'
  * bandwidth probe, model internals for the bytes read per token).
@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -284,6 +285,81 @@ static double bytes_per_token(const ds8b_model *m) {
     return b;
 }
 
+/* Aggregate decoding speed of `seqs` sequences generating tg tokens each
+ * together in one ds8b_batch: tokens of all sequences per second. */
+static int bench_seqs(ds8b_model *m, int seqs, int tg, int threads, double *tps) {
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, tg + 16);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
+    ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, tg);
+    ds8b_params_set_int(p, DS8B_PARAM_STOP_AT_EOS, 0);
+    ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0.8);
+    ds8b_session **ss = calloc((size_t)seqs, sizeof *ss);
+    ds8b_batch *b = NULL;
+    int rc = ss ? ds8b_batch_create(m, p, &b) : DS8B_E_NOMEM;
+    int64_t vocab = m->hp.n_vocab;
+    for (int i = 0; i < seqs && !rc; i++) {
+        ds8b_params_set_int(p, DS8B_PARAM_SEED, 1000 + i);
+        rc = ds8b_session_create(m, p, &ss[i]);
+        /* a different one-token prompt per sequence, evaluated before timing */
+        int32_t id = (int32_t)((i * 7919 + 11) % vocab);
+        if (!rc) rc = ds8b_eval(ss[i], &id, 1, NULL);
+        if (!rc) rc = ds8b_batch_add(b, ss[i], "", 0, 0, NULL, NULL);
+    }
+    int64_t active = seqs;
+    double t0 = now_s();
+    while (!rc && active > 0) rc = ds8b_batch_step(b, &active);
+    double dt = now_s() - t0;
+    int64_t total = 0;
+    for (int i = 0; i < seqs; i++) total += ss[i] ? ds8b_session_n_generated(ss[i]) : 0;
+    *tps = dt > 0 ? (double)total / dt : 0;
+    ds8b_batch_free(b);
+    for (int i = 0; i < seqs; i++) ds8b_session_free(ss[i]);
+    free(ss);
+    ds8b_params_free(p);
+    return rc;
+}
+
+static int cmd_bench_seqs(ds8b_model *m, const char *list, int tg, int reps, int threads) {
+    int rc = 0;
+    double base = 0;
+    int nth = threads;
+    if (nth <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nth = c > 0 ? (int)c : 1;
+    }
+    printf("| model | scheme | threads | isa | sequences | test | t/s (all sequences) | t/s per sequence | vs 1 sequence |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
+    const char *q = list;
+    while (*q && !rc) {
+        char *end;
+        long seqs = strtol(q, &end, 10);
+        if (end == q || seqs < 1 || seqs > DS8B_BATCH_MAX) {
+            fprintf(stderr, "ds8b: --seqs wants numbers from 1 to %d separated by commas\n", DS8B_BATCH_MAX);
+            return 2;
+        }
+        q = *end == ',' ? end + 1 : end;
+        double warm, *x = calloc((size_t)reps, sizeof *x), mean, sd;
+        rc = bench_seqs(m, (int)seqs, 4, threads, &warm);
+        for (int r = 0; r < reps && !rc; r++) rc = bench_seqs(m, (int)seqs, tg, threads, &x[r]);
+        if (!rc) {
+            mean_sd(x, reps, &mean, &sd);
+            if (seqs == 1 || base == 0) base = mean / (double)seqs;
+            printf("| %s | %s | %d | %s | %ld | tg%d | %.2f ± %.2f | %.2f | %.2fx |\n", m->desc,
+                   m->scheme ? m->scheme : "?", nth, ds8b__isa_name(), seqs, tg, mean, sd, mean / (double)seqs,
+                   mean / base);
+            fflush(stdout);
+        }
+        free(x);
+    }
+    if (rc) return cli_fail("benchmarking batched decoding", rc);
+    double bw = ds8b__measure_read_bandwidth(nth);
+    printf("\nmemory read bandwidth: %.1f GB/s (%d threads); one sequence's roofline: %.2f t/s\n", bw, nth,
+           bw * 1e9 / bytes_per_token(m));
+    return 0;
+}
+
 static int cmd_bench(int argc, char **argv) {
     const char *path = cli_opt(argc, argv, "-m");
     if (!path) return cli_usage("bench needs -m PATH");
@@ -297,6 +373,12 @@ static int cmd_bench(int argc, char **argv) {
     if (reps < 1) reps = 1;
     ds8b_model *m;
     if (cli_load(argc, argv, path, &m)) return 1;
+    const char *seqs = cli_opt(argc, argv, "--seqs");
+    if (seqs) {
+        int brc = cmd_bench_seqs(m, seqs, tg, reps, threads);
+        ds8b_model_free(m);
+        return brc;
+    }
     ds8b_params *p;
     ds8b_params_create(&p);
     ds8b_params_set_int(p, DS8B_PARAM_N_CTX, pp + tg + 8);
@@ -488,7 +570,7 @@ void cli_usage_extra(void) {
     fputs("  quantize   IN OUT SCHEME [--threads N]     (f32 f16 bf16 q8_0 q4_0 q4_k_m w4a16; writes GGUF)\n"
           "  convert    IN OUT [f16|bf16|f32]           (HF checkpoint to GGUF without quantizing)\n"
           "  make-random CONFIG.json OUTDIR [--tokenizer DIR] [--seed S] [--shard-gb G]\n"
-          "  bench      -m PATH [-p 512] [-n 128] [-r 3] [--threads N]\n"
+          "  bench      -m PATH [-p 512] [-n 128] [-r 3] [--threads N] [--seqs 1,2,4,8,16]\n"
           "  estimate   PATH [--ctx N] [--batch N] [--kv-type f32|f16|q8_0] [--threads N]\n"
           "  chat-template -m PATH [--no-generation-prompt]   (JSON messages on stdin)\n"
           "  chat       -m PATH [--system TEXT] [sampling options]\n",

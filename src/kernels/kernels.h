@@ -29,6 +29,13 @@ typedef struct ds8b__workspace {
  * Returns 0 or DS8B_E_INVALID / DS8B_E_UNSUPPORTED / DS8B_E_NOMEM. */
 int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_t n, float *y,
                  ds8b__workspace *ws, ds8b__err *e);
+/* ds8b__matmul with flags. DS8B_MM_ROWWISE: compute every activation row
+ * exactly as a call with n == 1 would (same kernels, bit-identical rows),
+ * reading each weight chunk once for all n rows: batched decoding, where a
+ * sequence's results must not depend on what else is in the batch. */
+enum { DS8B_MM_ROWWISE = 1 };
+int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_t n, float *y,
+                    ds8b__workspace *ws, int flags, ds8b__err *e);
 /* True if ds8b__matmul accepts weights of this type. */
 bool ds8b__matmul_supports(int type);
 

@@ -104,14 +104,17 @@ static void mm_task(void *ctx, int ith, int nth) {
         case P_DOT:
             for (int64_t r = 0; r < nr; r++) {
                 const uint8_t *row = wr + (size_t)r * j->wstride;
-                float v;
-                switch (j->type) {
-                case DS8B_T_F32: v = j->k->dot_f32((const float *)row, j->x, j->cols); break;
-                case DS8B_T_F16: v = j->k->dot_f16((const uint16_t *)row, j->x, j->cols); break;
-                case DS8B_T_BF16: v = j->k->dot_bf16((const uint16_t *)row, j->x, j->cols); break;
-                default: v = j->k->dot_w4a16(row, j->x, j->cols / 32); break;
+                for (int64_t c = c0; c < c0 + nc; c++) {
+                    const float *xc = j->x + (size_t)c * (size_t)j->cols;
+                    float v;
+                    switch (j->type) {
+                    case DS8B_T_F32: v = j->k->dot_f32((const float *)row, xc, j->cols); break;
+                    case DS8B_T_F16: v = j->k->dot_f16((const uint16_t *)row, xc, j->cols); break;
+                    case DS8B_T_BF16: v = j->k->dot_bf16((const uint16_t *)row, xc, j->cols); break;
+                    default: v = j->k->dot_w4a16(row, xc, j->cols / 32); break;
+                    }
+                    j->y[(size_t)c * (size_t)j->rows + (size_t)(r0 + r)] = v;
                 }
-                j->y[r0 + r] = v;
             }
             break;
         case P_GEMM: {
@@ -153,6 +156,11 @@ static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo :
 
 int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_t n, float *y,
                  ds8b__workspace *ws, ds8b__err *e) {
+    return ds8b__matmul_ex(pool, w, x, n, y, ws, 0, e);
+}
+
+int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_t n, float *y,
+                    ds8b__workspace *ws, int flags, ds8b__err *e) {
     if (!w || !ws || n < 0 || (n > 0 && (!x || !y)))
         return ds8b__seterr(e, DS8B_E_INVALID, "matmul: bad arguments");
     const char *nm = w->name ? w->name : "(unnamed)";
@@ -188,10 +196,11 @@ int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_
     /* The scalar level is the reference: it keeps integer kernels for
      * every n. Higher levels send batches of types without a batched
      * kernel through dequantize + sgemm. */
-    if (qk->mm && (n == 1 || qk->batched ||
+    bool rowwise = n == 1 || (flags & DS8B_MM_ROWWISE);
+    if (qk->mm && (rowwise || qk->batched ||
                    !strcmp(j.k->name, "scalar")))
         j.path = P_INT;
-    else if (n == 1) j.path = P_DOT;
+    else if (rowwise) j.path = P_DOT;
     else j.path = P_GEMM;
 
     size_t need = 0, off_scratch = 0;
@@ -201,16 +210,17 @@ int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_
             return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
         /* Chunks: ~64 KiB of weights per chunk for decode; for batches
          * 32 rows x 64 activation rows. */
-        if (n == 1) {
+        if (rowwise && n <= 64) {
+            /* decode: every weight chunk is read once for all rows */
             j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;
-            j.cchunk = 1;
+            j.cchunk = n;
         } else {
             j.rchunk = 32;
             j.cchunk = 64;
         }
     } else if (j.path == P_DOT) {
         j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;
-        j.cchunk = 1;
+        j.cchunk = n < 64 ? n : 64;
     } else {
         if (j.k->gemm_f32) {
             /* own register-tiled kernel: GEMM_RC rows x GEMM_CC activation rows */

@@ -140,32 +140,48 @@ static void embed_row(const ds8b__tensor *t, int64_t id, float *dst) {
 /* ================================================================== */
 /* Attention over the cache, parallel over (token, head) pairs         */
 /* ================================================================== */
+static inline ds8b__kv *row_kv(const ds8b__fwd *f, int64_t t) { return f->row_kv ? f->row_kv[t] : f->kv; }
+static inline int64_t row_pos(const ds8b__fwd *f, int64_t t) { return f->row_pos ? f->row_pos[t] : f->pos + t; }
+
 typedef struct att_job {
-    ds8b_session *s;
-    int64_t layer, n, pos;
+    const ds8b__fwd *f;
+    int64_t layer;
 } att_job;
 
 static void attention_task(void *ctx, int ith, int nth) {
     att_job *j = ctx;
-    ds8b_session *s = j->s;
-    const ds8b__hparams *hp = &s->model->hp;
+    const ds8b__fwd *f = j->f;
+    const ds8b__hparams *hp = &f->m->hp;
+    ds8b__scratch *sc = f->sc;
     int64_t hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
     int64_t qd = nh * hd;
-    int64_t total = j->n * nh;
+    int64_t total = f->n * nh;
     int64_t per = (total + nth - 1) / nth, lo = per * ith, hi = lo + per < total ? lo + per : total;
-    float *scores = s->sc.scores + (size_t)ith * (size_t)s->n_ctx;
-    float *tmp = s->sc.kvrow + (size_t)ith * (size_t)(2 * hd);
+    float *scores = sc->scores + (size_t)ith * (size_t)sc->n_scores;
+    float *tmp = sc->kvrow + (size_t)ith * (size_t)(2 * hd);
     float scale = 1.0f / sqrtf((float)hd);
     for (int64_t w = lo; w < hi; w++) {
         int64_t t = w / nh, h = w % nh, g = h / group;
-        int64_t p = j->pos + t; /* attend to 0..p */
-        const float *q = s->sc.q + (size_t)t * qd + h * hd;
+        const ds8b__kv *kv = row_kv(f, t);
+        int64_t p = row_pos(f, t); /* attend to 0..p */
+        const float *q = sc->q + (size_t)t * qd + h * hd;
         float mx = -INFINITY;
-        for (int64_t c = 0; c <= p; c++) {
-            const float *k = kv_seg(&s->kv, s->kv.k, j->layer, c, g * hd, hd, tmp);
-            float d = ds8b__vec_dot_f32(q, k, hd) * scale;
-            scores[c] = d;
-            if (d > mx) mx = d;
+        size_t seg = (size_t)(g * hd);
+        if (kv->type == DS8B_KV_F16) {
+            /* the common case: SIMD dots straight from the f16 rows */
+            for (int64_t c = 0; c <= p; c++) {
+                const uint16_t *k = (const uint16_t *)kv_row(kv, kv->k, j->layer, c) + seg;
+                float d = ds8b__vec_dot_f16f32(k, q, hd) * scale;
+                scores[c] = d;
+                if (d > mx) mx = d;
+            }
+        } else {
+            for (int64_t c = 0; c <= p; c++) {
+                const float *k = kv_seg(kv, kv->k, j->layer, c, g * hd, hd, tmp);
+                float d = ds8b__vec_dot_f32(q, k, hd) * scale;
+                scores[c] = d;
+                if (d > mx) mx = d;
+            }
         }
         float sum = 0.0f;
         for (int64_t c = 0; c <= p; c++) {
@@ -174,11 +190,18 @@ static void attention_task(void *ctx, int ith, int nth) {
             sum += ev;
         }
         float inv = 1.0f / sum;
-        float *out = s->sc.att + (size_t)t * qd + h * hd;
+        float *out = sc->att + (size_t)t * qd + h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
-        for (int64_t c = 0; c <= p; c++) {
-            const float *v = kv_seg(&s->kv, s->kv.v, j->layer, c, g * hd, hd, tmp + hd);
-            ds8b__vec_axpy(out, v, scores[c] * inv, hd);
+        if (kv->type == DS8B_KV_F16) {
+            for (int64_t c = 0; c <= p; c++) {
+                const uint16_t *v = (const uint16_t *)kv_row(kv, kv->v, j->layer, c) + seg;
+                ds8b__vec_axpy_f16(out, v, scores[c] * inv, hd);
+            }
+        } else {
+            for (int64_t c = 0; c <= p; c++) {
+                const float *v = kv_seg(kv, kv->v, j->layer, c, g * hd, hd, tmp + hd);
+                ds8b__vec_axpy(out, v, scores[c] * inv, hd);
+            }
         }
     }
 }
@@ -186,20 +209,29 @@ static void attention_task(void *ctx, int ith, int nth) {
 /* ================================================================== */
 /* The forward pass                                                    */
 /* ================================================================== */
-int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, int want_logits,
-                  float *logits_all, ds8b__err *e) {
-    const ds8b_model *m = s->model;
+#define MM(w, x, y) ds8b__matmul_ex(f->pool, (w), (x), n, (y), &sc->ws, f->flags, e)
+
+int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, ds8b__err *e) {
+    const ds8b_model *m = f->m;
     const ds8b__hparams *hp = &m->hp;
-    ds8b__scratch *sc = &s->sc;
+    ds8b__scratch *sc = f->sc;
+    const int32_t *ids = f->ids;
+    int64_t n = f->n;
     int64_t d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
     int64_t qd = nh * hd, kvd = nkv * hd, ff = hp->n_ff;
     float eps = (float)hp->rms_eps;
     int rc;
 
+    if (n <= 0 || n > sc->n_batch)
+        return ds8b__seterr(e, DS8B_E_INVALID, "forward: %lld rows for a scratch of %lld",
+                            (long long)n, (long long)sc->n_batch);
     for (int64_t t = 0; t < n; t++) {
         if (ids[t] < 0 || ids[t] >= hp->n_vocab)
             return ds8b__seterr(e, DS8B_E_INVALID, "token id %d at index %lld is outside the vocabulary (0..%lld)",
                                 ids[t], (long long)t, (long long)hp->n_vocab - 1);
+        if (row_pos(f, t) + 1 > sc->n_scores || row_pos(f, t) >= row_kv(f, t)->n_ctx)
+            return ds8b__seterr(e, DS8B_E_INVALID, "forward: position %lld is outside the cache",
+                                (long long)row_pos(f, t));
         embed_row(&m->tok_embd, ids[t], sc->x + (size_t)t * d);
     }
 
@@ -207,50 +239,68 @@ int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, i
         const ds8b__layer *L = &m->layers[l];
         /* attention block */
         for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, L->attn_norm, d, eps);
-        if ((rc = ds8b__matmul(s->pool, &L->wq, sc->xb, n, sc->q, &sc->ws, e))) return rc;
-        if ((rc = ds8b__matmul(s->pool, &L->wk, sc->xb, n, sc->k, &sc->ws, e))) return rc;
-        if ((rc = ds8b__matmul(s->pool, &L->wv, sc->xb, n, sc->v, &sc->ws, e))) return rc;
+        if ((rc = MM(&L->wq, sc->xb, sc->q))) return rc;
+        if ((rc = MM(&L->wk, sc->xb, sc->k))) return rc;
+        if ((rc = MM(&L->wv, sc->xb, sc->v))) return rc;
         for (int64_t t = 0; t < n; t++) {
             float *q = sc->q + t * qd, *k = sc->k + t * kvd;
+            int64_t pos = row_pos(f, t);
+            ds8b__kv *kv = row_kv(f, t);
             if (L->q_norm) {
                 for (int64_t h = 0; h < nh; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, eps);
                 for (int64_t h = 0; h < nkv; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, eps);
             }
             for (int64_t h = 0; h < nh; h++)
-                rope_head(q + h * hd, hd, pos + t, m->rope_inv_freq, m->rope_scale, m->rope_interleaved);
+                rope_head(q + h * hd, hd, pos, m->rope_inv_freq, m->rope_scale, m->rope_interleaved);
             for (int64_t h = 0; h < nkv; h++)
-                rope_head(k + h * hd, hd, pos + t, m->rope_inv_freq, m->rope_scale, m->rope_interleaved);
-            ds8b__kv_put(&s->kv, s->kv.k, l, pos + t, k);
-            ds8b__kv_put(&s->kv, s->kv.v, l, pos + t, sc->v + t * kvd);
+                rope_head(k + h * hd, hd, pos, m->rope_inv_freq, m->rope_scale, m->rope_interleaved);
+            ds8b__kv_put(kv, kv->k, l, pos, k);
+            ds8b__kv_put(kv, kv->v, l, pos, sc->v + t * kvd);
         }
-        att_job job = {s, l, n, pos};
-        ds8b__pool_run(s->pool, attention_task, &job);
-        if ((rc = ds8b__matmul(s->pool, &L->wo, sc->att, n, sc->o, &sc->ws, e))) return rc;
+        att_job job = {f, l};
+        ds8b__pool_run(f->pool, attention_task, &job);
+        if ((rc = MM(&L->wo, sc->att, sc->o))) return rc;
         for (int64_t i = 0; i < n * d; i++) sc->x[i] += sc->o[i];
 
         /* feed-forward block */
         for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, L->ffn_norm, d, eps);
-        if ((rc = ds8b__matmul(s->pool, &L->w_gate, sc->xb, n, sc->gate, &sc->ws, e))) return rc;
-        if ((rc = ds8b__matmul(s->pool, &L->w_up, sc->xb, n, sc->up, &sc->ws, e))) return rc;
+        if ((rc = MM(&L->w_gate, sc->xb, sc->gate))) return rc;
+        if ((rc = MM(&L->w_up, sc->xb, sc->up))) return rc;
         for (int64_t i = 0; i < n * ff; i++) {
             float g = sc->gate[i];
             sc->gate[i] = g / (1.0f + expf(-g)) * sc->up[i];
         }
-        if ((rc = ds8b__matmul(s->pool, &L->w_down, sc->gate, n, sc->o, &sc->ws, e))) return rc;
+        if ((rc = MM(&L->w_down, sc->gate, sc->o))) return rc;
         for (int64_t i = 0; i < n * d; i++) sc->x[i] += sc->o[i];
-        if (atomic_load(&s->cancel))
+        if (f->cancel && atomic_load(f->cancel))
             return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled during the forward pass");
     }
 
     if (want_logits == 2) {
         for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, m->out_norm, d, eps);
-        if ((rc = ds8b__matmul(s->pool, &m->output, sc->xb, n, logits_all, &sc->ws, e))) return rc;
+        if ((rc = MM(&m->output, sc->xb, logits_all))) return rc;
         memcpy(sc->logits, logits_all + (size_t)(n - 1) * hp->n_vocab, (size_t)hp->n_vocab * 4);
     } else if (want_logits == 1) {
         rmsnorm(sc->xb, sc->x + (n - 1) * d, m->out_norm, d, eps);
-        if ((rc = ds8b__matmul(s->pool, &m->output, sc->xb, 1, sc->logits, &sc->ws, e))) return rc;
+        if ((rc = ds8b__matmul_ex(f->pool, &m->output, sc->xb, 1, sc->logits, &sc->ws, f->flags, e)))
+            return rc;
     }
     return DS8B_OK;
+}
+#undef MM
+
+int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, int want_logits,
+                  float *logits_all, ds8b__err *e) {
+    ds8b__fwd f = {0};
+    f.m = s->model;
+    f.pool = s->pool;
+    f.sc = &s->sc;
+    f.n = n;
+    f.ids = ids;
+    f.kv = &s->kv;
+    f.pos = pos;
+    f.cancel = &s->cancel;
+    return ds8b__forward_rows(&f, want_logits, logits_all, e);
 }
 
 /* ================================================================== */

@@ -228,6 +228,7 @@ DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_
     if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
     ds8b_session *s = c->s;
     if (!s || s->magic != DS8B_SESSION_MAGIC) { ds8b__seterr(&e, DS8B_E_MISUSE, "the chat's session was freed"); return cfail(c, &e); }
+    if (ds8b__sess_busy(s, "ds8b_chat_reply", &e)) return cfail(c, &e);
     char *prompt = NULL;
     size_t plen = 0;
     int rc = ds8b__chat_render(s->model, c->messages, true, &prompt, &plen, &e);

@@ -10,11 +10,10 @@
 /* ================================================================== */
 /* Creation                                                            */
 /* ================================================================== */
-static int alloc_scratch(ds8b_session *s, ds8b__err *e) {
-    const ds8b__hparams *hp = &s->model->hp;
-    int64_t nb = s->n_batch, d = hp->n_embd, qd = hp->n_head * hp->head_dim;
+int ds8b__scratch_alloc(ds8b__scratch *sc, const ds8b__hparams *hp, int64_t nb, int n_threads,
+                        int64_t n_scores, ds8b__err *e) {
+    int64_t d = hp->n_embd, qd = hp->n_head * hp->head_dim;
     int64_t kvd = hp->n_head_kv * hp->head_dim;
-    ds8b__scratch *sc = &s->sc;
     memset(sc, 0, sizeof *sc);
     sc->n_batch = nb;
 #define A(field, count)                                                                        \
@@ -30,14 +29,19 @@ static int alloc_scratch(ds8b_session *s, ds8b__err *e) {
     A(o, nb * d)
     A(gate, nb * hp->n_ff)
     A(up, nb * hp->n_ff)
-    A(scores, (int64_t)s->n_threads * s->n_ctx)
-    A(kvrow, (int64_t)s->n_threads * 2 * hp->head_dim)
+    A(scores, (int64_t)n_threads * n_scores)
+    sc->n_scores = n_scores;
+    A(kvrow, (int64_t)n_threads * 2 * hp->head_dim)
     A(logits, hp->n_vocab)
 #undef A
     return DS8B_OK;
 }
 
-static void free_scratch(ds8b__scratch *sc) {
+static int alloc_scratch(ds8b_session *s, ds8b__err *e) {
+    return ds8b__scratch_alloc(&s->sc, &s->model->hp, s->n_batch, s->n_threads, s->n_ctx, e);
+}
+
+void ds8b__scratch_free(ds8b__scratch *sc) {
     float **f[] = {&sc->x, &sc->xb, &sc->q, &sc->k, &sc->v, &sc->att, &sc->o,
                    &sc->gate, &sc->up, &sc->scores, &sc->kvrow, &sc->logits};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
@@ -53,7 +57,7 @@ static void session_destroy(ds8b_session *s) {
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     ds8b__pool_free(s->pool);
     ds8b__kv_free(&s->kv);
-    free_scratch(&s->sc);
+    ds8b__scratch_free(&s->sc);
     ds8b__sampler_free(&s->sampler);
     ds8b__free(s->tokens);
     for (int i = 0; i < s->n_stops; i++) ds8b__free(s->stops[i]);
@@ -150,6 +154,7 @@ DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_
 
 DS8B_API void ds8b_session_free(ds8b_session *s) {
     if (!ds8b__sess_ok(s)) return;
+    if (s->batch) ds8b__batch_forget(s->batch, s);
     int chats = atomic_load(&s->n_chats);
     if (chats > 0) {
         /* the chats would point at freed memory: refuse, leak rather than crash */
@@ -243,6 +248,7 @@ DS8B_API int64_t ds8b_session_n_past(const ds8b_session *s) { return ds8b__sess_
 DS8B_API int ds8b_session_truncate(ds8b_session *s, int64_t n) {
     ds8b__err e = {0};
     if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (ds8b__sess_busy(s, "ds8b_session_truncate", &e)) return ds8b__sess_fail(s, &e);
     if (n < 0 || n > s->n_past) {
         ds8b__seterr(&e, DS8B_E_INVALID, "cannot truncate to %lld tokens: the session holds %lld",
                      (long long)n, (long long)s->n_past);
@@ -259,6 +265,8 @@ DS8B_API int ds8b_session_reset(ds8b_session *s) {
         ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle");
         return ds8b__sess_fail(NULL, &e);
     }
+    ds8b__err e = {0};
+    if (ds8b__sess_busy(s, "ds8b_session_reset", &e)) return ds8b__sess_fail(s, &e);
     s->n_past = 0;
     s->have_logits = false;
     ds8b__sampler_seed(&s->sampler, s->sampler.p.seed);
@@ -277,7 +285,7 @@ DS8B_API int ds8b_session_cancel(ds8b_session *s) {
 /* DS8B_CTX_SLIDE: keeps the first n_sink tokens and drops the oldest of
  * the rest -- at least `need` positions, and half the window at a time so
  * shifts stay rare -- re-rotating the kept keys. */
-static int slide(ds8b_session *s, int64_t need, ds8b__err *e) {
+int ds8b__session_slide(ds8b_session *s, int64_t need, ds8b__err *e) {
     int64_t sink = s->n_sink < s->n_past ? s->n_sink : s->n_past;
     int64_t window = s->n_past - sink;
     int64_t drop = window / 2 > need ? window / 2 : need;
@@ -296,7 +304,7 @@ static int slide(ds8b_session *s, int64_t need, ds8b__err *e) {
 int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *logits_all, ds8b__err *e) {
     if (n <= 0) return ds8b__seterr(e, DS8B_E_INVALID, "no tokens to evaluate");
     if (n > s->n_ctx - s->n_past && s->ctx_policy == DS8B_CTX_SLIDE) {
-        int rc = slide(s, n - (s->n_ctx - s->n_past), e);
+        int rc = ds8b__session_slide(s, n - (s->n_ctx - s->n_past), e);
         if (rc) return rc;
     }
     if (n > s->n_ctx - s->n_past)
@@ -325,6 +333,7 @@ int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *lo
 DS8B_API int ds8b_eval(ds8b_session *s, const int32_t *ids, size_t n, float *logits) {
     ds8b__err e = {0};
     if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (ds8b__sess_busy(s, "ds8b_eval", &e)) return ds8b__sess_fail(s, &e);
     if (!ids && n) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_eval: ids is NULL"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     int rc = ds8b__session_eval(s, ids, (int64_t)n, logits, &e);
@@ -340,6 +349,7 @@ DS8B_API const float *ds8b_session_logits(const ds8b_session *s) {
 DS8B_API int ds8b_sample(ds8b_session *s, int32_t *token) {
     ds8b__err e = {0};
     if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (ds8b__sess_busy(s, "ds8b_sample", &e)) return ds8b__sess_fail(s, &e);
     if (!token) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_sample: token is NULL"); return ds8b__sess_fail(s, &e); }
     if (!s->have_logits) {
         ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_sample: no logits yet; evaluate tokens first");
@@ -349,183 +359,3 @@ DS8B_API int ds8b_sample(ds8b_session *s, int32_t *token) {
     return DS8B_OK;
 }
 
-/* ================================================================== */
-/* Generation with streaming, stop strings and the reasoning channel    */
-/* ================================================================== */
-typedef struct gen_out {
-    ds8b_session *s;
-    ds8b_stream_fn cb;
-    void *user;
-    int channel;
-    bool reasoning;       /* split <think> ... </think> */
-    bool stopped;         /* a stop string matched */
-    bool cancelled;       /* the callback asked to stop */
-    char hold[4096 + 64]; /* text not yet emitted */
-    size_t nhold;
-} gen_out;
-
-static const char k_think_open[] = "<think>", k_think_close[] = "</think>";
-
-static void emit(gen_out *g, const char *p, size_t n) {
-    if (!n || g->cancelled || !g->cb) return;
-    if (g->cb(g->user, p, n, g->channel)) g->cancelled = true;
-}
-
-/* Is the tail of hold (from i) a proper prefix of some marker? */
-static bool may_start_marker(const gen_out *g, size_t i) {
-    const char *t = g->hold + i;
-    size_t n = g->nhold - i;
-    for (int k = 0; k < g->s->n_stops; k++) {
-        size_t l = strlen(g->s->stops[k]);
-        if (n < l && memcmp(g->s->stops[k], t, n) == 0) return true;
-    }
-    if (g->reasoning) {
-        if (n < sizeof k_think_open - 1 && memcmp(k_think_open, t, n) == 0) return true;
-        if (n < sizeof k_think_close - 1 && memcmp(k_think_close, t, n) == 0) return true;
-    }
-    return false;
-}
-
-/* Emits what can be emitted from hold; final flushes everything. */
-static void drain(gen_out *g, bool final) {
-    size_t i = 0, start = 0;
-    while (i < g->nhold && !g->stopped) {
-        const char *t = g->hold + i;
-        size_t n = g->nhold - i;
-        int matched = 0;
-        size_t mlen = 0;
-        for (int k = 0; k < g->s->n_stops && !matched; k++) {
-            size_t l = strlen(g->s->stops[k]);
-            if (n >= l && memcmp(g->s->stops[k], t, l) == 0) { matched = 1; mlen = l; }
-        }
-        if (!matched && g->reasoning) {
-            if (n >= sizeof k_think_open - 1 && memcmp(k_think_open, t, sizeof k_think_open - 1) == 0) {
-                matched = 2;
-                mlen = sizeof k_think_open - 1;
-            } else if (n >= sizeof k_think_close - 1 &&
-                       memcmp(k_think_close, t, sizeof k_think_close - 1) == 0) {
-                matched = 3;
-                mlen = sizeof k_think_close - 1;
-            }
-        }
-        if (matched) {
-            emit(g, g->hold + start, i - start);
-            if (matched == 1) { g->stopped = true; start = g->nhold; break; }
-            g->channel = matched == 2 ? DS8B_CHANNEL_REASONING : DS8B_CHANNEL_ANSWER;
-            i += mlen;
-            /* the answer conventionally starts after blank lines */
-            if (matched == 3)
-                while (i < g->nhold && g->hold[i] == '\n') i++;
-            start = i;
-            continue;
-        }
-        if (!final && may_start_marker(g, i)) break;
-        i++;
-    }
-    if (!g->stopped) {
-        size_t upto = final ? g->nhold : i;
-        emit(g, g->hold + start, upto - start);
-        start = upto;
-    }
-    memmove(g->hold, g->hold + start, g->nhold - start);
-    g->nhold -= start;
-    if (g->stopped) g->nhold = 0;
-}
-
-static void push_text(gen_out *g, const char *p, size_t n) {
-    while (n) {
-        size_t room = sizeof g->hold - g->nhold;
-        size_t c = n < room ? n : room;
-        memcpy(g->hold + g->nhold, p, c);
-        g->nhold += c;
-        p += c;
-        n -= c;
-        drain(g, g->nhold == sizeof g->hold);
-    }
-}
-
-static bool ends_with_think(const char *p, size_t len) {
-    while (len && (p[len - 1] == '\n' || p[len - 1] == ' ' || p[len - 1] == '\r')) len--;
-    size_t l = sizeof k_think_open - 1;
-    return len >= l && memcmp(p + len - l, k_think_open, l) == 0;
-}
-
-static int generate_inner(ds8b_session *s, const char *prompt, size_t len, int flags, gen_out *g,
-                          int64_t *n_gen, ds8b__err *e) {
-    const ds8b_tokenizer *tok = s->model->tok->tok;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    int rc = ds8b__tok_encode(tok, prompt, len,
-                              (flags & DS8B_GEN_ADD_SPECIAL) ? DS8B_TOKENIZE_ADD_SPECIAL : 0, &ids, &n, e);
-    if (rc) return rc;
-    if (n == 0 && !s->have_logits) {
-        ds8b__free(ids);
-        return ds8b__seterr(e, DS8B_E_INVALID, "empty prompt and nothing evaluated yet");
-    }
-    if (n) rc = ds8b__session_eval(s, ids, (int64_t)n, NULL, e);
-    ds8b__free(ids);
-    if (rc) return rc;
-    if (g->reasoning && ((flags & DS8B_GEN_START_REASONING) || ends_with_think(prompt, len)))
-        g->channel = DS8B_CHANNEL_REASONING;
-
-    ds8b__detok_stream ds = {0};
-    char piece[256];
-    s->finish = DS8B_FINISH_NONE;
-    for (;;) {
-        if (atomic_load(&s->cancel))
-            return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled after %lld tokens", (long long)*n_gen);
-        if (s->max_tokens > 0 && *n_gen >= s->max_tokens) { s->finish = DS8B_FINISH_MAX_TOKENS; break; }
-        int32_t t = ds8b__sample(&s->sampler, s->sc.logits, s->tokens, s->n_past);
-        if (s->stop_at_eos && ds8b__tok_is_eog(tok, t)) { s->finish = DS8B_FINISH_EOS; break; }
-        (*n_gen)++;
-        size_t pl = 0;
-        ds8b__detok_push(tok, &ds, t, 0, piece, sizeof piece, &pl);
-        push_text(g, piece, pl);
-        if (g->cancelled)
-            return ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped generation after %lld tokens",
-                                (long long)*n_gen);
-        if (g->stopped) { s->finish = DS8B_FINISH_STOP_STRING; break; }
-        if (s->n_past >= s->n_ctx && s->ctx_policy != DS8B_CTX_SLIDE) {
-            if (s->ctx_policy == DS8B_CTX_STOP) { s->finish = DS8B_FINISH_CONTEXT; break; }
-            return ds8b__seterr(e, DS8B_E_CONTEXT_FULL, "context full after %lld generated tokens (n_ctx %lld)",
-                                (long long)*n_gen, (long long)s->n_ctx);
-        }
-        if ((rc = ds8b__session_eval(s, &t, 1, NULL, e))) return rc;
-    }
-    size_t pl = 0;
-    ds8b__detok_flush(&ds, piece, sizeof piece, &pl);
-    push_text(g, piece, pl);
-    drain(g, true);
-    if (g->stopped) s->finish = DS8B_FINISH_STOP_STRING;
-    if (g->cancelled)
-        return ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped generation");
-    return DS8B_OK;
-}
-
-DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int flags, ds8b_stream_fn cb,
-                           void *user, int64_t *n_generated) {
-    ds8b__err e = {0};
-    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
-    if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_generate: prompt is NULL"); return ds8b__sess_fail(s, &e); }
-    int64_t ng = 0;
-    gen_out *g = ds8b__malloc(DS8B_MEM_SESSION, sizeof *g);
-    if (!g) { ds8b__seterr(&e, DS8B_E_NOMEM, "generation state"); return ds8b__sess_fail(s, &e); }
-    memset(g, 0, sizeof *g);
-    g->s = s;
-    g->cb = cb;
-    g->user = user;
-    g->reasoning = (flags & DS8B_GEN_REASONING) != 0;
-    g->channel = DS8B_CHANNEL_ANSWER;
-    ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
-    int rc = generate_inner(s, prompt ? prompt : "", len, flags, g, &ng, &e);
-    ds8b__memscope_leave(old);
-    ds8b__free(g);
-    if (n_generated) *n_generated = ng;
-    if (rc == DS8B_E_CANCELLED) {
-        atomic_store(&s->cancel, 0); /* the request is consumed */
-        s->finish = DS8B_FINISH_CANCELLED;
-    } else if (rc) {
-        s->finish = DS8B_FINISH_ERROR;
-    }
-    return rc ? ds8b__sess_fail(s, &e) : DS8B_OK;
-}

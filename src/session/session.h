@@ -46,11 +46,19 @@ typedef struct ds8b__scratch {
     float *o;          /* (n_batch, n_embd) projection output */
     float *gate;       /* (n_batch, n_ff) */
     float *up;         /* (n_batch, n_ff) */
-    float *scores;     /* (n_threads, n_ctx) per-thread attention scores */
+    float *scores;     /* (n_threads, n_scores) per-thread attention scores */
+    int64_t n_scores;  /* floats per thread in scores: the longest context served */
     float *kvrow;      /* (n_threads, 2*kvd) per-thread dequantized K/V rows */
     float *logits;     /* (n_vocab) last row */
     ds8b__workspace ws;
 } ds8b__scratch;
+
+/* Allocates the buffers for nb rows, n_threads threads and attention over
+ * up to n_scores positions (zeroes sc first; free with ds8b__scratch_free
+ * even on failure). */
+int ds8b__scratch_alloc(ds8b__scratch *sc, const ds8b__hparams *hp, int64_t nb, int n_threads,
+                        int64_t n_scores, ds8b__err *e);
+void ds8b__scratch_free(ds8b__scratch *sc);
 
 /* ------------------------------------------------------------------ */
 /* Sampler                                                             */
@@ -105,6 +113,8 @@ struct ds8b_session {
     _Atomic int cancel;      /* set by ds8b_session_cancel, consumed by the call that sees it */
     _Atomic int n_chats;     /* ds8b_chat handles bound to this session */
     int finish;              /* DS8B_FINISH_* of the last generation */
+    struct ds8b_batch *batch; /* the batch generating on this session, or NULL */
+    int64_t n_generated;      /* tokens of the current or last generation */
     ds8b__err err;
 };
 
@@ -117,6 +127,14 @@ static inline int ds8b__sess_fail(ds8b_session *s, ds8b__err *e) {
     return e->code;
 }
 
+/* Refuses (DS8B_E_MISUSE, returns true) calls that change a session
+ * while it generates in a batch. */
+static inline bool ds8b__sess_busy(const ds8b_session *s, const char *fn, ds8b__err *e) {
+    if (!s->batch) return false;
+    ds8b__seterr(e, DS8B_E_MISUSE, "%s: the session is generating in a batch; remove it from the batch first", fn);
+    return true;
+}
+
 /* Runs the model over ids[0..n) at positions n_past.., appending to the
  * cache. logits_all: NULL or (n, n_vocab) out. The last row always goes to
  * s->sc.logits. Handles micro-batching, cancellation and context policy. */
@@ -126,6 +144,49 @@ int ds8b__session_eval(ds8b_session *s, const int32_t *ids, int64_t n, float *lo
  * 0 none, 1 last row into sc->logits, 2 every row into logits_all. */
 int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, int want_logits,
                   float *logits_all, ds8b__err *e);
+
+/* One forward micro-batch over rows of tokens. Each row is appended to a
+ * KV cache at a position: either one cache for all rows at positions
+ * pos, pos+1, ... (a sequence's prompt), or a cache and position per row
+ * (batched decoding of several sequences). */
+typedef struct ds8b__fwd {
+    const ds8b_model *m;
+    ds8b__pool *pool;
+    ds8b__scratch *sc;
+    int64_t n;                 /* rows, <= sc->n_batch */
+    const int32_t *ids;        /* (n) */
+    ds8b__kv *kv;              /* the cache of every row ... */
+    int64_t pos;               /* ... and the first row's position, or: */
+    ds8b__kv *const *row_kv;   /* (n) each row's cache */
+    const int64_t *row_pos;    /* (n) each row's position */
+    const _Atomic int *cancel; /* checked after each layer; may be NULL */
+    int flags;                 /* DS8B_MM_* for every matmul */
+} ds8b__fwd;
+int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, ds8b__err *e);
+
+/* Context policy SLIDE: drops old tokens (keeping the sinks) so that at
+ * least `need` more fit. */
+int ds8b__session_slide(ds8b_session *s, int64_t need, ds8b__err *e);
+
+/* Generation as a step machine (generate.c). create binds a state to s
+ * and the stream callback; start tokenizes and evaluates the prompt; next
+ * samples one token, streams its text and checks the stop conditions:
+ * *done with s->finish set, or a token for the caller to evaluate; end
+ * flushes held-back text. outcome records the finish reason of an error
+ * code (and consumes a cancel request). */
+typedef struct ds8b__gen ds8b__gen;
+int ds8b__gen_create(ds8b_session *s, ds8b_stream_fn cb, void *user, int flags, ds8b__gen **out,
+                     ds8b__err *e);
+void ds8b__gen_free(ds8b__gen *g);
+int ds8b__gen_start(ds8b__gen *g, const char *prompt, size_t len, int flags, ds8b__err *e);
+int ds8b__gen_next(ds8b__gen *g, int32_t *token, bool *done, ds8b__err *e);
+int ds8b__gen_end(ds8b__gen *g, ds8b__err *e);
+int64_t ds8b__gen_count(const ds8b__gen *g);
+void ds8b__gen_outcome(ds8b_session *s, int rc);
+
+/* Takes s out of batch b (s is being freed): its generation ends as
+ * cancelled. */
+void ds8b__batch_forget(struct ds8b_batch *b, ds8b_session *s);
 
 /* Moves count cached positions from `from` down to `to`, re-rotating keys. */
 int ds8b__kv_shift(ds8b_session *s, int64_t from, int64_t to, int64_t count, ds8b__err *e);

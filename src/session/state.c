@@ -338,6 +338,7 @@ DS8B_API int ds8b_session_save_file(ds8b_session *s, const char *path) {
 DS8B_API int ds8b_session_load(ds8b_session *s, const void *buf, size_t len) {
     ds8b__err e = {0};
     if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (ds8b__sess_busy(s, "ds8b_session_load", &e)) return ds8b__sess_fail(s, &e);
     if (!buf) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_load: buf is NULL"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     int rc = restore(s, buf, len, &e);
@@ -348,6 +349,7 @@ DS8B_API int ds8b_session_load(ds8b_session *s, const void *buf, size_t len) {
 DS8B_API int ds8b_session_load_file(ds8b_session *s, const char *path) {
     ds8b__err e = {0};
     if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
+    if (ds8b__sess_busy(s, "ds8b_session_load_file", &e)) return ds8b__sess_fail(s, &e);
     if (!path) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_session_load_file: path is NULL"); return ds8b__sess_fail(s, &e); }
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     char *data = NULL;

@@ -1,0 +1,315 @@
+/*
+ * batch.c -- batched generation: several sessions of one model decoded in
+ * lockstep, one shared forward pass per step.
+ *
+ * Each member keeps its own KV cache, sampler and generation state (the
+ * step machine of generate.c); the batch owns the threads and the scratch
+ * of the shared pass. The pass runs with DS8B_MM_ROWWISE, so every row is
+ * computed exactly as a one-token ds8b_eval of that session would compute
+ * it: a member's tokens do not depend on the rest of the batch.
+ */
+#include "session/session.h"
+
+#include <unistd.h>
+
+#define DS8B_BATCH_MAGIC 0xba7c4e55u
+
+typedef struct member {
+    ds8b_session *s;
+    ds8b__gen *g;
+    bool pending;   /* tok is sampled and streamed but not yet evaluated */
+    int32_t tok;
+} member;
+
+struct ds8b_batch {
+    uint32_t magic;
+    ds8b_model *model;
+    ds8b__memscope mem;
+    ds8b__pool *pool;
+    int n_threads;
+    ds8b__scratch sc;
+    int64_t cap;            /* rows sc, logits and the row arrays hold */
+    float *logits;          /* (cap, n_vocab) */
+    int32_t *ids;           /* (cap) */
+    ds8b__kv **kv;          /* (cap) */
+    int64_t *pos;           /* (cap) */
+    member m[DS8B_BATCH_MAX];
+    int64_t n;
+    ds8b__err err;
+};
+
+static bool batch_ok(const ds8b_batch *b) { return b && b->magic == DS8B_BATCH_MAGIC; }
+
+static int bfail(ds8b_batch *b, ds8b__err *e) {
+    if (b) b->err = *e;
+    ds8b__set_last_error(e);
+    return e->code;
+}
+
+static void free_rows(ds8b_batch *b) {
+    ds8b__scratch_free(&b->sc);
+    ds8b__free(b->logits);
+    ds8b__free(b->ids);
+    ds8b__free(b->kv);
+    ds8b__free(b->pos);
+    b->logits = NULL;
+    b->ids = NULL;
+    b->kv = NULL;
+    b->pos = NULL;
+    b->cap = 0;
+}
+
+/* Grows the shared buffers to hold rows members attending over up to
+ * n_ctx positions. Called in b's memory scope. */
+static int reserve(ds8b_batch *b, int64_t rows, int64_t n_ctx, ds8b__err *e) {
+    if (rows <= b->cap && n_ctx <= b->sc.n_scores) return DS8B_OK;
+    int64_t cap = b->cap ? b->cap : 4;
+    while (cap < rows) cap *= 2;
+    if (cap > DS8B_BATCH_MAX) cap = DS8B_BATCH_MAX;
+    int64_t ctx = n_ctx > b->sc.n_scores ? n_ctx : b->sc.n_scores;
+    const ds8b__hparams *hp = &b->model->hp;
+    size_t lb;
+    if (!ds8b__mul_ok((size_t)cap * sizeof(float), (size_t)hp->n_vocab, &lb))
+        return ds8b__seterr(e, DS8B_E_LIMIT, "batch logits size overflows");
+    ds8b_batch old = *b;
+    b->sc.ws = (ds8b__workspace){0};
+    int rc = ds8b__scratch_alloc(&b->sc, hp, cap, b->n_threads, ctx, e);
+    if (!rc) {
+        b->logits = ds8b__xmalloc(DS8B_MEM_SCRATCH, lb, "batch logits", e);
+        b->ids = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)cap * sizeof *b->ids, "batch rows", e);
+        b->kv = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)cap * sizeof *b->kv, "batch rows", e);
+        b->pos = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)cap * sizeof *b->pos, "batch rows", e);
+        if (!b->logits || !b->ids || !b->kv || !b->pos) rc = DS8B_E_NOMEM;
+    }
+    if (rc) {
+        free_rows(b);
+        b->sc = old.sc; /* keep the old buffers: the batch stays usable */
+        b->logits = old.logits;
+        b->ids = old.ids;
+        b->kv = old.kv;
+        b->pos = old.pos;
+        b->cap = old.cap;
+        return rc;
+    }
+    b->cap = cap;
+    /* the old buffers go; keep the grown matmul workspace */
+    ds8b__free(b->sc.ws.buf);
+    b->sc.ws = old.sc.ws;
+    old.sc.ws = (ds8b__workspace){0};
+    ds8b__scratch_free(&old.sc);
+    ds8b__free(old.logits);
+    ds8b__free(old.ids);
+    ds8b__free(old.kv);
+    ds8b__free(old.pos);
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_batch_create(ds8b_model *m, const ds8b_params *params, ds8b_batch **out) {
+    ds8b__err e = {0};
+    if (!out) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_batch_create: out is NULL"); return bfail(NULL, &e); }
+    *out = NULL;
+    if (!m || m->magic != DS8B_MODEL_MAGIC) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_create: invalid model handle");
+        return bfail(NULL, &e);
+    }
+    if (params && params->magic != DS8B_PARAMS_MAGIC) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_create: invalid params handle");
+        return bfail(NULL, &e);
+    }
+    ds8b_params defaults;
+    if (!params) {
+        ds8b__params_defaults(&defaults);
+        params = &defaults;
+    }
+    ds8b__memscope *old = ds8b__memscope_enter(&m->mem);
+    ds8b_batch *b = ds8b__xmalloc(DS8B_MEM_SESSION, sizeof *b, "the batch handle", &e);
+    ds8b__memscope_leave(old);
+    if (!b) return bfail(NULL, &e);
+    memset(b, 0, sizeof *b);
+    b->magic = DS8B_BATCH_MAGIC;
+    b->model = m;
+    atomic_fetch_add(&m->n_sessions, 1); /* the model must outlive the batch */
+    ds8b__memscope_init(&b->mem, &m->mem);
+    old = ds8b__memscope_enter(&b->mem);
+    int nt = (int)params->i[DS8B_PARAM_N_THREADS];
+    if (nt <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = c > 0 ? (int)c : 1;
+    }
+    int rc = ds8b__pool_create(nt, &b->pool, &e);
+    if (!rc) b->n_threads = ds8b__pool_size(b->pool);
+    ds8b__memscope_leave(old);
+    if (rc) {
+        ds8b_batch_free(b);
+        return bfail(NULL, &e);
+    }
+    *out = b;
+    return DS8B_OK;
+}
+
+/* Ends member i's generation with rc (DS8B_OK: a normal stop, whose
+ * finish reason is already set) and removes it, keeping the order. */
+static void drop(ds8b_batch *b, int64_t i, int rc, ds8b__err *e) {
+    ds8b_session *s = b->m[i].s;
+    ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
+    ds8b__gen_free(b->m[i].g);
+    ds8b__memscope_leave(old);
+    if (rc) {
+        s->err = *e;
+        ds8b__gen_outcome(s, rc);
+    }
+    s->batch = NULL;
+    memmove(&b->m[i], &b->m[i + 1], (size_t)(b->n - i - 1) * sizeof b->m[0]);
+    b->n--;
+}
+
+static int64_t find(const ds8b_batch *b, const ds8b_session *s) {
+    for (int64_t i = 0; i < b->n; i++)
+        if (b->m[i].s == s) return i;
+    return -1;
+}
+
+static void cancel_member(ds8b_batch *b, int64_t i) {
+    ds8b__err e = {0};
+    ds8b__seterr(&e, DS8B_E_CANCELLED, "removed from the batch after %lld tokens",
+                 (long long)b->m[i].s->n_generated);
+    drop(b, i, DS8B_E_CANCELLED, &e);
+}
+
+DS8B_API void ds8b_batch_free(ds8b_batch *b) {
+    if (!batch_ok(b)) return;
+    while (b->n) cancel_member(b, b->n - 1);
+    ds8b__memscope *old = ds8b__memscope_enter(&b->mem);
+    ds8b__pool_free(b->pool);
+    free_rows(b);
+    ds8b__memscope_leave(old);
+    atomic_fetch_sub(&b->model->n_sessions, 1);
+    b->magic = 0;
+    ds8b__free(b);
+}
+
+void ds8b__batch_forget(struct ds8b_batch *b, ds8b_session *s) {
+    if (!batch_ok(b)) return;
+    int64_t i = find(b, s);
+    if (i >= 0) cancel_member(b, i);
+}
+
+DS8B_API const char *ds8b_batch_errmsg(const ds8b_batch *b) {
+    return batch_ok(b) ? b->err.msg : "invalid batch handle";
+}
+
+DS8B_API int64_t ds8b_batch_size(const ds8b_batch *b) { return batch_ok(b) ? b->n : -1; }
+
+DS8B_API int ds8b_batch_add(ds8b_batch *b, ds8b_session *s, const char *prompt, size_t len, int flags,
+                            ds8b_stream_fn cb, void *user) {
+    ds8b__err e = {0};
+    if (!batch_ok(b)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid batch handle"); return bfail(NULL, &e); }
+    if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_add: invalid session handle"); return bfail(b, &e); }
+    if (s->model != b->model) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_add: the session belongs to another model");
+        return bfail(b, &e);
+    }
+    if (s->batch) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_add: the session already generates in a batch");
+        return bfail(b, &e);
+    }
+    if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_batch_add: prompt is NULL"); return bfail(b, &e); }
+    if (b->n >= DS8B_BATCH_MAX) {
+        ds8b__seterr(&e, DS8B_E_LIMIT, "ds8b_batch_add: a batch holds at most %d sessions", DS8B_BATCH_MAX);
+        return bfail(b, &e);
+    }
+    ds8b__memscope *old = ds8b__memscope_enter(&b->mem);
+    int rc = reserve(b, b->n + 1, s->n_ctx, &e);
+    ds8b__memscope_leave(old);
+    if (rc) return bfail(b, &e);
+
+    old = ds8b__memscope_enter(&s->mem);
+    ds8b__gen *g = NULL;
+    rc = ds8b__gen_create(s, cb, user, flags, &g, &e);
+    if (!rc) rc = ds8b__gen_start(g, prompt ? prompt : "", len, flags, &e);
+    if (rc) ds8b__gen_free(g);
+    ds8b__memscope_leave(old);
+    if (rc) {
+        ds8b__gen_outcome(s, rc);
+        s->err = e;
+        return bfail(b, &e);
+    }
+    b->m[b->n] = (member){s, g, false, 0};
+    b->n++;
+    s->batch = b;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_batch_remove(ds8b_batch *b, ds8b_session *s) {
+    ds8b__err e = {0};
+    if (!batch_ok(b)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid batch handle"); return bfail(NULL, &e); }
+    int64_t i = ds8b__sess_ok(s) ? find(b, s) : -1;
+    if (i < 0) {
+        ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_batch_remove: the session is not in this batch");
+        return bfail(b, &e);
+    }
+    cancel_member(b, i);
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_batch_step(ds8b_batch *b, int64_t *n_active) {
+    ds8b__err e = {0};
+    if (n_active) *n_active = batch_ok(b) ? b->n : 0;
+    if (!batch_ok(b)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid batch handle"); return bfail(NULL, &e); }
+
+    /* 1. every member without a pending token samples and streams one */
+    for (int64_t i = 0; i < b->n;) {
+        member *mb = &b->m[i];
+        ds8b_session *s = mb->s;
+        ds8b__err me = {0};
+        int rc = DS8B_OK;
+        bool done = false;
+        ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
+        if (!mb->pending) {
+            rc = ds8b__gen_next(mb->g, &mb->tok, &done, &me);
+            if (!rc && done) rc = ds8b__gen_end(mb->g, &me);
+            if (!rc && !done) mb->pending = true;
+        }
+        /* make room under the slide policy (the others were checked by next) */
+        if (!rc && !done && s->n_past >= s->n_ctx) rc = ds8b__session_slide(s, 1, &me);
+        ds8b__memscope_leave(old);
+        if (rc || done) {
+            drop(b, i, rc, &me);
+            continue;
+        }
+        i++;
+    }
+    if (n_active) *n_active = b->n;
+    if (!b->n) return DS8B_OK;
+
+    /* 2. one forward pass over all pending tokens */
+    int64_t n = b->n, vocab = b->model->hp.n_vocab;
+    for (int64_t i = 0; i < n; i++) {
+        b->ids[i] = b->m[i].tok;
+        b->kv[i] = &b->m[i].s->kv;
+        b->pos[i] = b->m[i].s->n_past;
+    }
+    ds8b__fwd f = {0};
+    f.m = b->model;
+    f.pool = b->pool;
+    f.sc = &b->sc;
+    f.n = n;
+    f.ids = b->ids;
+    f.row_kv = b->kv;
+    f.row_pos = b->pos;
+    f.flags = DS8B_MM_ROWWISE;
+    ds8b__memscope *old = ds8b__memscope_enter(&b->mem);
+    int rc = ds8b__forward_rows(&f, 2, b->logits, &e);
+    ds8b__memscope_leave(old);
+    if (rc) return bfail(b, &e);
+
+    /* 3. each member takes its token and logits */
+    for (int64_t i = 0; i < n; i++) {
+        ds8b_session *s = b->m[i].s;
+        memcpy(s->sc.logits, b->logits + (size_t)i * (size_t)vocab, (size_t)vocab * sizeof(float));
+        s->tokens[s->n_past++] = b->m[i].tok;
+        s->have_logits = true;
+        b->m[i].pending = false;
+    }
+    return DS8B_OK;
+}
