@@ -138,6 +138,21 @@ static void check_one(int type, shape s, ds8b__pool **pools, double *worst_ref, 
                     }
                 }
             }
+        /* DS8B_MM_ROWWISE: each row exactly as a one-row call computes it */
+        if (s.n > 1) {
+            rc = ds8b__matmul_ex(pools[1], &w, x, s.n, yt, &ws, DS8B_MM_ROWWISE, &e);
+            CHECK(rc == 0, "%s lvl %d rowwise: %s", tn, lvl, e.msg);
+            for (int64_t c = 0; c < s.n && rc == 0; c++) {
+                float *one = y + 0; /* reuse y: recomputed below */
+                rc = ds8b__matmul(pools[0], &w, x + c * s.cols, 1, one, &ws, &e);
+                if (rc || memcmp(one, yt + c * s.rows, (size_t)s.rows * sizeof(float))) {
+                    CHECK(0, "%s lvl %d rows %lld cols %lld n %lld: rowwise row %lld differs from n=1", tn, lvl,
+                          (long long)s.rows, (long long)s.cols, (long long)s.n, (long long)c);
+                    break;
+                }
+            }
+            ds8b__matmul(pools[0], &w, x, s.n, y, &ws, &e);
+        }
         /* bit-identical across thread counts */
         for (int p = 1; p < 3; p++) {
             rc = ds8b__matmul(pools[p], &w, x, s.n, yt, &ws, &e);
@@ -190,6 +205,31 @@ static void test_matmul_large(void) {
         check_one(types[i], s1, g_pools, &wr, &wi);
         check_one(types[i], s2, g_pools, &wr, &wi);
     }
+}
+
+/* The SIMD activation quantizer gives exactly the reference's values. */
+static void test_quant_i8_32(void) {
+    if (ds8b__isa_max_level() < 2) {
+        printf("  # SKIP no AVX-512 VNNI\n");
+        return;
+    }
+    float x[32];
+    int8_t a[32], b[32];
+    int bad = 0;
+    for (int it = 0; it < 20000; it++) {
+        int kind = it % 7;
+        for (int i = 0; i < 32; i++) {
+            x[i] = rndn() * (kind == 1 ? 1e-30f : kind == 2 ? 1e30f : 1.0f);
+            /* exact halves after scaling: multiples of amax/254 */
+            if (kind == 3) x[i] = (float)((int)(rnd32() % 255) - 127) * (1.0f / 254.0f);
+        }
+        if (kind == 4) x[rnd32() % 32] = NAN;
+        if (kind == 5) x[rnd32() % 32] = INFINITY;
+        if (kind == 6) memset(x, 0, sizeof x), x[3] = -0.0f;
+        float da = ds8b__quant_i8_32(x, a), db = ds8b__avx512_quant_i8_32(x, b);
+        if (memcmp(&da, &db, sizeof da) || memcmp(a, b, 32)) bad++;
+    }
+    CHECK(bad == 0, "%d of 20000 blocks differ from ds8b__quant_i8_32", bad);
 }
 
 static void test_errors(void) {
@@ -268,6 +308,7 @@ int main(void) {
     printf("  # isa: %s (max level %d)\n", ds8b__isa_name(), ds8b__isa_max_level());
     for (int i = 0; i < 3; i++) ds8b__pool_create(i + 1, &g_pools[i], NULL);
     RUN(test_vec_helpers);
+    RUN(test_quant_i8_32);
     RUN(test_errors);
     RUN(test_matmul_all);
     RUN(test_matmul_large);

@@ -22,11 +22,26 @@
 typedef void (*ds8b__mm_fn)(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa,
                             size_t astride, int64_t ncols, int64_t cols, float *y, int64_t ldy);
 
+/* Prompt kernel: like ds8b__mm_fn, on activations in the kernel's own
+ * prompt format, with `scratch` (mmp_scratch(cols) bytes, 64-aligned) of
+ * its own per calling thread. */
+typedef void (*ds8b__mmp_fn)(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa,
+                             size_t astride, int64_t ncols, int64_t cols, float *y, int64_t ldy,
+                             uint8_t *scratch);
+
 typedef struct ds8b__qkern {
     ds8b__mm_fn mm;                          /* NULL: no integer kernel */
     size_t (*act_size)(int64_t cols);        /* bytes of one activation row */
     void (*act_quant)(const float *x, uint8_t *dst, int64_t cols);
     bool batched;                            /* efficient for n > 1 */
+    /* Optional prompt path, used for n > 1 outside DS8B_MM_ROWWISE: the
+     * same integer products in a layout that amortises the float scale
+     * work over many blocks (so results differ from mm's in the last
+     * float bits, never across thread counts). */
+    ds8b__mmp_fn mmp;
+    size_t (*pact_size)(int64_t cols);
+    void (*pact_quant)(const float *x, uint8_t *dst, int64_t cols);
+    size_t (*mmp_scratch)(int64_t cols);
 } ds8b__qkern;
 
 typedef struct ds8b__kops {
@@ -55,6 +70,9 @@ void ds8b__kops_fill_avx512(ds8b__kops *k);
 /* Runs iters iterations of a tight loop of 12 independent 512-bit
  * vpdpbusd; returns a value to keep the work alive. AVX-512 VNNI only. */
 int64_t ds8b__avx512_vnni_loop(int64_t iters);
+/* ds8b__quant_i8_32 in AVX-512, bit-identical to it (for act formats;
+ * tested against it). AVX-512 CPUs only. */
+float ds8b__avx512_quant_i8_32(const float *x, int8_t *q);
 /* Table of the level in use. */
 const ds8b__kops *ds8b__kops_get(void);
 

@@ -25,7 +25,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-enum { P_INT, P_DOT, P_GEMM };
+enum { P_INT, P_INTP, P_DOT, P_GEMM };
 #ifndef GEMM_RC
 #define GEMM_RC 32
 #endif
@@ -45,7 +45,9 @@ typedef struct mm_job {
     uint8_t *act;       /* quantized activations, n rows of astride */
     size_t astride;
     float *scratch;     /* per-thread f32 row tiles (P_GEMM) */
-    size_t scratch_per; /* floats per thread */
+    size_t scratch_per; /* floats per thread (P_GEMM) */
+    uint8_t *kscratch;  /* per-thread kernel scratch (P_INTP) */
+    size_t kscratch_per;
     int64_t rchunk, cchunk, nrc, ncc;
     _Atomic int64_t next;
 } mm_job;
@@ -80,8 +82,10 @@ static void rows_to_f32(const mm_job *j, int64_t r0, int64_t nr, float *dst) {
 
 static void act_task(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
+    void (*quant)(const float *, uint8_t *, int64_t) =
+        j->path == P_INTP ? j->qk->pact_quant : j->qk->act_quant;
     for (int64_t i = ith; i < j->n; i += nth)
-        j->qk->act_quant(j->x + (size_t)i * (size_t)j->cols, j->act + (size_t)i * j->astride,
+        quant(j->x + (size_t)i * (size_t)j->cols, j->act + (size_t)i * j->astride,
                          j->cols);
 }
 
@@ -100,6 +104,11 @@ static void mm_task(void *ctx, int ith, int nth) {
         case P_INT:
             j->qk->mm(wr, j->wstride, nr, j->act + (size_t)c0 * j->astride, j->astride, nc,
                       j->cols, j->y + (size_t)c0 * (size_t)j->rows + (size_t)r0, j->rows);
+            break;
+        case P_INTP:
+            j->qk->mmp(wr, j->wstride, nr, j->act + (size_t)c0 * j->astride, j->astride, nc, j->cols,
+                       j->y + (size_t)c0 * (size_t)j->rows + (size_t)r0, j->rows,
+                       j->kscratch + (size_t)ith * j->kscratch_per);
             break;
         case P_DOT:
             for (int64_t r = 0; r < nr; r++) {
@@ -202,6 +211,7 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
         j.path = P_INT;
     else if (rowwise) j.path = P_DOT;
     else j.path = P_GEMM;
+    if (j.path == P_INT && !rowwise && qk->mmp) j.path = P_INTP;
 
     size_t need = 0, off_scratch = 0;
     if (j.path == P_INT) {
@@ -218,6 +228,16 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
             j.rchunk = 32;
             j.cchunk = 64;
         }
+    } else if (j.path == P_INTP) {
+        size_t acts, ks;
+        j.astride = (qk->pact_size(cols) + 63) & ~(size_t)63;
+        j.kscratch_per = (qk->mmp_scratch(cols) + 63) & ~(size_t)63;
+        if (!ds8b__mul_ok(j.astride, (size_t)n, &acts) ||
+            !ds8b__mul_ok(j.kscratch_per, (size_t)nth, &ks) || !ds8b__add_ok(acts, ks, &need))
+            return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+        off_scratch = acts;
+        j.rchunk = 16;
+        j.cchunk = 64;
     } else if (j.path == P_DOT) {
         j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;
         j.cchunk = n < 64 ? n : 64;
@@ -248,9 +268,12 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
         int rc = ws_reserve(ws, need, e);
         if (rc) return rc;
         if (j.path == P_INT) j.act = ws->buf;
-        else j.scratch = (float *)((uint8_t *)ws->buf + off_scratch);
+        else if (j.path == P_INTP) {
+            j.act = ws->buf;
+            j.kscratch = (uint8_t *)ws->buf + off_scratch;
+        } else j.scratch = (float *)((uint8_t *)ws->buf + off_scratch);
     }
-    if (j.path == P_INT) {
+    if (j.path == P_INT || j.path == P_INTP) {
         if (n < 4 || nth == 1) act_task(&j, 0, 1);
         else ds8b__pool_run(pool, act_task, &j);
     }
