@@ -10,6 +10,9 @@
  * sub-block scales folded into the second step (K-quants); the offsets of
  * the formats are applied through per-block activation sums.
  *
+ * These tiles serve decoding (one activation row, or DS8B_MM_ROWWISE);
+ * prompts (n > 1) go through kern_prompt_avx512.c for every integer type.
+ *
  * Activation formats of this level (per activation row):
  *   Q4_0  pairs of blocks (64 values): int8 qs[64], int32 corr[16] (lane k
  *         = -8 * sum of qs[4k..4k+3]), float dx[16] (d of block 0 in lanes
@@ -632,161 +635,6 @@ DEF_MM(mm_q8_0, q8_0_tile, 32, 4, 4, 4)
 DEF_MM(mm_q4_k, q4_k_tile, 256, 2, 4, DEC_ROWS_K)
 DEF_MM(mm_q6_k, q6_k_tile, 256, 2, 4, DEC_ROWS_K)
 
-/* ================================================================== */
-/* Q4_0 prompt kernel                                                  */
-/* ================================================================== */
-/* The decode tiles above convert, scale and accumulate every pair of
- * blocks in float: three float operations per vpdpbusd. For prompts the
- * layout is turned around so that one 512-bit vector holds 16 different
- * blocks (lane p: block qp_block(p) of a group of 16) and vector s (0..7)
- * holds values 4s..4s+3 of each lane's block: eight vpdpbusd finish 16
- * blocks, then one conversion, one multiply and one FMA scale all of them.
- *   activations, per group of 16 blocks (640 bytes): int8 qs[8][64],
- *     int32 corr[16] (-8 * sum of the block's qs), float dx[16];
- *   weights, unpacked per 4 rows into the thread's scratch (576 bytes per
- *     row and group): uint8 v[8][64] (values 0..15), float dw[16].
- * Lane p holds block 4*(p%4) + p/4: the order a 4x4 dword transpose of
- * four registers of four blocks each produces. Padding blocks past the
- * row's end have zero values and scales. */
-#define QP_ACT 640
-#define QP_W 576
-static inline int qp_block(int p) { return 4 * (p % 4) + p / 4; }
-
-static size_t q4_0_pact_size(int64_t cols) { return (size_t)((cols / 32 + 15) / 16) * QP_ACT; }
-static void q4_0_pact_quant(const float *x, uint8_t *dst, int64_t cols) {
-    int64_t nb = cols / 32, ng = (nb + 15) / 16;
-    int8_t q[32];
-    for (int64_t g = 0; g < ng; g++) {
-        uint8_t *a = dst + (size_t)g * QP_ACT;
-        int8_t *qs = (int8_t *)a;
-        int32_t *corr = (int32_t *)(a + 512);
-        float *dx = (float *)(a + 576);
-        for (int p = 0; p < 16; p++) {
-            int64_t b = g * 16 + qp_block(p);
-            float d = 0;
-            if (b < nb) d = ds8b__avx512_quant_i8_32(x + 32 * b, q);
-            else memset(q, 0, sizeof q);
-            int32_t sum = 0;
-            for (int i = 0; i < 32; i++) sum += q[i];
-            corr[p] = -8 * sum;
-            dx[p] = d;
-            for (int v = 0; v < 8; v++) memcpy(qs + 64 * v + 4 * p, q + 4 * v, 4);
-        }
-    }
-}
-static size_t q4_0_mmp_scratch(int64_t cols) { return 4 * (size_t)((cols / 32 + 15) / 16) * QP_W; }
-
-/* One weight row (nb blocks) into the prompt layout. */
-static void q4_0_unpack_row(const ds8b__blk_q4_0 *b, int64_t nb, uint8_t *dst) {
-    const __m512i m0f = _mm512_set1_epi8(0x0F);
-    int64_t ng = (nb + 15) / 16;
-    for (int64_t g = 0; g < ng; g++) {
-        uint8_t *o = dst + (size_t)g * QP_W;
-        __m512i z[4];
-        for (int a = 0; a < 4; a++) {
-            __m512i v = _mm512_setzero_si512();
-            for (int L = 0; L < 4; L++) {
-                int64_t bi = 16 * g + 4 * a + L;
-                __m128i q = bi < nb ? _mm_loadu_si128((const __m128i *)b[bi].qs) : _mm_setzero_si128();
-                switch (L) {
-                case 0: v = _mm512_inserti32x4(v, q, 0); break;
-                case 1: v = _mm512_inserti32x4(v, q, 1); break;
-                case 2: v = _mm512_inserti32x4(v, q, 2); break;
-                default: v = _mm512_inserti32x4(v, q, 3); break;
-                }
-            }
-            z[a] = v;
-        }
-        __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-        __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-        __m512i T[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                        _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-        for (int k = 0; k < 4; k++) {
-            _mm512_storeu_si512(o + 64 * k, _mm512_and_si512(T[k], m0f));
-            _mm512_storeu_si512(o + 64 * (k + 4), _mm512_and_si512(_mm512_srli_epi16(T[k], 4), m0f));
-        }
-        float *dw = (float *)(o + 512);
-        for (int p = 0; p < 16; p++) {
-            int64_t bi = 16 * g + qp_block(p);
-            dw[p] = bi < nb ? ds8b__f16_to_f32(b[bi].d) : 0.0f;
-        }
-    }
-}
-
-AI void q4_0p_tile(const uint8_t *ws, size_t wrs, const uint8_t *xa, size_t ast, int64_t ng, float *y,
-                   int64_t ldy, const int R, const int C) {
-    __m512 fa[4][3];
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-        #pragma GCC unroll 3
-        for (int c = 0; c < C; c++) fa[r][c] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < ng; g++) {
-        __m512i ia[4][3];
-        #pragma GCC unroll 3
-        for (int c = 0; c < C; c++) {
-            __m512i corr = _mm512_loadu_si512(xa + (size_t)c * ast + (size_t)g * QP_ACT + 512);
-            #pragma GCC unroll 4
-            for (int r = 0; r < R; r++) ia[r][c] = corr;
-        }
-        #pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) {
-            __m512i xv[3];
-            #pragma GCC unroll 3
-            for (int c = 0; c < C; c++)
-                xv[c] = _mm512_loadu_si512(xa + (size_t)c * ast + (size_t)g * QP_ACT + 64 * v);
-            #pragma GCC unroll 4
-            for (int r = 0; r < R; r++) {
-                __m512i wv = _mm512_loadu_si512(ws + (size_t)r * wrs + (size_t)g * QP_W + 64 * v);
-                #pragma GCC unroll 3
-                for (int c = 0; c < C; c++) ia[r][c] = _mm512_dpbusd_epi32(ia[r][c], wv, xv[c]);
-            }
-        }
-        #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __m512 dw = _mm512_loadu_ps((const float *)(ws + (size_t)r * wrs + (size_t)g * QP_W + 512));
-            #pragma GCC unroll 3
-            for (int c = 0; c < C; c++) {
-                __m512 dx = _mm512_loadu_ps((const float *)(xa + (size_t)c * ast + (size_t)g * QP_ACT + 576));
-                fa[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][c]), _mm512_mul_ps(dw, dx), fa[r][c]);
-            }
-        }
-    }
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-        #pragma GCC unroll 3
-        for (int c = 0; c < C; c++) y[c * ldy + r] = _mm512_reduce_add_ps(fa[r][c]);
-}
-
-static void mmp_q4_0(const uint8_t *w, size_t wst, int64_t nr, const uint8_t *xa, size_t ast, int64_t nc,
-                     int64_t cols, float *y, int64_t ldy, uint8_t *scratch) {
-    int64_t nb = cols / 32, ng = (nb + 15) / 16;
-    size_t wrs = (size_t)ng * QP_W;
-    for (int64_t r = 0; r < nr; r += 4) {
-        int64_t rr = nr - r >= 4 ? 4 : nr - r;
-        for (int64_t i = 0; i < rr; i++)
-            q4_0_unpack_row((const ds8b__blk_q4_0 *)(w + (size_t)(r + i) * wst), nb, scratch + (size_t)i * wrs);
-        for (int64_t c = 0; c < nc; c += 3) {
-            int64_t cc = nc - c >= 3 ? 3 : nc - c;
-            const uint8_t *xc = xa + (size_t)c * ast;
-            float *yy = y + c * ldy + r;
-            switch (rr * 8 + cc) {
-            case 1 * 8 + 1: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 1, 1); break;
-            case 2 * 8 + 1: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 2, 1); break;
-            case 3 * 8 + 1: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 3, 1); break;
-            case 4 * 8 + 1: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 4, 1); break;
-            case 1 * 8 + 2: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 1, 2); break;
-            case 2 * 8 + 2: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 2, 2); break;
-            case 3 * 8 + 2: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 3, 2); break;
-            case 4 * 8 + 2: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 4, 2); break;
-            case 1 * 8 + 3: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 1, 3); break;
-            case 2 * 8 + 3: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 2, 3); break;
-            case 3 * 8 + 3: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 3, 3); break;
-            default: q4_0p_tile(scratch, wrs, xc, ast, ng, yy, ldy, 4, 3); break;
-            }
-        }
-    }
-}
-
 void ds8b__kops_fill_avx512(ds8b__kops *k) {
     k->name = "avx512-vnni";
     k->dot_f32 = v_dot_f32;
@@ -801,11 +649,11 @@ void ds8b__kops_fill_avx512(ds8b__kops *k) {
     k->bf16_to_f32 = v_bf16_to_f32;
     k->w4a16_to_f32 = v_w4a16_to_f32;
     k->gemm_f32 = v_gemm_f32;
-    k->q[DS8B_T_Q4_0] = (ds8b__qkern){mm_q4_0, q4_0_act_size, q4_0_act_quant, true,
-                                      mmp_q4_0, q4_0_pact_size, q4_0_pact_quant, q4_0_mmp_scratch};
+    k->q[DS8B_T_Q4_0] = (ds8b__qkern){.mm = mm_q4_0, .act_size = q4_0_act_size, .act_quant = q4_0_act_quant, .batched = true};
     k->q[DS8B_T_Q8_0] = (ds8b__qkern){.mm = mm_q8_0, .act_size = q8_0_act_size, .act_quant = q8_0_act_quant, .batched = true};
     k->q[DS8B_T_Q4_K] = (ds8b__qkern){.mm = mm_q4_k, .act_size = k_act_size, .act_quant = q4_k_act_quant, .batched = true};
     k->q[DS8B_T_Q6_K] = (ds8b__qkern){.mm = mm_q6_k, .act_size = k_act_size, .act_quant = q6_k_act_quant, .batched = true};
+    ds8b__kops_fill_prompt_avx512(k);
 }
 
 /* ================================================================== */

@@ -67,6 +67,8 @@ typedef struct ds8b__kops {
 void ds8b__kops_fill_scalar(ds8b__kops *k);
 void ds8b__kops_fill_avx2(ds8b__kops *k);   /* overrides entries of a filled table */
 void ds8b__kops_fill_avx512(ds8b__kops *k);
+/* Sets the prompt kernels (mmp) of every integer type (kern_prompt_avx512.c). */
+void ds8b__kops_fill_prompt_avx512(ds8b__kops *k);
 /* Runs iters iterations of a tight loop of 12 independent 512-bit
  * vpdpbusd; returns a value to keep the work alive. AVX-512 VNNI only. */
 int64_t ds8b__avx512_vnni_loop(int64_t iters);

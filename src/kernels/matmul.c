@@ -211,7 +211,7 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
         j.path = P_INT;
     else if (rowwise) j.path = P_DOT;
     else j.path = P_GEMM;
-    if (j.path == P_INT && !rowwise && qk->mmp) j.path = P_INTP;
+    if (!rowwise && qk->mmp && strcmp(j.k->name, "scalar")) j.path = P_INTP;
 
     size_t need = 0, off_scratch = 0;
     if (j.path == P_INT) {
@@ -236,8 +236,9 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
             !ds8b__mul_ok(j.kscratch_per, (size_t)nth, &ks) || !ds8b__add_ok(acts, ks, &need))
             return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
         off_scratch = acts;
+        /* the kernel unpacks each weight row once per chunk */
         j.rchunk = 16;
-        j.cchunk = 64;
+        j.cchunk = 256;
     } else if (j.path == P_DOT) {
         j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;
         j.cchunk = n < 64 ? n : 64;
