@@ -207,6 +207,105 @@ static void test_matmul_large(void) {
     }
 }
 
+/* Random block bytes (every code, scale and high-bit pattern) with small
+ * finite f16 scales where each format keeps them. */
+static void random_blocks(int type, uint8_t *p, size_t bytes) {
+    for (size_t i = 0; i < bytes; i++) p[i] = (uint8_t)rnd32();
+    const ds8b__type_traits *t = ds8b__type_info(type);
+    int off[2] = {-1, -1};
+    switch (type) {
+    case DS8B_T_Q4_0: case DS8B_T_Q5_0: case DS8B_T_Q8_0: off[0] = 0; break;
+    case DS8B_T_Q4_1: case DS8B_T_Q5_1: case DS8B_T_Q4_K: case DS8B_T_Q5_K: off[0] = 0; off[1] = 2; break;
+    case DS8B_T_Q2_K: off[0] = 80; off[1] = 82; break;
+    case DS8B_T_Q3_K: off[0] = 108; break;
+    case DS8B_T_Q6_K: off[0] = 208; break;
+    }
+    for (size_t b = 0; b < bytes; b += (size_t)t->block_bytes)
+        for (int k = 0; k < 2; k++)
+            if (off[k] >= 0) {
+                uint16_t h = ds8b__f32_to_f16((0.002f + 0.02f * rndu()) * (rnd32() & 1 ? 1.0f : -1.0f));
+                memcpy(p + b + off[k], &h, 2);
+            }
+}
+
+/* Every SIMD integer decode kernel (a level's own q[type].mm with its own
+ * activation format), called directly with 1..9 activation rows and odd
+ * row / block counts, against the scalar level's kernel on the same data:
+ * same integers, so only float summation order may differ (tolerance
+ * 2e-5 of the sum of |terms|); and each element bit-identical to the
+ * kernel computing it alone (1 weight row x 1 activation row). */
+static void test_int_kernels_direct(void) {
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1, DS8B_T_Q8_0,
+                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
+    static const int64_t rows_l[] = {1, 6, 13};
+    static const int64_t cols32[] = {32, 96, 160, 416}, colsk[] = {256, 768};
+    static const int64_t ns[] = {1, 2, 3, 4, 5, 9};
+    ds8b__isa_force(0);
+    const ds8b__kops *sk = ds8b__kops_get();
+    int checked = 0;
+    for (int lvl = 1; lvl < levels_available(); lvl++) {
+        ds8b__isa_force(lvl);
+        const ds8b__kops *k = ds8b__kops_get();
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            int type = types[ti];
+            const ds8b__qkern *q = &k->q[type], *q0 = &sk->q[type];
+            if (!q->mm || q->mm == q0->mm) continue; /* inherits the scalar kernel */
+            const char *tn = ds8b__type_info(type)->name;
+            const int64_t *cl = is_k(type) ? colsk : cols32;
+            int ncl = is_k(type) ? 2 : 4;
+            double worst = 0;
+            int bad = 0;
+            for (int ci = 0; ci < ncl; ci++)
+                for (int ri = 0; ri < 3; ri++)
+                    for (int ni = 0; ni < 6 && !bad; ni++) {
+                        int64_t cols = cl[ci], rows = rows_l[ri], n = ns[ni];
+                        size_t rb;
+                        ds8b__row_bytes(type, cols, &rb);
+                        uint8_t *w = malloc(rb * (size_t)rows);
+                        random_blocks(type, w, rb * (size_t)rows);
+                        float *x = malloc((size_t)(n * cols) * sizeof(float));
+                        for (int64_t i = 0; i < n * cols; i++)
+                            x[i] = rndn() * (i % 61 == 0 ? 8.0f : 1.0f) * (i / cols == 2 ? 0.0f : 1.0f);
+                        size_t as = (q->act_size(cols) + 63) & ~(size_t)63;
+                        size_t as0 = (q0->act_size(cols) + 63) & ~(size_t)63;
+                        uint8_t *xa = aligned_alloc(64, as * (size_t)n), *xa0 = aligned_alloc(64, as0 * (size_t)n);
+                        for (int64_t c = 0; c < n; c++) {
+                            q->act_quant(x + c * cols, xa + c * as, cols);
+                            q0->act_quant(x + c * cols, xa0 + c * as0, cols);
+                        }
+                        float *y = malloc((size_t)(n * rows) * sizeof(float));
+                        float *y0 = malloc((size_t)(n * rows) * sizeof(float));
+                        float *wf = malloc((size_t)cols * sizeof(float));
+                        q->mm(w, rb, rows, xa, as, n, cols, y, rows);
+                        q0->mm(w, rb, rows, xa0, as0, n, cols, y0, rows);
+                        for (int64_t r = 0; r < rows && !bad; r++) {
+                            ds8b__dequant_row(type, w + r * rb, wf, cols);
+                            for (int64_t c = 0; c < n && !bad; c++) {
+                                double mag = 0;
+                                for (int64_t i = 0; i < cols; i++) mag += fabs((double)wf[i] * x[c * cols + i]);
+                                double got = y[c * rows + r], ref = y0[c * rows + r];
+                                double tb = 2e-5 * mag + 1e-6, d = fabs(got - ref);
+                                if (d / tb > worst) worst = d / tb;
+                                float one;
+                                q->mm(w + r * rb, rb, 1, xa + c * as, as, 1, cols, &one, 1);
+                                if (!(d <= tb) || memcmp(&one, &y[c * rows + r], sizeof one)) {
+                                    CHECK(0, "%s lvl %d rows %lld cols %lld n %lld [%lld,%lld]: got %.9g scalar %.9g alone %.9g",
+                                          tn, lvl, (long long)rows, (long long)cols, (long long)n, (long long)c,
+                                          (long long)r, got, ref, one);
+                                    bad = 1;
+                                }
+                            }
+                        }
+                        checked++;
+                        free(w), free(x), free(xa), free(xa0), free(y), free(y0), free(wf);
+                    }
+            printf("  # %-5s %-11s direct kernel worst diff/tolerance vs scalar: %.3f\n", tn, k->name, worst);
+        }
+    }
+    ds8b__isa_force(-1);
+    CHECK(checked > 0 || levels_available() == 1, "no SIMD integer kernel checked");
+}
+
 /* The SIMD activation quantizer gives exactly the reference's values. */
 static void test_quant_i8_32(void) {
     if (ds8b__isa_max_level() < 2) {
@@ -310,6 +409,7 @@ int main(void) {
     RUN(test_vec_helpers);
     RUN(test_quant_i8_32);
     RUN(test_errors);
+    RUN(test_int_kernels_direct);
     RUN(test_matmul_all);
     RUN(test_matmul_large);
     for (int i = 0; i < 3; i++) ds8b__pool_free(g_pools[i]);

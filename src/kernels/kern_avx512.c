@@ -653,6 +653,7 @@ void ds8b__kops_fill_avx512(ds8b__kops *k) {
     k->q[DS8B_T_Q8_0] = (ds8b__qkern){.mm = mm_q8_0, .act_size = q8_0_act_size, .act_quant = q8_0_act_quant, .batched = true};
     k->q[DS8B_T_Q4_K] = (ds8b__qkern){.mm = mm_q4_k, .act_size = k_act_size, .act_quant = q4_k_act_quant, .batched = true};
     k->q[DS8B_T_Q6_K] = (ds8b__qkern){.mm = mm_q6_k, .act_size = k_act_size, .act_quant = q6_k_act_quant, .batched = true};
+    ds8b__kops_fill_more_avx512(k);
     ds8b__kops_fill_prompt_avx512(k);
 }
 
