@@ -393,6 +393,13 @@ DS8B_API const char *ds8b_chat_errmsg(const ds8b_chat *c);
 /* Appends a message (role "system", "user" or "assistant"; copied). */
 DS8B_API int ds8b_chat_add(ds8b_chat *c, const char *role, const char *content);
 DS8B_API int64_t ds8b_chat_n_messages(const ds8b_chat *c);
+/* Message i (0-based) of the conversation: *role and *content (either may
+ * be NULL) point into the chat and stay valid until it changes (add,
+ * clear, reply, pop, free). DS8B_E_INVALID for i out of range. */
+DS8B_API int ds8b_chat_message(const ds8b_chat *c, int64_t i, const char **role, const char **content);
+/* Removes the last message (undo a turn; with a reply, pop twice to drop
+ * the exchange). The next reply reuses the cached prefix as usual. */
+DS8B_API int ds8b_chat_pop(ds8b_chat *c);
 DS8B_API int ds8b_chat_clear(ds8b_chat *c);
 /* Generates the assistant's reply. cb receives complete UTF-8 pieces
  * tagged DS8B_CHANNEL_REASONING (inside <think>...</think>) or

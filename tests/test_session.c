@@ -418,6 +418,37 @@ static void test_misuse(void) {
     CHECK(strstr(ds8b_errmsg(), "/nonexistent/dir") != NULL, "message names the path: %s", ds8b_errmsg());
 }
 
+/* Conversation read-back and undo: messages come back as added, the reply
+ * is appended, popping the exchange and replying again (greedy) gives the
+ * same reply from the cached prefix. */
+static void test_chat_messages(void) {
+    ds8b_session *s = mk(g_qwen, 512, 0.0, 1, DS8B_KV_F16);
+    ds8b_session_set_int(s, DS8B_PARAM_MAX_TOKENS, 12);
+    ds8b_chat *c = NULL;
+    CHECK(ds8b_chat_create(s, &c) == 0, "%s", ds8b_errmsg());
+    const char *role = NULL, *content = NULL;
+    CHECK(ds8b_chat_message(c, 0, &role, &content) == DS8B_E_INVALID, "empty chat has no message 0");
+    CHECK(ds8b_chat_pop(c) == DS8B_E_INVALID, "pop on an empty chat");
+    CHECK(ds8b_chat_add(c, "system", "Be brief.") == 0 && ds8b_chat_add(c, "user", "Name a colour.") == 0, "add");
+    CHECK(ds8b_chat_message(c, 1, &role, &content) == 0 && !strcmp(role, "user") && !strcmp(content, "Name a colour."),
+          "message 1: %s / %s", role, content);
+    CHECK(ds8b_chat_reply(c, NULL, NULL, NULL) == 0, "reply: %s", ds8b_chat_errmsg(c));
+    char first[2048];
+    snprintf(first, sizeof first, "%s", ds8b_chat_last_reply(c));
+    CHECK(ds8b_chat_n_messages(c) == 3, "3 messages, got %lld", (long long)ds8b_chat_n_messages(c));
+    CHECK(ds8b_chat_message(c, 2, &role, &content) == 0 && !strcmp(role, "assistant") && !strcmp(content, first),
+          "reply appended: %s / '%s' vs '%s'", role, content, first);
+    CHECK(ds8b_chat_message(c, 3, NULL, NULL) == DS8B_E_INVALID && ds8b_chat_message(c, -1, NULL, NULL) == DS8B_E_INVALID,
+          "out of range");
+    CHECK(ds8b_chat_pop(c) == 0 && ds8b_chat_n_messages(c) == 2, "pop the reply");
+    CHECK(ds8b_chat_reply(c, NULL, NULL, NULL) == 0, "reply again: %s", ds8b_chat_errmsg(c));
+    CHECK(!strcmp(first, ds8b_chat_last_reply(c)), "regenerated reply differs: '%s' vs '%s'", first,
+          ds8b_chat_last_reply(c));
+    CHECK(ds8b_chat_message(NULL, 0, NULL, NULL) == DS8B_E_MISUSE && ds8b_chat_pop(NULL) == DS8B_E_MISUSE, "NULL chat");
+    ds8b_chat_free(c);
+    ds8b_session_free(s);
+}
+
 int main(void) {
     char a[1024], b[1024];
     if (ds8b_model_load(t_path(a, sizeof a, "models/demo-llama"), NULL, &g_llama) ||
@@ -426,6 +457,7 @@ int main(void) {
         return 1;
     }
     RUN(test_seed_reproducible);
+    RUN(test_chat_messages);
     RUN(test_utf8_pieces);
     RUN(test_sampler);
     RUN(test_stop_string);

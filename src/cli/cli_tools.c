@@ -360,7 +360,20 @@ static int cmd_bench_seqs(ds8b_model *m, const char *list, int tg, int reps, int
     return 0;
 }
 
+/* Multiply-adds per token in the layers' weight matrices (what a prompt
+ * batch spends its arithmetic on; the output matrix runs for one row). */
+static double layer_macs(const ds8b_model *m) {
+    double t = 0;
+    for (int64_t l = 0; l < m->hp.n_layer; l++) {
+        const ds8b__layer *L = &m->layers[l];
+        const ds8b__tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) t += (double)ws[i]->ne[0] * (double)ws[i]->ne[1];
+    }
+    return t;
+}
+
 static int cmd_bench(int argc, char **argv) {
+    if (cli_flag(argc, argv, "--kernels")) return cli_bench_kernels(argc, argv);
     const char *path = cli_opt(argc, argv, "-m");
     if (!path) return cli_usage("bench needs -m PATH");
     double v;
@@ -427,7 +440,10 @@ static int cmd_bench(int argc, char **argv) {
     printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw, nth);
     printf("weight bytes read per token: %.3f GB\n", bpt / 1e9);
     printf("decode roofline: %.2f t/s; tg%d reaches %.0f%% of it\n", roof, tg, 100.0 * tgm / roof);
-    printf("pp%d effective: %.1f G weight-MACs/s\n", pp, ppm * (double)m->n_params / 1e9);
+    double gops = 2.0 * layer_macs(m) * ppm / 1e9, peak = ds8b__measure_vnni_peak(nth);
+    printf("pp%d: %.0f GOPS in the layer matrices", pp, gops);
+    if (peak > 0) printf(" = %.0f%% of the int8 VNNI peak measured now (%.0f GOPS, %d threads)", 100.0 * gops / peak, peak, nth);
+    printf("\n");
     free(ids);
     free(tpp);
     free(ttg);
@@ -571,6 +587,7 @@ void cli_usage_extra(void) {
           "  convert    IN OUT [f16|bf16|f32]           (HF checkpoint to GGUF without quantizing)\n"
           "  make-random CONFIG.json OUTDIR [--tokenizer DIR] [--seed S] [--shard-gb G]\n"
           "  bench      -m PATH [-p 512] [-n 128] [-r 3] [--threads N] [--seqs 1,2,4,8,16]\n"
+          "  bench      --kernels [--types q4_0,q2_k,...] [--shapes 4096x4096,...] [--n 1,16] [--threads 1,2] [--rowwise]\n"
           "  estimate   PATH [--ctx N] [--batch N] [--kv-type f32|f16|q8_0] [--threads N]\n"
           "  chat-template -m PATH [--no-generation-prompt]   (JSON messages on stdin)\n"
           "  chat       -m PATH [--system TEXT] [sampling options]\n",

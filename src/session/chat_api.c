@@ -177,6 +177,36 @@ DS8B_API int ds8b_chat_add(ds8b_chat *c, const char *role, const char *content) 
 
 DS8B_API int64_t ds8b_chat_n_messages(const ds8b_chat *c) { return chat_ok(c) ? cJSON_GetArraySize(c->messages) : -1; }
 
+DS8B_API int ds8b_chat_message(const ds8b_chat *c, int64_t i, const char **role, const char **content) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); ds8b__set_last_error(&e); return e.code; }
+    int64_t n = cJSON_GetArraySize(c->messages);
+    if (i < 0 || i >= n) {
+        ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_message: index %lld outside 0..%lld", (long long)i, (long long)n - 1);
+        ds8b__set_last_error(&e);
+        return e.code;
+    }
+    const cJSON *m = cJSON_GetArrayItem(c->messages, (int)i);
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role"), *t = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (role) *role = cJSON_IsString(r) ? r->valuestring : "";
+    if (content) *content = cJSON_IsString(t) ? t->valuestring : "";
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_chat_pop(ds8b_chat *c) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); ds8b__set_last_error(&e); return e.code; }
+    int n = cJSON_GetArraySize(c->messages);
+    if (n == 0) {
+        ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_pop: the conversation is empty");
+        c->err = e;
+        ds8b__set_last_error(&e);
+        return e.code;
+    }
+    cJSON_DeleteItemFromArray(c->messages, n - 1);
+    return DS8B_OK;
+}
+
 DS8B_API int ds8b_chat_clear(ds8b_chat *c) {
     if (!chat_ok(c)) return DS8B_E_MISUSE;
     cJSON_Delete(c->messages);
