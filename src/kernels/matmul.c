@@ -52,6 +52,12 @@ typedef struct mm_job {
     _Atomic int64_t next;
 } mm_job;
 
+/* Smallest batch for the prompt kernels of types that also have batched
+ * decode tiles: the prompt kernels unpack every weight row once per call,
+ * which pays off from about 16-24 activation rows (measured for Q4_0 and
+ * Q4_K at 4096x4096). */
+enum { PROMPT_MIN_N = 16 };
+
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
 static void blas_init(void) { openblas_set_num_threads(1); }
 
@@ -211,7 +217,8 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
         j.path = P_INT;
     else if (rowwise) j.path = P_DOT;
     else j.path = P_GEMM;
-    if (!rowwise && qk->mmp && strcmp(j.k->name, "scalar")) j.path = P_INTP;
+    if (!rowwise && qk->mmp && strcmp(j.k->name, "scalar") && (n >= PROMPT_MIN_N || !qk->batched))
+        j.path = P_INTP;
 
     size_t need = 0, off_scratch = 0;
     if (j.path == P_INT) {
