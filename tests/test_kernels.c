@@ -178,7 +178,7 @@ static void test_matmul_all(void) {
     static const int64_t rows_list[] = {1, 3, 17, 67};
     static const int64_t cols32[] = {32, 96, 256, 768};
     static const int64_t colsk[] = {256, 768};
-    static const int64_t ns[] = {1, 2, 5, 9};
+    static const int64_t ns[] = {1, 2, 5, 9, 19};
     for (int ti = 0; ti < NT; ti++) {
         int type = k_types[ti];
         double wr = 0, wi = 0;
@@ -186,7 +186,7 @@ static void test_matmul_all(void) {
         int ncl = is_k(type) ? 2 : 4;
         for (int a = 0; a < 4; a++)
             for (int b = 0; b < ncl; b++)
-                for (int c = 0; c < 4; c++) {
+                for (int c = 0; c < 5; c++) {
                     shape s = {rows_list[a], cl[b], ns[c]};
                     check_one(type, s, g_pools, &wr, &wi);
                 }
