@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the embedding examples (examples/chat.c, game_npc.c, editor_complete.c)
+# Runs the embedding examples (examples/chat.c, game_npc.c, crowd.c, editor_complete.c)
 # on the demo model with short settings and checks what each one claims to
 # show. Prints "ok NAME" / "not ok NAME" lines; details follow as "  # ...".
 set -u
@@ -91,6 +91,22 @@ if built game_npc game_npc_runs game_npc_save_restore_match game_npc_frame_budge
   lat=$(num "$tmp/game.out" '^cancel latency: ([0-9.]+) ms.*')
   if lt "$lat" 200; then ok game_npc_cancel_latency; else bad game_npc_cancel_latency "cancel latency ${lat:-not reported} ms (limit 200)"; fi
   echo "  # $(grep '^cancel latency' "$tmp/game.out")"
+fi
+
+# ----------------------------------------------------------------- crowd
+if built crowd crowd_runs crowd_batched_matches_alone crowd_cancel_one; then
+  timeout 120 "$EX/crowd" -m $MODEL --npcs 6 --tokens 24 --frames 1200 >"$tmp/crowd.out" 2>"$tmp/crowd.err"
+  rc=$?
+  if [ $rc -eq 0 ]; then ok crowd_runs; else bad crowd_runs "exit $rc"; show "$tmp/crowd.err" 10; show "$tmp/crowd.out" 10; fi
+  if grep -q '^batched vs alone check: MATCH' "$tmp/crowd.out"; then ok crowd_batched_matches_alone
+  else bad crowd_batched_matches_alone; grep '^batched' "$tmp/crowd.out" | sed 's/^/  # /'; fi
+  # Bram is cancelled mid-monologue (or, on a very slow step, had not said enough yet
+  # when the others finished -- then the walk-away never happened and the check fails)
+  if grep -qE '^Bram +[0-9]+ tokens, cancelled' "$tmp/crowd.out" &&
+     [ "$(grep -cE '^(Mira|Oskar|Lena|Tove|Ivo) +24 tokens, token limit|^(Mira|Oskar|Lena|Tove|Ivo) +[0-9]+ tokens, end of text' "$tmp/crowd.out")" -eq 5 ]; then
+    ok crowd_cancel_one
+  else bad crowd_cancel_one; grep -E 'tokens,|walked' "$tmp/crowd.out" | sed 's/^/  # /'; fi
+  echo "  # $(grep '^worker:' "$tmp/crowd.err")"
 fi
 
 # ------------------------------------------------------- editor_complete
