@@ -238,7 +238,7 @@ static void test_int_kernels_direct(void) {
     static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1, DS8B_T_Q8_0,
                                 DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
     static const int64_t rows_l[] = {1, 6, 13};
-    static const int64_t cols32[] = {32, 96, 160, 416}, colsk[] = {256, 768};
+    static const int64_t cols32[] = {32, 96, 160, 416, 1056}, colsk[] = {256, 768, 2304};
     static const int64_t ns[] = {1, 2, 3, 4, 5, 9};
     ds8b__isa_force(0);
     const ds8b__kops *sk = ds8b__kops_get();
@@ -252,7 +252,7 @@ static void test_int_kernels_direct(void) {
             if (!q->mm || q->mm == q0->mm) continue; /* inherits the scalar kernel */
             const char *tn = ds8b__type_info(type)->name;
             const int64_t *cl = is_k(type) ? colsk : cols32;
-            int ncl = is_k(type) ? 2 : 4;
+            int ncl = is_k(type) ? 3 : 5;
             double worst = 0;
             int bad = 0;
             for (int ci = 0; ci < ncl; ci++)
