@@ -22,5 +22,7 @@ ds8b_params *cli_session_params(int argc, char **argv);
 int cli_dispatch_extra(const char *cmd, int argc, char **argv);
 void cli_usage_extra(void);
 void cli_info_extra(const ds8b_model *m, int argc, char **argv);
+/* cli_kbench.c: `ds8b bench --kernels` (matmul throughput per weight type). */
+int cli_bench_kernels(int argc, char **argv);
 
 #endif

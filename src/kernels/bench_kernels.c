@@ -46,6 +46,11 @@ static void fill_block(int type, uint8_t *b, int bytes, uint64_t *s) {
 
 int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int threads, int reps,
                        double *gflops, double *gbps) {
+    return ds8b__bench_matmul_ex(type, rows, cols, n, threads, reps, 0, gflops, gbps);
+}
+
+int ds8b__bench_matmul_ex(int type, int64_t rows, int64_t cols, int64_t n, int threads, int reps,
+                          int flags, double *gflops, double *gbps) {
     const ds8b__type_traits *t = ds8b__type_info(type);
     size_t rb, wbytes, xn, yn;
     if (!t || !ds8b__matmul_supports(type) || rows <= 0 || cols <= 0 || n <= 0 || reps <= 0 ||
@@ -55,7 +60,7 @@ int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int thre
     /* Decode reads weights once per token from DRAM; with small n, rotate
      * over enough copies (~640 MB) that they never stay in the LLC. */
     size_t copies = 1;
-    if (n <= 4) {
+    if (n <= 4 || (flags & DS8B_MM_ROWWISE)) {
         copies = ((size_t)640 << 20) / wbytes + 1;
         if (copies > 64) copies = 64;
     }
@@ -98,7 +103,7 @@ int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int thre
         for (int r = 0; r <= reps && !rc; r++) { /* first run warms up */
             tw.data = w + (size_t)r % copies * wbytes;
             double t0 = now_s();
-            rc = ds8b__matmul(pool, &tw, x, n, y, &ws, NULL);
+            rc = ds8b__matmul_ex(pool, &tw, x, n, y, &ws, flags, NULL);
             double dt = now_s() - t0;
             if (r > 0 && dt < best) best = dt;
         }

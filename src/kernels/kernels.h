@@ -71,6 +71,10 @@ void ds8b__vec_f32_to_f16(const float *f, uint16_t *h, int64_t n);
  * bytes / time. Either pointer may be NULL. Returns 0 or DS8B_E_*. */
 int ds8b__bench_matmul(int type, int64_t rows, int64_t cols, int64_t n, int threads, int reps,
                        double *gflops, double *gbps);
+/* Same with ds8b__matmul_ex flags (DS8B_MM_ROWWISE: batched decoding, whose
+ * weights are also rotated past the LLC). */
+int ds8b__bench_matmul_ex(int type, int64_t rows, int64_t cols, int64_t n, int threads, int reps,
+                          int flags, double *gflops, double *gbps);
 /* Streaming read bandwidth in GB/s (1e9 bytes/s) with `threads` threads
  * over a 1 GiB buffer, median of several passes; 0 on failure. */
 double ds8b__measure_read_bandwidth(int threads);
