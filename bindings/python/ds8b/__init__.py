@@ -12,6 +12,7 @@ library's code and message.
 
 import atexit
 import collections
+import contextlib
 import ctypes
 import enum
 import json
@@ -33,7 +34,8 @@ from ._lib import EXPECTED_MAJOR, check_version
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Tokenizer", "Session", "Chat", "Generation", "Completion", "Piece", "Channel",
+    "Model", "Tokenizer", "Session", "Chat", "Batch", "BatchMember", "Generation",
+    "Completion", "Piece", "Channel",
     "Mem", "quantize", "estimate", "param_bounds", "memory_used", "memory_highwater",
     "memory_reserved", "soft_heap_limit", "hard_heap_limit",
     "version", "version_number", "library_path", "check_version", "EXPECTED_MAJOR",
@@ -56,6 +58,11 @@ _DETOKENIZE_SKIP_SPECIAL = 1
 _GEN_ADD_SPECIAL = 1
 _GEN_REASONING = 2
 _GEN_START_REASONING = 4
+
+# DS8B_FINISH_* -> the finish_reason strings of the binding.
+_FINISH_NAMES = {0: None, 1: "eos", 2: "length", 3: "stop", 4: "context", 5: "cancelled",
+                 6: "error"}
+_FINISH_NONE, _FINISH_CANCELLED, _FINISH_ERROR = 0, 5, 6
 
 
 class Channel(enum.IntEnum):
@@ -633,7 +640,8 @@ class Model:
         return self._h is None
 
     def close(self):
-        """Closes every session on the model, then frees it. Safe to repeat."""
+        """Closes every session and batch on the model, then frees it. Safe
+        to repeat."""
         if getattr(self, "_h", None) is None:
             return
         for s in list(self._sessions):
@@ -711,6 +719,10 @@ class Model:
         """A new Session on this model; see Session."""
         return Session(self, stop=stop, log=log, **params)
 
+    def batch(self, n_threads=None, *, threads=None):
+        """A new Batch on this model, for sessions generating together; see Batch."""
+        return Batch(self, n_threads, threads=threads)
+
     def quantize(self, scheme):
         """A new in-memory Model with the weights quantized to scheme
         ("q8_0", "q4_0", "q4_k_m", "f16", ...)."""
@@ -755,7 +767,9 @@ class Piece(str):
 Completion = collections.namedtuple("Completion", "text reasoning n_tokens finish_reason")
 Completion.__doc__ = """Result of Session.complete(): the answer text, the reasoning
 text ("" unless reasoning=True), the number of generated tokens, and why it
-ended: "eos", "length", "stop" (a stop string) or "callback"."""
+ended: "eos", "length", "stop" (a stop string), "context" (a full context
+under ctx_policy="stop") or "callback". BatchMember.result() adds
+"cancelled", "closed" and "error"."""
 
 
 class _StopMatcher:
@@ -830,6 +844,7 @@ class _Run:
         self.message = ""
         self.n_tokens = 0
         self.finish_reason = None
+        self.lib_finish = None            # ds8b_session_finish_reason() after the call
         self.cb = _lib.STREAM_FN(self._on_piece)
 
     def _on_piece(self, user, ptr, n, channel):
@@ -883,14 +898,14 @@ class _Run:
                 if rc != _OK:
                     self.message = self.errmsg()
                 if rc == _OK:
+                    self.lib_finish = self.finish_of_library()
                     for c, t in self.stops.flush():
                         if self.emit(c, t):
                             self.stop_requested = self.stop_requested or "callback"
                             break
             finally:
                 try:
-                    self._apply({k: v for k, v in self.session._base_checked().items()
-                                 if k in self.overrides and k != "seed"})
+                    self.restore()
                 finally:
                     try:
                         if self.done is not None:
@@ -910,9 +925,26 @@ class _Run:
             self.finish_reason = self.stop_requested
         elif rc != _OK:
             _raise(rc, self.message)
-        else:
+        elif self.lib_finish in ("eos", "length", "stop", "context"):
+            self.finish_reason = self.lib_finish
+        else:  # a library without ds8b_session_finish_reason
             mt = self.overrides.get("max_tokens", (0, 0, self.session._base["max_tokens"]))[2]
             self.finish_reason = "length" if mt and self.n_tokens >= mt else "eos"
+
+    def finish_of_library(self):
+        """The session's ds8b_session_finish_reason() as a string (None if
+        the library lacks it). Called while the session is known to be open."""
+        lib = _L()
+        if not lib.has("ds8b_session_finish_reason"):
+            return None
+        v = lib.ds8b_session_finish_reason(self.h)
+        return _FINISH_NAMES.get(v)
+
+    def restore(self):
+        """Puts the session's own values back for the parameters this call
+        overrode (seed excepted: a per-call seed reseeds on purpose)."""
+        self._apply({k: v for k, v in self.session._base_checked().items()
+                     if k in self.overrides and k != "seed"})
 
 
 _END = object()
@@ -1048,6 +1080,7 @@ class Session:
     def __init__(self, model, *, stop=None, log=None, **params):
         self._h = None
         self._active = None
+        self._member = None  # the BatchMember while the session generates in a Batch
         if not isinstance(model, Model):
             raise TypeError("model must be a ds8b.Model")
         mh = model._handle()
@@ -1099,7 +1132,9 @@ class Session:
         return self._h is None
 
     def close(self):
-        """Cancels a running generation, then frees the session. Safe to repeat."""
+        """Cancels a running generation, then frees the session. Safe to repeat.
+        A session generating in a Batch leaves it (finish_reason "closed");
+        from another thread, this waits for the batch's step to end."""
         if getattr(self, "_h", None) is None:
             return
         run, self._active = self._active, None
@@ -1108,8 +1143,22 @@ class Session:
             run.finished.wait()
         for c in list(self._chats):
             c.close()
-        h, self._h = self._h, None
-        _L().ds8b_session_free(h)
+        member = getattr(self, "_member", None)
+        batch = member._batch() if member is not None else None
+        if batch is not None:
+            with batch._guard("close a member's session"):
+                if self._h is None:
+                    return
+                member._snapshot()
+                h, self._h = self._h, None
+                try:
+                    _L().ds8b_session_free(h)  # the library takes it out of the batch
+                finally:
+                    if self._member is member:
+                        batch._left(member, "closed")
+        else:
+            h, self._h = self._h, None
+            _L().ds8b_session_free(h)
         self._log_cb = None
         try:
             self.model._sessions.discard(self)
@@ -1138,6 +1187,32 @@ class Session:
     def n_past(self):
         """Number of tokens held in the context."""
         return _L().ds8b_session_n_past(self._handle())
+
+    @property
+    def n_generated(self):
+        """Tokens generated so far by the current or last generation
+        (generate, complete, a chat reply or a Batch)."""
+        return _L().ds8b_session_n_generated(self._handle())
+
+    @property
+    def finish_reason(self):
+        """Why the library's last generation on this session ended: "eos",
+        "length", "stop" (one of the session's own stop strings), "context",
+        "cancelled" or "error"; None before any, and while the session
+        generates in a Batch. This is the library's view: when a per-call
+        stop= string or a callback ended the call, the binding stopped it
+        and this says "cancelled" (the Completion, Generation or
+        BatchMember says "stop" or "callback")."""
+        v = _L().ds8b_session_finish_reason(self._handle())
+        if v < 0:
+            self._check_err(v)
+        return _FINISH_NAMES.get(v, v)
+
+    @property
+    def batch(self):
+        """The Batch this session generates in, or None."""
+        m = self._member
+        return m.batch if m is not None else None
 
     def truncate(self, n):
         """Drops everything after the first n tokens."""
@@ -1168,7 +1243,8 @@ class Session:
 
     def cancel(self):
         """Stops the running eval/generate call; safe from any thread. The
-        call raises Cancelled."""
+        call raises Cancelled; a session generating in a Batch leaves it at
+        the next step (finish_reason "cancelled")."""
         h = self._h
         if h is None:
             return
@@ -1255,6 +1331,7 @@ class Session:
     def _adopt(cls, model, h, base):
         s = cls.__new__(cls)
         s._h, s._active, s.model, s._log_cb = h, None, model, None
+        s._member = None
         s._base, s._n_vocab, s._bos_text = base, model.n_vocab, None
         s._chats = weakref.WeakSet()
         model._sessions.add(s)
@@ -1282,15 +1359,20 @@ class Session:
             self._bos_text = tok.detokenize([bos]).encode("utf-8") if bos is not None else b""
         return not (self._bos_text and prompt_bytes.startswith(self._bos_text))
 
-    def _prompt_run(self, prompt, emit, max_tokens, stop, reasoning, start_reasoning,
-                    add_special, overrides):
-        h = self._idle()
+    def _prompt_flags(self, prompt, reasoning, start_reasoning, add_special):
+        """(prompt bytes, DS8B_GEN_* flags) for ds8b_generate or ds8b_batch_add."""
         pb = _text_bytes(prompt, "prompt")
         if add_special is None:
             add_special = self._auto_bos(pb)
         flags = (_GEN_ADD_SPECIAL if add_special else 0) | (_GEN_REASONING if reasoning else 0)
         if reasoning and start_reasoning:
             flags |= _GEN_START_REASONING
+        return pb, flags
+
+    def _prompt_run(self, prompt, emit, max_tokens, stop, reasoning, start_reasoning,
+                    add_special, overrides):
+        h = self._idle()
+        pb, flags = self._prompt_flags(prompt, reasoning, start_reasoning, add_special)
         lib = _L()
 
         def invoke(cb, ng):
@@ -1461,6 +1543,31 @@ class Chat:
     def __len__(self):
         return max(0, _L().ds8b_chat_n_messages(self._handle()))
 
+    def _message(self, h, i):
+        role, content = ctypes.c_char_p(), ctypes.c_char_p()
+        # ds8b_chat_message reports through ds8b_errmsg(), not the chat's message
+        _check(_L().ds8b_chat_message(h, i, byref(role), byref(content)))
+        return {"role": _cstr(role.value), "content": _cstr(content.value)}
+
+    @property
+    def messages(self):
+        """The conversation so far, replies included: a new list of
+        {"role": ..., "content": ...} dicts (changing it changes nothing;
+        use add() and pop())."""
+        h = self._handle()
+        return [self._message(h, i) for i in range(len(self))]
+
+    def pop(self):
+        """Removes the last message and returns it as a dict (undo a turn:
+        after a reply, pop twice to drop the exchange). The next reply
+        still reuses the session's cache of the shared prefix. Raises
+        InvalidArgument when the conversation is empty."""
+        h = self._handle()
+        n = len(self)
+        last = self._message(h, n - 1) if n else None
+        self._check_err(_L().ds8b_chat_pop(h))
+        return last
+
     def clear(self):
         self._check_err(_L().ds8b_chat_clear(self._handle()))
 
@@ -1551,6 +1658,390 @@ def _stop_free(s, what):
     if b"\0" in b:
         raise InvalidArgument(-1, "%s contains a NUL character" % what)
     return b
+
+
+# ---------------------------------------------------------------------------
+# Batched generation
+# ---------------------------------------------------------------------------
+class BatchMember:
+    """One session generating in a Batch, as returned by Batch.add().
+
+    text and reasoning grow while the member generates (its callback, if it
+    has one, gets the same pieces as they come). Once the member has left
+    the batch, done is True, n_tokens is final and finish_reason says why:
+    "eos", "length", "stop", "context", "callback" (its callback returned a
+    true value), "cancelled" (Session.cancel() or Batch.remove()), "closed"
+    (its session or the batch was closed) or "error" (see error: the
+    exception its callback raised, or the library's error)."""
+
+    def __init__(self, batch, session, seq, callback):
+        self.session = session
+        self._batch = weakref.ref(batch)
+        self._seq = seq
+        self._callback = callback
+        self._answer, self._thinking = [], []
+        self._run = None
+        self._n_tokens = None
+        self.finish_reason = None
+        self.error = None
+
+    def _emit(self, ch, text):
+        (self._thinking if ch == Channel.REASONING else self._answer).append(text)
+        cb = self._callback
+        return cb(text, ch) if cb is not None else None
+
+    @property
+    def batch(self):
+        """The Batch while the member generates in it, else None."""
+        return None if self.done else self._batch()
+
+    @property
+    def done(self):
+        return self.finish_reason is not None
+
+    @property
+    def text(self):
+        """The answer text so far."""
+        return "".join(self._answer)
+
+    @property
+    def reasoning(self):
+        """The reasoning text so far (reasoning=True only)."""
+        return "".join(self._thinking)
+
+    @property
+    def n_tokens(self):
+        """Tokens generated so far."""
+        if self._n_tokens is not None:
+            return self._n_tokens
+        return self.session.n_generated
+
+    def result(self):
+        """The member's Completion once it has left the batch (also when it
+        was cancelled or closed: finish_reason tells); raises its error if
+        it has one, and Misuse while it is still generating."""
+        if not self.done:
+            raise Misuse(-2, "the member is still generating; step the batch until it is done")
+        if self.error is not None:
+            raise self.error
+        return Completion(self.text, self.reasoning, self.n_tokens, self.finish_reason)
+
+    def _snapshot(self):
+        """Reads what must survive the session being freed."""
+        try:
+            self._n_tokens = self.session.n_generated
+        except Error:
+            pass
+
+    def _take_exception(self):
+        """The exception a callback raised, once (it stays in error)."""
+        trap = self._run.trap
+        exc, trap.exc = trap.exc, None
+        if exc is not None and self.error is None:
+            self.error = exc
+        return exc
+
+    def _finish(self, why):
+        """The library has taken the session out of the batch: flush the
+        text held back by per-call stop strings, restore per-call
+        parameters, and settle finish_reason. why: None when the member
+        left on its own, else "cancelled" or "closed"."""
+        run = self._run
+        lib = _L()
+        reason = None
+        h = self.session._h
+        if h is not None:
+            self._n_tokens = lib.ds8b_session_n_generated(h)
+            reason = lib.ds8b_session_finish_reason(h)
+            try:
+                if why is None and reason not in (_FINISH_CANCELLED, _FINISH_ERROR):
+                    for c, t in run.stops.flush():
+                        if run.emit(c, t):
+                            break
+                run.restore()
+            except BaseException as e:  # noqa: B036 -- raised by Batch.step()
+                run.trap.catch(e)
+        if self.error is None and run.trap.exc is not None:
+            self.error = run.trap.exc
+        if self.error is not None:
+            self.finish_reason = "error"
+        elif why is not None:
+            self.finish_reason = why
+        elif reason == _FINISH_CANCELLED:
+            if run.stops.matched:
+                self.finish_reason = "stop"
+            elif run.stop_requested == "callback":
+                self.finish_reason = "callback"
+            else:
+                self.finish_reason = "cancelled"
+        elif reason == _FINISH_ERROR:
+            # The library keeps the message, not the code, of a member's error.
+            msg = _cstr(lib.ds8b_session_errmsg(h))
+            self.error = Error(None, msg or "the member's generation failed")
+            self.finish_reason = "error"
+        else:
+            self.finish_reason = _FINISH_NAMES.get(reason) or "error"
+
+    def __repr__(self):
+        state = "done: %s" % self.finish_reason if self.done else "generating"
+        return "<ds8b.BatchMember %s, %d chars>" % (state, len(self.text))
+
+
+class Batch:
+    """Several sessions of one model generating together (ds8b_batch): each
+    step() samples one token for every member and evaluates all of them in
+    one forward pass that reads the weights once. A member produces exactly
+    the text it would produce generating alone.
+
+        with model.batch(n_threads=2) as batch:
+            a = batch.add(s1, "The blacksmith said", callback=show, max_tokens=40)
+            b = batch.add(s2, "Once upon a time", max_tokens=40, seed=7)
+            while batch.step():       # one token for every member
+                pass                  # e.g. one frame of the game
+            print(a.text, b.result().finish_reason)
+
+    Batch(model, n_threads=None): the batch's own worker threads for the
+    shared steps (None: the library's default, one per CPU); threads= is
+    accepted as another name for it. A member joins with add() (which
+    evaluates its prompt at once on the session's threads) and leaves on
+    its own stop conditions, Session.cancel() (from any thread), remove(),
+    or when its session or the batch is closed. Stream callbacks run inside
+    step() and must not add, remove, step or close anything of the batch
+    (Misuse); returning True ends that member. Use a batch and its sessions
+    from one thread at a time; a call from another thread waits for a
+    running step. Context manager; closing the batch (or its model) ends
+    the members still generating (finish_reason "closed")."""
+
+    def __init__(self, model, n_threads=None, *, threads=None):
+        self._h = None
+        if not isinstance(model, Model):
+            raise TypeError("model must be a ds8b.Model")
+        if threads is not None:
+            if n_threads is not None:
+                raise TypeError("give n_threads or threads, not both")
+            n_threads = threads
+        mh = model._handle()
+        self.model = model
+        self._members = {}            # Session -> BatchMember, in join order
+        self._lock = threading.Lock()  # held by every call into the C batch
+        self._owner = None            # the thread holding _lock
+        self._seq = 0
+        lib = _L()
+        h = c_void_p()
+        with _Params({"n_threads": n_threads}, ("n_threads",), "Batch()") as bag:
+            rc = lib.ds8b_batch_create(mh, bag.h, byref(h))
+            msg = _last_message() if rc != _OK else ""
+        if rc != _OK:
+            _raise(rc, msg)
+        self._h = h
+        # The model is not freed while a batch exists: Model.close() closes it.
+        model._sessions.add(self)
+
+    @contextlib.contextmanager
+    def _guard(self, what):
+        me = threading.get_ident()
+        if self._owner == me:
+            raise Misuse(-2, "cannot %s from inside Batch.step() (a stream callback); return "
+                         "True from the callback, or call Session.cancel(), to end a member"
+                         % what)
+        with self._lock:
+            self._owner = me
+            try:
+                yield
+            finally:
+                self._owner = None
+
+    def _handle(self):
+        h = self._h
+        if h is None:
+            raise Misuse(-2, "the batch is closed")
+        if self.model._h is None:
+            raise Misuse(-2, "the model of this batch is closed")
+        return h
+
+    def _forget(self, m):
+        self._members.pop(m.session, None)
+        if m.session._member is m:
+            m.session._member = None
+
+    def _left(self, m, why):
+        """m's session is no longer in the C batch: settle m."""
+        self._forget(m)
+        m._finish(why)
+
+    def add(self, session, prompt="", callback=None, max_tokens=None, *, temperature=None,
+            top_k=None, top_p=None, min_p=None, repeat_penalty=None, seed=None, stop=None,
+            reasoning=False, start_reasoning=False, add_special=None):
+        """Starts a generation on session, as Session.complete() would, and
+        makes it a member; returns its BatchMember. The prompt is evaluated
+        now; tokens come with step().
+
+        callback(text, channel), if given, is called from step() with each
+        piece of this member's text; a true return value ends the member
+        (finish_reason "callback"), and an exception it raises ends the
+        member and is re-raised from step(). The other arguments are those
+        of Session.complete(): per-call overrides (restored when the member
+        leaves; seed= reseeds), stop strings, reasoning, add_special.
+        While a member, the session refuses calls that change it (Misuse)."""
+        if not isinstance(session, Session):
+            raise TypeError("session must be a ds8b.Session")
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable as callback(text, channel)")
+        overrides = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                         repeat_penalty=repeat_penalty, seed=seed)
+        lib = _L()
+        with self._guard("add a member"):
+            bh = self._handle()
+            sh = session._idle()
+            if session._member is not None:
+                raise Misuse(-2, "the session already generates in a batch; remove it first")
+            pb, flags = session._prompt_flags(prompt, reasoning, start_reasoning, add_special)
+            self._seq += 1
+            m = BatchMember(self, session, self._seq, callback)
+            run = _Run(session, None, None, m._emit, max_tokens, stop, overrides)
+            m._run = run
+            # Registered before the call: once added, the library holds run.cb.
+            self._members[session] = m
+            session._member = m
+            try:
+                run._apply(run.overrides)
+                rc = lib.ds8b_batch_add(bh, sh, pb, len(pb), flags, run.cb, None)
+                msg = _cstr(lib.ds8b_batch_errmsg(bh)) if rc != _OK else ""
+            except BaseException:
+                # e.g. KeyboardInterrupt: take the session out again if it got in
+                if lib.ds8b_batch_remove(bh, sh) == _OK:
+                    self._left(m, "cancelled")
+                else:
+                    self._forget(m)
+                    run.restore()
+                raise
+            if rc != _OK:
+                self._forget(m)
+                run.restore()
+                _raise(rc, msg)
+        return m
+
+    def step(self):
+        """Generates one token for every member (their callbacks run here)
+        and returns the number of members still generating.
+
+        Raises the exception a member's callback raised (that member has
+        left; the others carry on with the next step), or the error of the
+        shared forward pass (the batch stays usable and the next step
+        evaluates the tokens already sampled)."""
+        lib = _L()
+        with self._guard("step the batch"):
+            h = self._handle()
+            n = c_int64()
+            rc = lib.ds8b_batch_step(h, byref(n))
+            msg = _cstr(lib.ds8b_batch_errmsg(h)) if rc != _OK else ""
+            stepped = list(self._members.values())
+            for m in stepped:
+                sh = m.session._h
+                if sh is None:  # not expected: closing a session goes through _left
+                    self._left(m, "closed")
+                elif lib.ds8b_session_finish_reason(sh) != _FINISH_NONE:
+                    self._left(m, None)
+            errors = []
+            for m in stepped:
+                exc = m._take_exception()
+                if exc is not None:
+                    errors.append(exc)
+                    if not m.done:  # routed here by the unraisable hook: end it too
+                        m._run.stop("error")
+        if errors:
+            errors.sort(key=lambda e: not isinstance(e, KeyboardInterrupt))
+            raise errors[0]
+        if rc != _OK:
+            _raise(rc, msg)
+        return n.value
+
+    def run(self):
+        """Steps until no member is left; returns the members that finished
+        meanwhile, in the order they joined."""
+        done = []
+        while True:
+            before = list(self._members.values())
+            n = self.step()
+            done.extend(m for m in before if m.done)
+            if n <= 0:
+                break
+        done.sort(key=lambda m: m._seq)
+        return done
+
+    def remove(self, session):
+        """Takes session out of the batch: its generation ends with
+        finish_reason "cancelled". Returns its BatchMember; InvalidArgument
+        if the session is not a member."""
+        if not isinstance(session, Session):
+            raise TypeError("session must be a ds8b.Session")
+        lib = _L()
+        with self._guard("remove a member"):
+            bh = self._handle()
+            rc = lib.ds8b_batch_remove(bh, session._handle())
+            if rc != _OK:
+                _raise(rc, _cstr(lib.ds8b_batch_errmsg(bh)))
+            m = self._members.get(session)
+            if m is not None:
+                self._left(m, "cancelled")
+                m._take_exception()
+        return m
+
+    @property
+    def members(self):
+        """The BatchMembers still generating, in the order they joined."""
+        return list(self._members.values())
+
+    def __contains__(self, session):
+        return session in self._members
+
+    def __len__(self):
+        """Members still generating (ds8b_batch_size)."""
+        if self._owner == threading.get_ident():
+            return max(0, _L().ds8b_batch_size(self._handle()))
+        with self._lock:
+            return max(0, _L().ds8b_batch_size(self._handle()))
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def close(self):
+        """Frees the batch; members still generating end ("closed") and
+        their sessions stay usable. Safe to repeat."""
+        if getattr(self, "_h", None) is None:
+            return
+        with self._guard("close the batch"):
+            if self._h is None:
+                return
+            h, self._h = self._h, None
+            try:
+                _L().ds8b_batch_free(h)
+            finally:
+                for m in list(self._members.values()):
+                    self._left(m, "closed")
+                    m._take_exception()
+        try:
+            self.model._sessions.discard(self)
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        if self.closed:
+            return "<ds8b.Batch closed>"
+        return "<ds8b.Batch %d members on %r>" % (len(self._members), self.model)
 
 
 # ---------------------------------------------------------------------------

@@ -457,6 +457,39 @@ def test_conversation(model):
     assert conv2.closed  # closed with its session
 
 
+def test_chat_messages_and_pop(model):
+    with model.session(temperature=0, **SESSION) as s, s.conversation() as conv:
+        assert conv.messages == []
+        with pytest.raises(ds8b.InvalidArgument):
+            conv.pop()
+        conv.add("system", "Be brief.")
+        conv.add("user", "Hello, caf\u00e9 \u2603")
+        assert conv.messages == [{"role": "system", "content": "Be brief."},
+                                 {"role": "user", "content": "Hello, caf\u00e9 \u2603"}]
+        gen = conv.reply(max_tokens=8)
+        gen.text()
+        msgs = conv.messages
+        assert len(msgs) == 3 == len(conv)
+        assert msgs[2] == {"role": "assistant", "content": conv.last_reply}
+        msgs.append({"role": "user", "content": "not added"})  # a copy
+        assert len(conv) == 3
+        reply = conv.last_reply
+        # undo the exchange, then ask again: the same reply from the cached prefix
+        assert conv.pop() == {"role": "assistant", "content": reply}
+        assert conv.pop() == {"role": "user", "content": "Hello, caf\u00e9 \u2603"}
+        assert conv.messages == [{"role": "system", "content": "Be brief."}]
+        conv.add("user", "Hello, caf\u00e9 \u2603")
+        list(conv.reply(max_tokens=8))
+        assert conv.last_reply == reply
+        assert conv.messages[-1]["content"] == reply
+        conv.clear()
+        assert conv.messages == []
+    with pytest.raises(ds8b.Misuse):
+        conv.messages
+    with pytest.raises(ds8b.Misuse):
+        conv.pop()
+
+
 def test_callback_return_true_stops(session):
     got = []
 
@@ -609,6 +642,288 @@ def test_state_save_load_fork(model):
             s.load(b"\0" * 64)
         with pytest.raises(TypeError):
             s.load("text")
+
+
+def test_session_finish_reason_and_n_generated(model, ref):
+    p = ref["prompts"][0]
+    word = "Launcher"
+    with model.session(temperature=0, **SESSION) as s:
+        assert s.finish_reason is None and s.n_generated == 0
+        c = s.complete(p["text"], max_tokens=5)
+        assert c.finish_reason == s.finish_reason == "length" and s.n_generated == 5
+        s.reset()
+        # a per-call stop string is matched by the binding: the library saw a callback stop
+        c = s.complete(p["text"], max_tokens=len(p["greedy"]), stop=word)
+        assert c.finish_reason == "stop" and s.finish_reason == "cancelled"
+    # the session's own stop strings are the library's
+    with model.session(temperature=0, stop=[word], **SESSION) as s:
+        c = s.complete(p["text"], max_tokens=len(p["greedy"]))
+        assert c.finish_reason == s.finish_reason == "stop"
+    with model.session(n_ctx=16, n_threads=2, stop_at_eos=0, temperature=0,
+                       ctx_policy="stop") as s:
+        c = s.complete("The Python interpreter", max_tokens=100)
+        assert c.finish_reason == s.finish_reason == "context"
+        assert s.n_past == 16
+
+
+# ---------------------------------------------------------------------------
+# Batched generation
+# ---------------------------------------------------------------------------
+BATCH_PROMPTS = ["The blacksmith said", "Once upon a time", "The Python interpreter"]
+BATCH_SEEDS = [11, 22, 33]
+SAMPLING = dict(temperature=0.9, top_k=0, top_p=1.0, min_p=0.0)
+
+
+def _sessions(model, n=3, **params):
+    opts = dict(SESSION)
+    opts.update(params)
+    return [model.session(**opts) for _ in range(n)]
+
+
+def _close_all(sessions):
+    for s in sessions:
+        s.close()
+
+
+def test_batch_matches_alone(model):
+    # the third character gets its seed and temperature per call
+    per_call = [{}, {}, dict(seed=44, temperature=0.7)]
+    alone = []
+    for p, seed, extra in zip(BATCH_PROMPTS, BATCH_SEEDS, per_call):
+        with model.session(seed=seed, **SAMPLING, **SESSION) as s:
+            c = s.complete(p, max_tokens=16, **extra)
+            alone.append((c, s.n_past, s.logits()))
+    assert len({c.text for c, _, _ in alone}) == 3
+    sessions = [model.session(seed=seed, **SAMPLING, **SESSION) for seed in BATCH_SEEDS]
+    pieces = [[] for _ in sessions]
+    try:
+        with model.batch(n_threads=2) as batch:
+            members = []
+            for i, (s, p, extra) in enumerate(zip(sessions, BATCH_PROMPTS, per_call)):
+                def cb(text, channel, i=i):
+                    pieces[i].append((channel, text))
+                members.append(batch.add(s, p, cb, max_tokens=16, **extra))
+                assert s.batch is batch and s in batch and s.finish_reason is None
+            assert len(batch) == 3 and batch.members == members
+            assert batch.step() == 3
+            assert [m.n_tokens for m in members] == [1, 1, 1]
+            assert not any(m.done for m in members)
+            with pytest.raises(ds8b.Misuse):
+                members[0].result()
+            assert batch.run() == members
+            assert len(batch) == 0 and batch.members == []
+            assert batch.step() == 0
+        for (c, n_past, logits), m, s, got in zip(alone, members, sessions, pieces):
+            assert c.n_tokens == 16 and c.finish_reason == "length"
+            assert m.result() == c
+            assert m.text == c.text and m.reasoning == ""
+            assert "".join(t for _, t in got) == c.text
+            assert all(ch == ds8b.Channel.ANSWER for ch, _ in got)
+            assert s.n_past == n_past and s.n_generated == 16 and s.finish_reason == "length"
+            assert s.logits() == logits  # bit for bit
+            assert m.batch is None and s.batch is None
+    finally:
+        _close_all(sessions)
+
+
+def test_batch_member_cancelled(model):
+    sessions = _sessions(model, stop_at_eos=0, **SAMPLING)
+    try:
+        with model.batch(n_threads=2) as batch:
+            members = [batch.add(s, p, max_tokens=24, seed=i)
+                       for i, (s, p) in enumerate(zip(sessions, BATCH_PROMPTS))]
+            for _ in range(3):
+                assert batch.step() == 3
+            sessions[1].cancel()
+            assert batch.step() == 2
+            assert members[1].finish_reason == "cancelled" and members[1].n_tokens == 3
+            assert sessions[1].finish_reason == "cancelled"
+            assert sessions[1] not in batch
+            batch.run()
+        assert [m.finish_reason for m in members] == ["length", "cancelled", "length"]
+        assert members[0].n_tokens == members[2].n_tokens == 24
+        assert members[1].result().finish_reason == "cancelled"
+        # the cancel request was consumed: the session generates normally again
+        assert sessions[1].complete(" and", max_tokens=3).n_tokens == 3
+    finally:
+        _close_all(sessions)
+
+
+def test_batch_cancel_from_other_thread(model):
+    sessions = _sessions(model, stop_at_eos=0, temperature=0)
+    talking = threading.Event()
+
+    def first(text, channel):
+        if members and members[0].n_tokens >= 2:
+            talking.set()
+    members = []
+    try:
+        with model.batch(n_threads=2) as batch:
+            members.append(batch.add(sessions[0], BATCH_PROMPTS[0], first, max_tokens=400))
+            members += [batch.add(s, p, max_tokens=400)
+                        for s, p in zip(sessions[1:], BATCH_PROMPTS[1:])]
+            out = []
+            worker = threading.Thread(target=lambda: out.append(batch.run()))
+            worker.start()
+            assert talking.wait(60)
+            sessions[0].cancel()  # from the main thread while the worker steps
+            worker.join(120)
+            assert not worker.is_alive() and out == [members]
+        assert members[0].finish_reason == "cancelled" and members[0].n_tokens < 400
+        assert [m.finish_reason for m in members[1:]] == ["length", "length"]
+    finally:
+        _close_all(sessions)
+
+
+def test_batch_callback_raises(model):
+    class Boom(Exception):
+        pass
+    calls = []
+
+    def bad(text, channel):
+        calls.append(text)
+        if len(calls) == 2:
+            raise Boom("from a batch callback")
+    sessions = _sessions(model, 4, temperature=0)
+    try:
+        with model.batch(n_threads=2) as batch:
+            fine = batch.add(sessions[0], BATCH_PROMPTS[0], max_tokens=12)
+            raiser = batch.add(sessions[1], BATCH_PROMPTS[1], bad, max_tokens=12)
+            stopper = batch.add(sessions[2], BATCH_PROMPTS[2], lambda t, ch: True, max_tokens=12)
+            with pytest.raises(Boom, match="from a batch callback"):
+                batch.run()
+            assert len(calls) == 2
+            assert raiser.finish_reason == "error" and isinstance(raiser.error, Boom)
+            assert sessions[1].finish_reason == "cancelled" and sessions[1] not in batch
+            with pytest.raises(Boom):
+                raiser.result()
+            assert stopper.finish_reason == "callback" and stopper.n_tokens == 1
+            assert stopper.result().text == stopper.text and stopper.text
+            # Ctrl-C in a callback comes out of step() too
+            def interrupt(text, channel):
+                raise KeyboardInterrupt
+            batch.add(sessions[3], "Hello", interrupt, max_tokens=12)
+            with pytest.raises(KeyboardInterrupt):
+                batch.run()
+            # the others carried on, untouched
+            assert not fine.done
+            batch.run()
+        assert fine.finish_reason == "length" and fine.n_tokens == 12
+        with model.session(temperature=0, **SESSION) as s:
+            assert s.complete(BATCH_PROMPTS[0], max_tokens=12).text == fine.text
+        # the sessions whose callbacks raised are usable
+        assert sessions[1].complete(" and", max_tokens=3).n_tokens == 3
+        assert sessions[3].complete(" and", max_tokens=3).n_tokens == 3
+    finally:
+        _close_all(sessions)
+
+
+def test_batch_stop_strings_reasoning_errors(model, ref):
+    p = ref["prompts"][0]
+    word = "Launcher"
+    chat = [q for q in ref["prompts"] if q["name"] == "chat"][0]
+    with model.session(temperature=0, **SESSION) as s:
+        think = s.complete(chat["text"], max_tokens=len(chat["greedy"]), reasoning=True)
+    assert think.reasoning
+    a, b = _sessions(model, 2, temperature=0)
+    small = model.session(n_ctx=16, n_threads=2, stop_at_eos=0, temperature=0)
+    stopping = model.session(n_ctx=16, n_threads=2, stop_at_eos=0, temperature=0,
+                             ctx_policy="stop")
+    try:
+        with model.batch(n_threads=2) as batch:
+            ma = batch.add(a, p["text"], max_tokens=len(p["greedy"]), stop=[word, "zzzz"])
+            mb = batch.add(b, chat["text"], max_tokens=len(chat["greedy"]), reasoning=True)
+            full = batch.add(small, "The Python interpreter", max_tokens=100)
+            ctx = batch.add(stopping, "The Python interpreter", max_tokens=100)
+            batch.run()
+        assert ma.text == p["greedy_text"][:p["greedy_text"].index(word)]
+        assert ma.finish_reason == "stop"
+        assert (mb.text, mb.reasoning) == (think.text, think.reasoning)
+        assert mb.result() == think
+        assert full.finish_reason == "error" and isinstance(full.error, ds8b.Error)
+        assert "context" in str(full.error) and small.finish_reason == "error"
+        with pytest.raises(ds8b.Error):
+            full.result()
+        assert ctx.finish_reason == "context" and stopping.n_past == 16
+    finally:
+        _close_all([a, b, small, stopping])
+
+
+def test_batch_lifetimes_and_misuse(model):
+    s1, s2, s3 = _sessions(model, stop_at_eos=0, temperature=0)
+    try:
+        batch = model.batch(threads=2)
+        m1, m2, m3 = [batch.add(s, p, max_tokens=50) for s, p in zip((s1, s2, s3), BATCH_PROMPTS)]
+        assert batch.step() == 3
+        # a member refuses calls that change it, with the library's message
+        with pytest.raises(ds8b.Misuse, match="batch"):
+            s1.complete("x")
+        with pytest.raises(ds8b.Misuse, match="batch"):
+            s1.eval([8184])
+        with pytest.raises(ds8b.Misuse):
+            batch.add(s1, "again")
+        # a session freed while a member leaves the batch
+        s2.close()
+        assert m2.finish_reason == "closed" and m2.n_tokens == 1
+        assert len(batch) == 2 and batch.step() == 2
+        assert batch.remove(s3) is m3
+        assert m3.finish_reason == "cancelled" and s3.finish_reason == "cancelled"
+        with pytest.raises(ds8b.InvalidArgument):
+            batch.remove(s3)
+        # a batch freed with a member still generating
+        batch.close()
+        batch.close()
+        assert batch.closed and m1.finish_reason == "closed" and m1.n_tokens == 2
+        assert s1.finish_reason == "cancelled" and s1.batch is None
+        with pytest.raises(ds8b.Misuse):
+            batch.step()
+        with pytest.raises(ds8b.Misuse):
+            len(batch)
+        with pytest.raises(ds8b.Misuse):
+            batch.add(s1, "x")
+        assert s1.complete(" and", max_tokens=2).n_tokens == 2
+        # dropping a batch with members frees it
+        b2 = model.batch(n_threads=1)
+        m4 = b2.add(s1, " then", max_tokens=50)
+        b2.step()
+        del b2
+        gc.collect()
+        assert m4.finish_reason == "closed" and s1.batch is None
+        # batch operations from a stream callback are refused
+        with model.batch(n_threads=1) as b3:
+            m5 = b3.add(s1, " so", lambda t, ch: b3.remove(s1), max_tokens=5)
+            with pytest.raises(ds8b.Misuse, match="callback"):
+                b3.step()
+            assert m5.finish_reason == "error" and len(b3) == 0
+        with pytest.raises(TypeError):
+            model.batch(n_threads="two")
+        with pytest.raises(TypeError):
+            model.batch(1, threads=2)
+        with pytest.raises(TypeError):
+            ds8b.Batch("model")
+        with model.batch(n_threads=1) as b4:
+            with pytest.raises(TypeError):
+                b4.add("session", "x")
+            with pytest.raises(TypeError):
+                b4.add(s1, "x", callback=5)
+    finally:
+        _close_all([s1, s2, s3])
+
+
+def test_batch_other_model_and_model_close():
+    with ds8b.Model(MODEL_DIR) as m1, ds8b.Model(MODEL_DIR) as m2:
+        with m2.session(**SESSION) as other, m1.batch(n_threads=1) as b:
+            with pytest.raises(ds8b.Misuse, match="another model"):
+                b.add(other, "x")
+            assert len(b) == 0
+        # closing a model closes its batches and sessions first
+        s = m1.session(**SESSION)
+        b = m1.batch(n_threads=1)
+        m = b.add(s, "x", max_tokens=50)
+        b.step()
+        m1.close()
+        assert m1.closed and b.closed and s.closed and m.done
+        assert m.finish_reason == "closed"
 
 
 # ---------------------------------------------------------------------------
