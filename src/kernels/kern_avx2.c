@@ -332,4 +332,5 @@ void ds8b__kops_fill_avx2(ds8b__kops *k) {
     k->q[DS8B_T_Q8_0].mm = mm_q8_0;
     k->q[DS8B_T_Q4_K].mm = mm_q4_k;
     k->q[DS8B_T_Q6_K].mm = mm_q6_k;
+    ds8b__kops_fill_more_avx2(k);
 }

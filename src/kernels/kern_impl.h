@@ -68,8 +68,9 @@ void ds8b__kops_fill_scalar(ds8b__kops *k);
 void ds8b__kops_fill_avx2(ds8b__kops *k);   /* overrides entries of a filled table */
 void ds8b__kops_fill_avx512(ds8b__kops *k);
 /* Decode kernels (mm, act format, batched) of Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
- * Q5_K (kern_more_avx512.c); leave the mmp fields alone. */
+ * Q5_K (kern_more_avx512.c, kern_more_avx2.c); leave the mmp fields alone. */
 void ds8b__kops_fill_more_avx512(ds8b__kops *k);
+void ds8b__kops_fill_more_avx2(ds8b__kops *k);
 /* Sets the prompt kernels (mmp) of every integer type (kern_prompt_avx512.c). */
 void ds8b__kops_fill_prompt_avx512(ds8b__kops *k);
 /* Runs iters iterations of a tight loop of 12 independent 512-bit
