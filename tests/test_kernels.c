@@ -198,7 +198,8 @@ static void test_matmul_all(void) {
 /* Larger shapes exercise chunking (several chunks per thread). */
 static void test_matmul_large(void) {
     static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_K, DS8B_T_Q6_K, DS8B_T_W4A16,
-                                DS8B_T_F16, DS8B_T_F32, DS8B_T_Q5_K};
+                                DS8B_T_F16, DS8B_T_F32, DS8B_T_Q5_K, DS8B_T_Q4_1, DS8B_T_Q5_0,
+                                DS8B_T_Q5_1, DS8B_T_Q2_K, DS8B_T_Q3_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         double wr = 0, wi = 0;
         shape s1 = {300, 1024, 1}, s2 = {150, 512, 70};
