@@ -105,6 +105,10 @@ int ds8b__tok_from_gguf(const ds8b__gguf *g, ds8b_tokenizer **out, ds8b__err *e)
     if (!rc && ds8b__gguf_find_key(g, "ds8b.tokenizer.nfc") >= 0 &&
         ds8b__gguf_get_bool(g, "ds8b.tokenizer.nfc", &nfc, NULL) == DS8B_OK && nfc)
         ds8b__tok_force_nfc(*out);
+    int32_t pad = -1;
+    if (!rc && ds8b__gguf_find_key(g, "tokenizer.ggml.padding_token_id") >= 0 &&
+        ds8b__gguf_get_i32(g, "tokenizer.ggml.padding_token_id", &pad, NULL) == DS8B_OK)
+        ds8b__tok_set_pad(*out, pad);
 done:
     ds8b__free(toks);
     ds8b__free(tlens);

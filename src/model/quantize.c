@@ -390,7 +390,12 @@ static int write_metadata(ds8b__gguf_writer *w, const ds8b_model *m, const schem
     if (ds8b__tok_eos(tok) >= 0 &&
         (rc = ds8b__gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)ds8b__tok_eos(tok), e)))
         goto tok_done;
+    if (ds8b__tok_pad(tok) >= 0 &&
+        (rc = ds8b__gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)ds8b__tok_pad(tok), e)))
+        goto tok_done;
     if ((rc = ds8b__gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", ds8b__tok_add_bos(tok), e))) goto tok_done;
+    /* the tokenizer never inserts a separator (llama.cpp's converter writes false too) */
+    if ((rc = ds8b__gguf_writer_add_bool(w, "tokenizer.ggml.add_sep_token", false, e))) goto tok_done;
     if ((rc = ds8b__gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", false, e))) goto tok_done;
     if (ds8b__tok_has_nfc(tok) && (rc = ds8b__gguf_writer_add_bool(w, "ds8b.tokenizer.nfc", true, e))) goto tok_done;
     const char *tmpl = m->chat_template ? m->chat_template : ds8b__tok_chat_template(tok);

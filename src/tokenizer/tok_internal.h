@@ -104,9 +104,9 @@ struct ds8b_tokenizer {
 
     int decoder;           /* 0 = none (join with spaces), 1 = ByteLevel */
 
-    char *chat_template, *bos_str, *eos_str;
+    char *chat_template, *bos_str, *eos_str, *pad_str;
     int cfg_add_bos;       /* -1 unknown, 0, 1 */
-    int32_t bos_id, eos_id;
+    int32_t bos_id, eos_id, pad_id;
     int32_t eog[16];
     uint32_t n_eog;
     const char *pre_name;

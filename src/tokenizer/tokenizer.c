@@ -205,7 +205,7 @@ static int tok_new(const char *name, ds8b_tokenizer **out, ds8b__err *e) {
     }
     t->unk_id = -1;
     t->cfg_add_bos = -1;
-    t->bos_id = t->eos_id = -1;
+    t->bos_id = t->eos_id = t->pad_id = -1;
     t->decoder = 1;
     t->pre_name = "default";
     *out = t;
@@ -877,6 +877,7 @@ static void finish_specials(ds8b_tokenizer *t) {
     if (t->bos_id < 0 && t->bos_str) t->bos_id = ds8b__tok_find(t, t->bos_str);
     if (t->bos_id < 0 && !t->bos_str && t->n_post_prefix > 0) t->bos_id = t->post_prefix[0];
     if (t->eos_id < 0 && t->eos_str) t->eos_id = ds8b__tok_find(t, t->eos_str);
+    if (t->pad_id < 0 && t->pad_str) t->pad_id = ds8b__tok_find(t, t->pad_str);
     for (size_t i = 0; t->eos_id < 0 && !t->eos_str && i < sizeof EOG_NAMES / sizeof EOG_NAMES[0]; i++)
         t->eos_id = ds8b__tok_find(t, EOG_NAMES[i]);
     add_eog(t, t->eos_id);
@@ -905,6 +906,8 @@ static int j_config(ds8b_tokenizer *t, const char *cfg, size_t len, ds8b__err *e
     const ds8b__tj_node *b = ds8b__tj_get(&d, root, "bos_token"), *eo = ds8b__tj_get(&d, root, "eos_token");
     if (b && b->type != DS8B__TJ_NULL && !(t->bos_str = token_string(&d, b)) && (ds8b__tj_is(b, DS8B__TJ_STR))) rc = DS8B_E_NOMEM;
     if (eo && eo->type != DS8B__TJ_NULL && !(t->eos_str = token_string(&d, eo)) && (ds8b__tj_is(eo, DS8B__TJ_STR))) rc = DS8B_E_NOMEM;
+    const ds8b__tj_node *pd = ds8b__tj_get(&d, root, "pad_token");
+    if (pd && pd->type != DS8B__TJ_NULL && !(t->pad_str = token_string(&d, pd)) && (ds8b__tj_is(pd, DS8B__TJ_STR))) rc = DS8B_E_NOMEM;
     const ds8b__tj_node *ab = ds8b__tj_get(&d, root, "add_bos_token");
     if (ab && (ab->type == DS8B__TJ_TRUE || ab->type == DS8B__TJ_FALSE)) t->cfg_add_bos = ab->type == DS8B__TJ_TRUE;
     ds8b__tj_free(&d);
@@ -1079,6 +1082,7 @@ void ds8b__tok_free(ds8b_tokenizer *t) {
     ds8b__free(t->chat_template);
     ds8b__free(t->bos_str);
     ds8b__free(t->eos_str);
+    ds8b__free(t->pad_str);
     t->magic = 0;
     ds8b__free(t);
 }
@@ -1104,6 +1108,10 @@ const char *ds8b__tok_bos_str(const ds8b_tokenizer *t) { return t ? t->bos_str :
 const char *ds8b__tok_eos_str(const ds8b_tokenizer *t) { return t ? t->eos_str : NULL; }
 int32_t ds8b__tok_bos(const ds8b_tokenizer *t) { return t ? t->bos_id : -1; }
 int32_t ds8b__tok_eos(const ds8b_tokenizer *t) { return t ? t->eos_id : -1; }
+int32_t ds8b__tok_pad(const ds8b_tokenizer *t) { return t ? t->pad_id : -1; }
+void ds8b__tok_set_pad(ds8b_tokenizer *t, int32_t id) {
+    if (t && id >= 0 && id < t->n_vocab) t->pad_id = id;
+}
 bool ds8b__tok_add_bos(const ds8b_tokenizer *t) {
     if (!t) return false;
     return t->cfg_add_bos >= 0 ? t->cfg_add_bos == 1 : t->n_post_prefix > 0;

@@ -110,6 +110,11 @@ const char *ds8b__tok_bos_str(const ds8b_tokenizer *t);       /* NULL if none */
 const char *ds8b__tok_eos_str(const ds8b_tokenizer *t);       /* NULL if none */
 int32_t ds8b__tok_bos(const ds8b_tokenizer *t);               /* -1 if none */
 int32_t ds8b__tok_eos(const ds8b_tokenizer *t);               /* -1 if none */
+/* Padding token: tokenizer_config.json's pad_token, or a GGUF file's
+ * tokenizer.ggml.padding_token_id (set_pad; ids out of range ignored).
+ * Only written to GGUF files; tokenizing never uses it. -1 if none. */
+int32_t ds8b__tok_pad(const ds8b_tokenizer *t);
+void ds8b__tok_set_pad(ds8b_tokenizer *t, int32_t id);
 /* add_bos_token from tokenizer_config.json when given; otherwise whether
  * the post-processor puts a special token first. */
 bool ds8b__tok_add_bos(const ds8b_tokenizer *t);
