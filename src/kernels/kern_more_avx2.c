@@ -146,7 +146,7 @@ static float dot_q2_k(const void *wv, const uint8_t *av, int64_t cols) {
         #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i z = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            __m256i s16h = _mm256_permute2x128_si256(s16, s16, h ? 0x11 : 0x00);
+            __m256i s16h = h ? _mm256_permute2x128_si256(s16, s16, 0x11) : _mm256_permute2x128_si256(s16, s16, 0x00);
             #pragma GCC unroll 4
             for (int p = 0; p < 4; p++) {
                 __m256i u = _mm256_and_si256(p ? _mm256_srli_epi16(z, 2 * p) : z, m3);
@@ -190,7 +190,7 @@ static float dot_q3_k(const void *wv, const uint8_t *av, int64_t cols) {
         #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i z = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
-            __m256i s16h = _mm256_permute2x128_si256(s16, s16, h ? 0x11 : 0x00);
+            __m256i s16h = h ? _mm256_permute2x128_si256(s16, s16, 0x11) : _mm256_permute2x128_si256(s16, s16, 0x00);
             #pragma GCC unroll 4
             for (int p = 0; p < 4; p++) {
                 __m256i q2 = _mm256_and_si256(p ? _mm256_srli_epi16(z, 2 * p) : z, m3);
