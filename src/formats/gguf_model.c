@@ -259,12 +259,13 @@ static int load_inner(ds8b_model *m, const char *path, ds8b__err *e) {
     if ((rc = ds8b__gguf_read_hparams(g, hp, e))) return rc;
     m->rope_interleaved = hp->arch == DS8B_ARCH_LLAMA;
 
-    ds8b__tokref *tr = ds8b__xmalloc(DS8B_MEM_TOKENIZER, sizeof *tr, "tokenizer", e);
+    ds8b__tokref *tr = ds8b__tokref_new(m, e);
     if (!tr) return DS8B_E_NOMEM;
-    tr->tok = NULL;
-    atomic_init(&tr->refs, 1);
     m->tok = tr;
-    if ((rc = ds8b__tok_from_gguf(g, &tr->tok, e))) return rc;
+    ds8b__memscope *old = ds8b__memscope_enter(&tr->mem);
+    rc = ds8b__tok_from_gguf(g, &tr->tok, e);
+    ds8b__memscope_leave(old);
+    if (rc) return rc;
     hp->bos = ds8b__tok_bos(tr->tok);
     if (ds8b__tok_eos(tr->tok) >= 0) hp->eos[hp->n_eos++] = ds8b__tok_eos(tr->tok);
 

@@ -28,6 +28,18 @@ static void tensor_release(ds8b__tensor *t) {
     memset(t, 0, sizeof *t);
 }
 
+ds8b__tokref *ds8b__tokref_new(ds8b_model *m, ds8b__err *e) {
+    /* the holder is freed by whichever model lets go last: charge no model */
+    ds8b__memscope *old = ds8b__memscope_enter(NULL);
+    ds8b__tokref *tr = ds8b__xmalloc(DS8B_MEM_TOKENIZER, sizeof *tr, "tokenizer", e);
+    ds8b__memscope_leave(old);
+    if (!tr) return NULL;
+    tr->tok = NULL;
+    atomic_init(&tr->refs, 1);
+    ds8b__memscope_init(&tr->mem, &m->mem);
+    return tr;
+}
+
 void ds8b__tokref_release(ds8b__tokref *r) {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
         ds8b__tok_free(r->tok);
@@ -59,6 +71,9 @@ void ds8b__model_destroy(ds8b_model *m) {
     tensor_release(&m->tok_embd);
     ds8b__free(m->out_norm);
     ds8b__free(m->rope_inv_freq);
+    /* a quantized copy may still hold the tokenizer: its frees must not
+     * reach m's scope once m is gone */
+    if (m->tok && m->tok->mem.parent == &m->mem) m->tok->mem.parent = NULL;
     ds8b__tokref_release(m->tok);
     ds8b__st_close(m->st);
     if (m->gguf && m->gguf_close) m->gguf_close(m->gguf);
@@ -277,12 +292,13 @@ static int load_hf_inner(ds8b_model *m, const char *dir, ds8b__err *e) {
     if (rc) return rc;
 
     if ((rc = ds8b__st_open_dir(dir, &m->st, e))) return rc;
-    ds8b__tokref *tr = ds8b__xmalloc(DS8B_MEM_TOKENIZER, sizeof *tr, "tokenizer", e);
+    ds8b__tokref *tr = ds8b__tokref_new(m, e);
     if (!tr) return DS8B_E_NOMEM;
-    tr->tok = NULL;
-    atomic_init(&tr->refs, 1);
     m->tok = tr;
-    if ((rc = ds8b__tok_load(dir, &tr->tok, e))) return rc;
+    ds8b__memscope *old = ds8b__memscope_enter(&tr->mem);
+    rc = ds8b__tok_load(dir, &tr->tok, e);
+    ds8b__memscope_leave(old);
+    if (rc) return rc;
 
     const ds8b__hparams *hp = &m->hp;
     m->layers = ds8b__xmalloc(DS8B_MEM_WEIGHTS, (size_t)hp->n_layer * sizeof *m->layers, "layer table", e);

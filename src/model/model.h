@@ -30,10 +30,13 @@ typedef struct ds8b__layer {
 } ds8b__layer;
 
 /* Shared, reference-counted tokenizer so quantized copies of a model can
- * share it. */
+ * share it. It may outlive the model that loaded it, so its allocations are
+ * charged to its own scope, whose parent is that model's scope until the
+ * model is freed (then NULL). */
 typedef struct ds8b__tokref {
     ds8b_tokenizer *tok;
     _Atomic int refs;
+    ds8b__memscope mem;
 } ds8b__tokref;
 
 #define DS8B_MODEL_MAGIC 0x4d38b0d1u
@@ -68,6 +71,9 @@ struct ds8b_model {
     int64_t weight_bytes;
 };
 
+/* A holder for m's tokenizer (refs 1, no tokenizer yet); load the
+ * tokenizer inside ds8b__memscope_enter(&tr->mem). NULL when out of memory. */
+ds8b__tokref *ds8b__tokref_new(ds8b_model *m, ds8b__err *e);
 void ds8b__tokref_release(ds8b__tokref *r);
 
 /* Allocates an empty model with its memory scope. */
