@@ -31,6 +31,16 @@ static int t_total_failed;
 
 #define T_EXIT() return t_total_failed ? 1 : 0
 
+/* DS8B_QUICK=1 (set by `make test-asan` and by the TSan run of
+ * tests/test_sanitizers.sh): the slow sanitizer builds run smaller
+ * workloads. Every code path still runs; the checks that need the full
+ * workload (e.g. perplexity over all reference windows) are made by
+ * `make test`. */
+static inline int t_quick(void) {
+    const char *q = getenv("DS8B_QUICK");
+    return q && *q && *q != '0';
+}
+
 /* Where ../shared lives; tests/run.sh sets DS8B_SHARED. */
 static inline const char *t_shared(void) {
     const char *s = getenv("DS8B_SHARED");

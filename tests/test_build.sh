@@ -33,9 +33,14 @@ g++ -std=c++11 -Wall -Wextra -pedantic -Werror -Iinclude -c "$tmp/h.cpp" -o "$tm
 # 5. make install + pkg-config + out-of-tree build of the simple example
 if make -s install PREFIX="$tmp/prefix" BUILD="$BUILD" LIBDIR="$LIBDIR" >/dev/null 2>&1 &&
    [ -f "$tmp/prefix/lib/pkgconfig/ds8b.pc" ]; then ok make_install; else nok make_install; fi
+# a library built with ASan (make test-asan) needs the runtime in the program
+SANFLAGS=
+if [ -n "$SO" ] && nm -D "$SO" 2>/dev/null | grep -q ' U __asan_init'; then
+  SANFLAGS="-fsanitize=address,undefined"
+fi
 if [ -f examples/simple.c ]; then
   export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
-  if gcc -o "$tmp/simple" examples/simple.c $(pkg-config --cflags --libs ds8b) 2>"$tmp/err"; then
+  if gcc $SANFLAGS -o "$tmp/simple" examples/simple.c $(pkg-config --cflags --libs ds8b) 2>"$tmp/err"; then
     out=$(LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/simple" models/demo-llama "The Python interpreter" 2>&1)
     rc=$?
     [ $rc -eq 0 ] && [ ${#out} -gt 20 ] && ok example_simple_out_of_tree || nok example_simple_out_of_tree "rc=$rc $out"

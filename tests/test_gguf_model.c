@@ -26,8 +26,9 @@ static ds8b_session *mk(ds8b_model *m, int64_t n_ctx) {
 }
 
 /* Mean NLL per language over the reference windows (as llama.cpp scores:
- * every next token of each window, windows averaged). */
-static void mean_nll(ds8b_model *m, const cJSON *ref, double out[3]) {
+ * every next token of each window, windows averaged). Only language
+ * only_lang unless it is -1, and at most max_windows windows of each. */
+static void mean_nll(ds8b_model *m, const cJSON *ref, double out[3], int only_lang, int max_windows) {
     ds8b_session *s = mk(m, 512);
     int64_t V;
     ds8b_model_info(m, DS8B_MODEL_N_VOCAB, &V);
@@ -36,7 +37,9 @@ static void mean_nll(ds8b_model *m, const cJSON *ref, double out[3]) {
     for (const cJSON *lang = cJSON_GetObjectItem(ref, "perplexity")->child; lang && li < 3; lang = lang->next, li++) {
         double sum = 0;
         int nw = 0;
-        for (const cJSON *w = cJSON_GetObjectItem(lang, "windows")->child; w; w = w->next) {
+        out[li] = NAN;
+        if (only_lang >= 0 && li != only_lang) continue;
+        for (const cJSON *w = cJSON_GetObjectItem(lang, "windows")->child; w && nw < max_windows; w = w->next) {
             size_t n;
             int32_t *ids = t_ids_of(w, &n);
             ds8b_session_reset(s);
@@ -62,7 +65,9 @@ static void mean_nll(ds8b_model *m, const cJSON *ref, double out[3]) {
 
 static const char *const k_langs[3] = {"en", "zh", "ja"};
 
-/* llama.cpp's quantized files: our NLL within 0.5% of llama.cpp's. */
+/* llama.cpp's quantized files: our NLL within 0.5% of llama.cpp's.
+ * llama.cpp's scores are means over all windows of a language, so
+ * DS8B_QUICK scores one whole language per file (en, zh, ja in turn). */
 static void test_llamacpp_files_nll(void) {
     char p[1024], rp[1024], np[1024];
     cJSON *nllj = t_load_json(t_path(np, sizeof np, "testdata/gguf/llamacpp-nll.json"));
@@ -79,9 +84,11 @@ static void test_llamacpp_files_nll(void) {
         cJSON *ref = t_load_json(t_path(rp, sizeof rp, strstr(files[f], "qwen3") ? "testdata/reference/demo-qwen3.json"
                                                                             : "testdata/reference/demo-llama.json"));
         double nll[3];
-        mean_nll(m, ref, nll);
+        int only = t_quick() ? (int)(f % 3) : -1;
+        mean_nll(m, ref, nll, only, 1 << 30);
         const cJSON *fj = cJSON_GetObjectItem(cJSON_GetObjectItem(nllj, "files"), files[f]);
         for (int l = 0; l < 3; l++) {
+            if (only >= 0 && l != only) continue;
             double want = cJSON_GetObjectItem(cJSON_GetObjectItem(fj, k_langs[l]), "mean_nll")->valuedouble;
             double rel_d = fabs(nll[l] / want - 1.0);
             printf("  # %s %s: NLL %.5f, llama.cpp %.5f (%.3f%%)\n", files[f], k_langs[l], nll[l], want, rel_d * 100);
@@ -219,7 +226,10 @@ static void test_round_trip(void) {
 /* Our quantizer is no worse than llama.cpp's files of the same scheme.
  * Both are scored by the same engine (ours), so the comparison measures the
  * quantizers and not the engines; llama.cpp's own scores of its files
- * (llamacpp-nll.json) are printed beside them. */
+ * (llamacpp-nll.json) are printed beside them. "No worse" holds for the
+ * mean over all 24 windows, not for every language: DS8B_QUICK scores the
+ * first window of each language and only checks that the two files are
+ * within 5% of each other. */
 static void test_quant_quality(void) {
     char np[1024], mp[1024], rp[1024], fp[1024], rel[256];
     cJSON *nllj = t_load_json(t_path(np, sizeof np, "testdata/gguf/llamacpp-nll.json"));
@@ -234,17 +244,25 @@ static void test_quant_quality(void) {
         CHECK(ds8b_model_load(t_path(fp, sizeof fp, rel), NULL, &theirs) == 0, "%s", ds8b_errmsg());
         if (!q || !theirs) { ds8b_model_free(q); ds8b_model_free(theirs); continue; }
         double a[3], b[3], ours = 0, them = 0, json = 0;
-        mean_nll(q, ref, a);
-        mean_nll(theirs, ref, b);
+        const int quick = t_quick();
+        mean_nll(q, ref, a, -1, quick ? 1 : 1 << 30);
+        mean_nll(theirs, ref, b, -1, quick ? 1 : 1 << 30);
         const cJSON *fj = cJSON_GetObjectItem(cJSON_GetObjectItem(nllj, "files"), schemes[s][1]);
         for (int l = 0; l < 3; l++) {
             ours += a[l] / 3;
             them += b[l] / 3;
             json += cJSON_GetObjectItem(cJSON_GetObjectItem(fj, k_langs[l]), "mean_nll")->valuedouble / 3;
         }
-        printf("  # %s: mean NLL of our file %.5f, of llama.cpp's file %.5f (llama.cpp's own score of it %.5f)\n",
-               schemes[s][0], ours, them, json);
-        CHECK(ours <= them, "%s: our NLL %.5f is worse than llama.cpp's file's %.5f", schemes[s][0], ours, them);
+        if (quick) {
+            printf("  # %s: mean NLL over the first window of each language: our file %.5f, llama.cpp's file %.5f "
+                   "(DS8B_QUICK)\n", schemes[s][0], ours, them);
+            CHECK(fabs(ours / them - 1.0) <= 0.05, "%s: our NLL %.5f vs llama.cpp's file's %.5f", schemes[s][0], ours,
+                  them);
+        } else {
+            printf("  # %s: mean NLL of our file %.5f, of llama.cpp's file %.5f (llama.cpp's own score of it %.5f)\n",
+                   schemes[s][0], ours, them, json);
+            CHECK(ours <= them, "%s: our NLL %.5f is worse than llama.cpp's file's %.5f", schemes[s][0], ours, them);
+        }
         ds8b_model_free(q);
         ds8b_model_free(theirs);
     }

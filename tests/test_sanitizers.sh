@@ -4,8 +4,8 @@
 #     with -fsanitize=thread in $BUILD/tsan, incremental between runs);
 #  2. a load + generate + free cycle under valgrind memcheck (no invalid
 #     access, no uninitialised use, no leak).
-# ASan + UBSan over the whole suite is `make test-asan` (not run here: it
-# doubles the suite's time; see docs/reliability.md).
+# ASan + UBSan over the whole suite is `make test-asan` (not run here: `make
+# check`, what CI runs, runs it after `make test`; see docs/reliability.md).
 # Prints "ok NAME" / "not ok NAME" lines; missing tools give "# SKIP".
 set -u
 cd "$(dirname "$0")/.."
