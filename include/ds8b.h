@@ -273,7 +273,15 @@ DS8B_API int ds8b_sample(ds8b_session *s, int32_t *token);
 enum { DS8B_CHANNEL_ANSWER = 0, DS8B_CHANNEL_REASONING = 1 };
 /* Called with each piece of generated text. piece is complete UTF-8 (never
  * a split character), not NUL-terminated. Return 0 to continue, nonzero to
- * stop: generation then returns DS8B_E_CANCELLED. */
+ * stop: generation then returns DS8B_E_CANCELLED.
+ * Calling back into the library from the callback: reading state and
+ * ds8b_session_cancel are fine; calls that would change the generating
+ * session, its chat or the running ds8b_batch_step (eval, sample,
+ * generate, truncate, reset, load, chat add/pop/clear/reply, batch add and
+ * step) fail with DS8B_E_MISUSE; ds8b_session_free, ds8b_chat_free,
+ * ds8b_batch_remove and ds8b_batch_free are carried out as soon as the
+ * callback has returned, so a host may drop a character from inside its
+ * own callback. */
 typedef int (*ds8b_stream_fn)(void *user, const char *piece, size_t len, int channel);
 
 /* Generation flags. */

@@ -227,6 +227,143 @@ static void test_leave(void) {
     ds8b_session_free(rm);
 }
 
+/* Stream callbacks that call back into the library: removing or freeing
+ * members (even their own session) and freeing the batch are carried out
+ * once the callback has returned; calls that would change a generating
+ * session or the running step are refused with DS8B_E_MISUSE. The same
+ * for ds8b_generate's and ds8b_chat_reply's callbacks. ASan and valgrind
+ * runs of this test catch any use of freed memory. */
+typedef struct reent {
+    ds8b_batch *b;
+    ds8b_session *self, *target, *spare;
+    int action; /* 1 remove target + misuse checks, 2 free self, 3 free target, 4 free batch */
+    int calls, done;
+    int rc_remove, rc_add, rc_step, rc_eval, rc_gen;
+} reent;
+
+static int reent_cb(void *user, const char *piece, size_t len, int channel) {
+    reent *r = user;
+    if (++r->calls < 2 || r->done) return 0;
+    r->done = 1;
+    int32_t t = 1;
+    switch (r->action) {
+    case 1:
+        r->rc_remove = ds8b_batch_remove(r->b, r->target);
+        r->rc_add = ds8b_batch_add(r->b, r->spare, "a", 1, 0, NULL, NULL);
+        r->rc_step = ds8b_batch_step(r->b, NULL);
+        r->rc_eval = ds8b_eval(r->self, &t, 1, NULL);
+        r->rc_gen = ds8b_generate(r->self, "a", 1, 0, NULL, NULL, NULL);
+        break;
+    case 2: ds8b_session_free(r->self); break;
+    case 3: ds8b_session_free(r->target); break;
+    case 4: ds8b_batch_free(r->b); break;
+    }
+    return 0;
+}
+
+typedef struct greent {
+    ds8b_session *s;
+    ds8b_chat *c;
+    int calls, done, rc_eval, rc_add, rc_clear, rc_reply;
+} greent;
+
+static int gen_free_cb(void *user, const char *piece, size_t len, int channel) {
+    greent *g = user;
+    if (++g->calls < 2 || g->done) return 0;
+    g->done = 1;
+    int32_t t = 1;
+    g->rc_eval = ds8b_eval(g->s, &t, 1, NULL);
+    if (g->c) {
+        g->rc_add = ds8b_chat_add(g->c, "user", "again");
+        g->rc_clear = ds8b_chat_clear(g->c);
+        g->rc_reply = ds8b_chat_reply(g->c, NULL, NULL, NULL);
+        ds8b_chat_free(g->c);
+    }
+    ds8b_session_free(g->s);
+    return 0;
+}
+
+static void test_reentry(void) {
+    int64_t before = 0, after = 0;
+    ds8b_model_memory(g_llama, -1, &before, NULL);
+    spec sp = {"The Python", 1, 12, 0, 0.9, DS8B_CTX_ERROR, NULL, 1};
+    out ref = {0};
+    ds8b_session *r0 = mk(g_llama, &sp, 1);
+    CHECK(ds8b_generate(r0, sp.prompt, strlen(sp.prompt), DS8B_GEN_ADD_SPECIAL, collect, &ref, NULL) == 0, "%s",
+          ds8b_errmsg());
+    finish_out(r0, &ref);
+    ds8b_session_free(r0);
+
+    ds8b_batch *b = NULL;
+    CHECK(ds8b_batch_create(g_llama, NULL, &b) == 0, "%s", ds8b_errmsg());
+    ds8b_session *e = mk(g_llama, &sp, 1), *a = mk(g_llama, &sp, 1), *bb = mk(g_llama, &sp, 1),
+                 *k = mk(g_llama, &sp, 1), *c = mk(g_llama, &sp, 1), *d = mk(g_llama, &sp, 1),
+                 *spare = mk(g_llama, &sp, 1);
+    reent re = {.b = b, .self = e}, ra = {.b = b, .self = a, .target = bb, .spare = spare, .action = 1},
+          rb = {.b = b, .self = bb}, rc = {.b = b, .self = c, .action = 2}, rd = {.b = b, .self = d, .target = e, .action = 3};
+    out ok = {0};
+    CHECK(ds8b_batch_add(b, e, "e", 1, 0, reent_cb, &re) == 0, "%s", ds8b_errmsg());
+    CHECK(ds8b_batch_add(b, a, "a", 1, 0, reent_cb, &ra) == 0, "%s", ds8b_errmsg());
+    CHECK(ds8b_batch_add(b, bb, "b", 1, 0, reent_cb, &rb) == 0, "%s", ds8b_errmsg());
+    CHECK(ds8b_batch_add(b, k, sp.prompt, strlen(sp.prompt), DS8B_GEN_ADD_SPECIAL, collect, &ok) == 0, "%s",
+          ds8b_errmsg());
+    CHECK(ds8b_batch_add(b, c, "c", 1, 0, reent_cb, &rc) == 0, "%s", ds8b_errmsg());
+    CHECK(ds8b_batch_add(b, d, "d", 1, 0, reent_cb, &rd) == 0, "%s", ds8b_errmsg());
+    int64_t active = 1;
+    int steps = 0;
+    while (active > 0 && steps++ < 100) CHECK(ds8b_batch_step(b, &active) == 0, "%s", ds8b_batch_errmsg(b));
+    CHECK(ra.done && rc.done && rd.done, "callbacks ran: %d %d %d", ra.done, rc.done, rd.done);
+    CHECK(ra.rc_remove == 0, "remove from a callback: %d", ra.rc_remove);
+    CHECK(ra.rc_add == DS8B_E_MISUSE, "add from a callback: %d", ra.rc_add);
+    CHECK(ra.rc_step == DS8B_E_MISUSE, "step from a callback: %d", ra.rc_step);
+    CHECK(ra.rc_eval == DS8B_E_MISUSE, "eval of a member from its callback: %d", ra.rc_eval);
+    CHECK(ra.rc_gen == DS8B_E_MISUSE, "generate on a member from its callback: %d", ra.rc_gen);
+    CHECK(ds8b_session_finish_reason(bb) == DS8B_FINISH_CANCELLED, "removed by a callback: finish %d",
+          ds8b_session_finish_reason(bb));
+    CHECK(rb.calls <= 2, "a removed member streams nothing more: %d calls", rb.calls);
+    CHECK(ds8b_session_n_past(spare) == 0, "the refused add left the spare session alone");
+    finish_out(k, &ok);
+    same(&ref, &ok, "member beside callbacks that remove and free", 0);
+    CHECK(ds8b_batch_size(b) == 0, "all members gone: %lld", (long long)ds8b_batch_size(b));
+    int32_t t = 1;
+    CHECK(ds8b_eval(bb, &t, 1, NULL) == 0, "removed member usable: %s", ds8b_errmsg());
+    /* c and e were freed by callbacks; a, bb, k, d remain */
+    ds8b_session_free(a);
+    ds8b_session_free(bb);
+    ds8b_session_free(k);
+    ds8b_session_free(d);
+
+    /* a callback frees the batch: the step finishes, then the batch goes */
+    re = (reent){.b = b, .self = e = mk(g_llama, &sp, 1), .action = 4};
+    a = mk(g_llama, &sp, 1);
+    CHECK(ds8b_batch_add(b, a, "a", 1, 0, NULL, NULL) == 0, "%s", ds8b_errmsg());
+    CHECK(ds8b_batch_add(b, e, "e", 1, 0, reent_cb, &re) == 0, "%s", ds8b_errmsg());
+    for (int i = 0; i < 20 && !re.done; i++) CHECK(ds8b_batch_step(b, NULL) == 0, "step %d", i);
+    CHECK(re.done, "the freeing callback ran");
+    CHECK(ds8b_session_finish_reason(a) == DS8B_FINISH_CANCELLED && ds8b_session_finish_reason(e) == DS8B_FINISH_CANCELLED,
+          "members of the freed batch: %d %d", ds8b_session_finish_reason(a), ds8b_session_finish_reason(e));
+    CHECK(ds8b_eval(a, &t, 1, NULL) == 0, "member usable after its batch was freed: %s", ds8b_errmsg());
+    ds8b_session_free(a);
+    ds8b_session_free(e);
+    ds8b_session_free(spare);
+
+    /* ds8b_generate: the callback's eval is refused, its free happens on return */
+    greent g = {.s = mk(g_llama, &sp, 1)};
+    int rcg = ds8b_generate(g.s, "hello", 5, 0, gen_free_cb, &g, NULL);
+    CHECK(rcg == 0 && g.done, "generate with a self-freeing callback: %d %s", rcg, ds8b_errmsg());
+    CHECK(g.rc_eval == DS8B_E_MISUSE, "eval from the generate callback: %d", g.rc_eval);
+    /* ds8b_chat_reply: changes to the conversation are refused, the chat is freed on return */
+    g = (greent){.s = mk(g_llama, &sp, 1)};
+    CHECK(ds8b_chat_create(g.s, &g.c) == 0, "%s", ds8b_errmsg());
+    CHECK(ds8b_chat_add(g.c, "user", "hi") == 0, "%s", ds8b_errmsg());
+    rcg = ds8b_chat_reply(g.c, gen_free_cb, &g, NULL);
+    CHECK(rcg == 0 && g.done, "chat reply with a freeing callback: %d %s", rcg, ds8b_errmsg());
+    CHECK(g.rc_add == DS8B_E_MISUSE && g.rc_clear == DS8B_E_MISUSE && g.rc_reply == DS8B_E_MISUSE,
+          "chat changes from the reply callback: %d %d %d", g.rc_add, g.rc_clear, g.rc_reply);
+    ds8b_model_memory(g_llama, -1, &after, NULL);
+    CHECK(after == before, "every session, chat and batch freed: %lld -> %lld", (long long)before, (long long)after);
+}
+
 /* Member errors stay with the member; bad arguments are refused. */
 static void test_errors(void) {
     int64_t active = -1;
@@ -294,6 +431,7 @@ int main(void) {
     RUN(test_float_qwen);
     RUN(test_quantized);
     RUN(test_leave);
+    RUN(test_reentry);
     RUN(test_errors);
     RUN(test_memory);
     ds8b_model_free(g_llama);

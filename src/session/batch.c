@@ -18,6 +18,8 @@ typedef struct member {
     ds8b_session *s;
     ds8b__gen *g;
     bool pending;   /* tok is sampled and streamed but not yet evaluated */
+    bool zap;       /* removed from inside a stream callback: drop at the next safe point */
+    bool free_s;    /* ... and ds8b_session_free was called on it */
     int32_t tok;
 } member;
 
@@ -35,6 +37,8 @@ struct ds8b_batch {
     int64_t *pos;           /* (cap) */
     member m[DS8B_BATCH_MAX];
     int64_t n;
+    bool stepping;       /* inside ds8b_batch_step: stream callbacks may run */
+    bool free_deferred;  /* ds8b_batch_free was called from one of them */
     ds8b__err err;
 };
 
@@ -176,9 +180,32 @@ static void cancel_member(ds8b_batch *b, int64_t i) {
     drop(b, i, DS8B_E_CANCELLED, &e);
 }
 
+/* Drops the members removed or freed from inside stream callbacks. */
+static void sweep(ds8b_batch *b) {
+    for (int64_t i = 0; i < b->n;) {
+        if (!b->m[i].zap) { i++; continue; }
+        ds8b_session *s = b->m[i].s;
+        bool f = b->m[i].free_s;
+        cancel_member(b, i);
+        if (f) ds8b_session_free(s);
+    }
+}
+
 DS8B_API void ds8b_batch_free(ds8b_batch *b) {
     if (!batch_ok(b)) return;
-    while (b->n) cancel_member(b, b->n - 1);
+    if (b->stepping) { /* from a stream callback: ds8b_batch_step frees b on return */
+        b->free_deferred = true;
+        return;
+    }
+    while (b->n) {
+        if (b->m[b->n - 1].free_s) {
+            ds8b_session *s = b->m[b->n - 1].s;
+            cancel_member(b, b->n - 1);
+            ds8b_session_free(s);
+        } else {
+            cancel_member(b, b->n - 1);
+        }
+    }
     ds8b__memscope *old = ds8b__memscope_enter(&b->mem);
     ds8b__pool_free(b->pool);
     free_rows(b);
@@ -188,10 +215,17 @@ DS8B_API void ds8b_batch_free(ds8b_batch *b) {
     ds8b__free(b);
 }
 
-void ds8b__batch_forget(struct ds8b_batch *b, ds8b_session *s) {
-    if (!batch_ok(b)) return;
+bool ds8b__batch_forget(struct ds8b_batch *b, ds8b_session *s) {
+    if (!batch_ok(b)) return false;
     int64_t i = find(b, s);
-    if (i >= 0) cancel_member(b, i);
+    if (i < 0) return false;
+    if (b->stepping) {
+        b->m[i].zap = true;
+        b->m[i].free_s = true;
+        return true;
+    }
+    cancel_member(b, i);
+    return false;
 }
 
 DS8B_API const char *ds8b_batch_errmsg(const ds8b_batch *b) {
@@ -204,6 +238,10 @@ DS8B_API int ds8b_batch_add(ds8b_batch *b, ds8b_session *s, const char *prompt, 
                             ds8b_stream_fn cb, void *user) {
     ds8b__err e = {0};
     if (!batch_ok(b)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid batch handle"); return bfail(NULL, &e); }
+    if (b->stepping) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_add: called from inside a stream callback of ds8b_batch_step; add after the step returns");
+        return bfail(b, &e);
+    }
     if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_add: invalid session handle"); return bfail(b, &e); }
     if (s->model != b->model) {
         ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_add: the session belongs to another model");
@@ -234,7 +272,7 @@ DS8B_API int ds8b_batch_add(ds8b_batch *b, ds8b_session *s, const char *prompt, 
         s->err = e;
         return bfail(b, &e);
     }
-    b->m[b->n] = (member){s, g, false, 0};
+    b->m[b->n] = (member){.s = s, .g = g};
     b->n++;
     s->batch = b;
     return DS8B_OK;
@@ -244,23 +282,47 @@ DS8B_API int ds8b_batch_remove(ds8b_batch *b, ds8b_session *s) {
     ds8b__err e = {0};
     if (!batch_ok(b)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid batch handle"); return bfail(NULL, &e); }
     int64_t i = ds8b__sess_ok(s) ? find(b, s) : -1;
-    if (i < 0) {
+    if (i < 0 || b->m[i].zap) {
         ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_batch_remove: the session is not in this batch");
         return bfail(b, &e);
     }
-    cancel_member(b, i);
+    if (b->stepping) b->m[i].zap = true; /* from a stream callback: dropped once it returns */
+    else cancel_member(b, i);
     return DS8B_OK;
 }
+
+static int batch_step(ds8b_batch *b, int64_t *n_active);
 
 DS8B_API int ds8b_batch_step(ds8b_batch *b, int64_t *n_active) {
     ds8b__err e = {0};
     if (n_active) *n_active = batch_ok(b) ? b->n : 0;
     if (!batch_ok(b)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid batch handle"); return bfail(NULL, &e); }
+    if (b->stepping) {
+        ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_batch_step: called from inside a stream callback of the same batch");
+        return bfail(b, &e);
+    }
+    b->stepping = true;
+    int rc = batch_step(b, n_active);
+    b->stepping = false;
+    sweep(b); /* after an error of the shared pass, members removed by callbacks */
+    if (n_active) *n_active = b->n;
+    if (b->free_deferred) { /* a callback freed the batch */
+        b->free_deferred = false;
+        ds8b_batch_free(b);
+    }
+    return rc;
+}
 
+static int batch_step(ds8b_batch *b, int64_t *n_active) {
+    ds8b__err e = {0};
     /* 1. every member without a pending token samples and streams one */
     for (int64_t i = 0; i < b->n;) {
         member *mb = &b->m[i];
         ds8b_session *s = mb->s;
+        if (mb->zap) {
+            i++; /* removed by a callback: swept below */
+            continue;
+        }
         ds8b__err me = {0};
         int rc = DS8B_OK;
         bool done = false;
@@ -274,11 +336,18 @@ DS8B_API int ds8b_batch_step(ds8b_batch *b, int64_t *n_active) {
         if (!rc && !done && s->n_past >= s->n_ctx) rc = ds8b__session_slide(s, 1, &me);
         ds8b__memscope_leave(old);
         if (rc || done) {
+            bool f = mb->free_s; /* its callback freed the session as it ended */
             drop(b, i, rc, &me);
+            if (f) ds8b_session_free(s);
             continue;
         }
         i++;
     }
+    /* members removed from inside the callbacks leave before the pass;
+     * stepping stays set, so a session freed there is freed now */
+    b->stepping = false;
+    sweep(b);
+    b->stepping = true;
     if (n_active) *n_active = b->n;
     if (!b->n) return DS8B_OK;
 

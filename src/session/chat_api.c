@@ -19,6 +19,8 @@ struct ds8b_chat {
     cJSON *messages;     /* [{role, content}, ...] */
     char *last_reply;    /* answer text of the last reply */
     char *last_reasoning;
+    bool in_reply;       /* inside ds8b_chat_reply: its callback may run */
+    bool free_deferred;  /* ds8b_chat_free was called from that callback */
     ds8b__err err;
 };
 
@@ -125,6 +127,16 @@ static int cfail(ds8b_chat *c, ds8b__err *e) {
     return e->code;
 }
 
+/* Refuses (true) calls that change the conversation from inside the
+ * stream callback of its own ds8b_chat_reply. */
+static bool chat_busy(ds8b_chat *c, const char *fn) {
+    if (!c->in_reply) return false;
+    ds8b__err e = {0};
+    ds8b__seterr(&e, DS8B_E_MISUSE, "%s: called from inside this chat's reply callback", fn);
+    cfail(c, &e);
+    return true;
+}
+
 DS8B_API int ds8b_chat_create(ds8b_session *s, ds8b_chat **out) {
     ds8b__err e = {0};
     if (!out || !s || s->magic != DS8B_SESSION_MAGIC) {
@@ -151,6 +163,10 @@ DS8B_API int ds8b_chat_create(ds8b_session *s, ds8b_chat **out) {
 
 DS8B_API void ds8b_chat_free(ds8b_chat *c) {
     if (!chat_ok(c)) return;
+    if (c->in_reply) { /* from its own reply callback: ds8b_chat_reply frees it on return */
+        c->free_deferred = true;
+        return;
+    }
     if (c->s && c->s->magic == DS8B_SESSION_MAGIC) atomic_fetch_sub(&c->s->n_chats, 1);
     cJSON_Delete(c->messages);
     ds8b__free(c->last_reply);
@@ -164,6 +180,7 @@ DS8B_API const char *ds8b_chat_errmsg(const ds8b_chat *c) { return chat_ok(c) ? 
 DS8B_API int ds8b_chat_add(ds8b_chat *c, const char *role, const char *content) {
     ds8b__err e = {0};
     if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_add")) return DS8B_E_MISUSE;
     if (!role || !content || !*role) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_add: role and content are required"); return cfail(c, &e); }
     cJSON *o = cJSON_CreateObject();
     if (!o || !cJSON_AddStringToObject(o, "role", role) || !cJSON_AddStringToObject(o, "content", content)) {
@@ -196,6 +213,7 @@ DS8B_API int ds8b_chat_message(const ds8b_chat *c, int64_t i, const char **role,
 DS8B_API int ds8b_chat_pop(ds8b_chat *c) {
     ds8b__err e = {0};
     if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); ds8b__set_last_error(&e); return e.code; }
+    if (chat_busy(c, "ds8b_chat_pop")) return DS8B_E_MISUSE;
     int n = cJSON_GetArraySize(c->messages);
     if (n == 0) {
         ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_pop: the conversation is empty");
@@ -208,10 +226,14 @@ DS8B_API int ds8b_chat_pop(ds8b_chat *c) {
 }
 
 DS8B_API int ds8b_chat_clear(ds8b_chat *c) {
-    if (!chat_ok(c)) return DS8B_E_MISUSE;
-    cJSON_Delete(c->messages);
-    c->messages = cJSON_CreateArray();
-    return c->messages ? DS8B_OK : DS8B_E_NOMEM;
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_clear")) return DS8B_E_MISUSE;
+    cJSON *fresh = cJSON_CreateArray();
+    if (!fresh) { ds8b__seterr(&e, DS8B_E_NOMEM, "ds8b_chat_clear: an empty message list"); return cfail(c, &e); }
+    cJSON_Delete(c->messages); /* replaced only once the new list exists: never left without one */
+    c->messages = fresh;
+    return DS8B_OK;
 }
 
 typedef struct reply_acc {
@@ -253,12 +275,36 @@ static size_t common_prefix(const int32_t *a, int64_t na, const int32_t *b, size
 /* Renders the conversation with the generation prompt, reuses the cached
  * prefix, generates the assistant's reply with the reasoning channel, and
  * appends the answer to the conversation. */
+static int chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated);
+
 DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated) {
     ds8b__err e = {0};
     if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_reply")) return DS8B_E_MISUSE;
     ds8b_session *s = c->s;
     if (!s || s->magic != DS8B_SESSION_MAGIC) { ds8b__seterr(&e, DS8B_E_MISUSE, "the chat's session was freed"); return cfail(c, &e); }
     if (ds8b__sess_busy(s, "ds8b_chat_reply", &e)) return cfail(c, &e);
+    c->in_reply = true;
+    s->in_gen = true;
+    int rc = chat_reply(c, cb, user, n_generated);
+    c->in_reply = false;
+    s->in_gen = false;
+    /* frees requested by the callback: the chat first, its memory is
+     * counted in the session */
+    if (c->free_deferred) {
+        c->free_deferred = false;
+        ds8b_chat_free(c);
+    }
+    if (s->free_deferred) {
+        s->free_deferred = false;
+        ds8b_session_free(s);
+    }
+    return rc;
+}
+
+static int chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated) {
+    ds8b__err e = {0};
+    ds8b_session *s = c->s;
     char *prompt = NULL;
     size_t plen = 0;
     int rc = ds8b__chat_render(s->model, c->messages, true, &prompt, &plen, &e);
@@ -283,7 +329,10 @@ DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_
     size_t tail = plen > 64 ? plen - 64 : 0;
     char *t = prompt + tail;
     bool think = strstr(t, "<think>") && !strstr(t, "</think>");
-    rc = ds8b_generate(s, "", 0, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0), acc_cb, &a, n_generated);
+    rc = ds8b__generate(s, "", 0, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0), acc_cb, &a,
+                        n_generated, &e);
+    if (rc) s->err = e;
+    c->in_reply = false; /* no more callbacks: the reply may now be appended */
     ds8b__free(prompt);
     if (a.oom) { ds8b__seterr(&e, DS8B_E_NOMEM, "chat reply text"); rc = DS8B_E_NOMEM; }
     ds8b__free(c->last_reply);

@@ -240,15 +240,28 @@ DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int 
     if (!ds8b__sess_ok(s)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid session handle"); return ds8b__sess_fail(NULL, &e); }
     if (ds8b__sess_busy(s, "ds8b_generate", &e)) return ds8b__sess_fail(s, &e);
     if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_generate: prompt is NULL"); return ds8b__sess_fail(s, &e); }
+    s->in_gen = true;
+    int rc = ds8b__generate(s, prompt ? prompt : "", len, flags, cb, user, n_generated, &e);
+    s->in_gen = false;
+    if (rc) ds8b__sess_fail(s, &e);
+    if (s->free_deferred) { /* the callback freed the session: do it now */
+        s->free_deferred = false;
+        ds8b_session_free(s);
+    }
+    return rc;
+}
+
+int ds8b__generate(ds8b_session *s, const char *prompt, size_t len, int flags, ds8b_stream_fn cb, void *user,
+                   int64_t *n_generated, ds8b__err *e) {
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     ds8b__gen *g = NULL;
-    int rc = ds8b__gen_create(s, cb, user, flags, &g, &e);
-    if (!rc) rc = generate_inner(g, prompt ? prompt : "", len, flags, &e);
+    int rc = ds8b__gen_create(s, cb, user, flags, &g, e);
+    if (!rc) rc = generate_inner(g, prompt, len, flags, e);
     if (n_generated) *n_generated = g ? g->n_gen : 0;
     ds8b__gen_free(g);
     ds8b__memscope_leave(old);
     ds8b__gen_outcome(s, rc);
-    return rc ? ds8b__sess_fail(s, &e) : DS8B_OK;
+    return rc;
 }
 
 DS8B_API int64_t ds8b_session_n_generated(const ds8b_session *s) {

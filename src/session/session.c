@@ -154,7 +154,11 @@ DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_
 
 DS8B_API void ds8b_session_free(ds8b_session *s) {
     if (!ds8b__sess_ok(s)) return;
-    if (s->batch) ds8b__batch_forget(s->batch, s);
+    if (s->in_gen) { /* from its own stream callback: ds8b_generate frees it on return */
+        s->free_deferred = true;
+        return;
+    }
+    if (s->batch && ds8b__batch_forget(s->batch, s)) return; /* the running step frees it */
     int chats = atomic_load(&s->n_chats);
     if (chats > 0) {
         /* the chats would point at freed memory: refuse, leak rather than crash */

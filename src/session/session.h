@@ -115,6 +115,8 @@ struct ds8b_session {
     int finish;              /* DS8B_FINISH_* of the last generation */
     struct ds8b_batch *batch; /* the batch generating on this session, or NULL */
     int64_t n_generated;      /* tokens of the current or last generation */
+    bool in_gen;              /* inside ds8b_generate: its callback may run */
+    bool free_deferred;       /* ds8b_session_free was called from that callback */
     ds8b__err err;
 };
 
@@ -128,8 +130,14 @@ static inline int ds8b__sess_fail(ds8b_session *s, ds8b__err *e) {
 }
 
 /* Refuses (DS8B_E_MISUSE, returns true) calls that change a session
- * while it generates in a batch. */
+ * while it generates in a batch, or from inside its own stream callback. */
 static inline bool ds8b__sess_busy(const ds8b_session *s, const char *fn, ds8b__err *e) {
+    if (s->in_gen) {
+        ds8b__seterr(e, DS8B_E_MISUSE,
+                     "%s: called from inside the session's own stream callback; return nonzero from the "
+                     "callback to stop instead", fn);
+        return true;
+    }
     if (!s->batch) return false;
     ds8b__seterr(e, DS8B_E_MISUSE, "%s: the session is generating in a batch; remove it from the batch first", fn);
     return true;
@@ -167,6 +175,10 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
 /* Context policy SLIDE: drops old tokens (keeping the sinks) so that at
  * least `need` more fit. */
 int ds8b__session_slide(ds8b_session *s, int64_t need, ds8b__err *e);
+/* ds8b_generate without its checks and reentry guard: the caller has
+ * checked s and set s->in_gen around the call. */
+int ds8b__generate(ds8b_session *s, const char *prompt, size_t len, int flags, ds8b_stream_fn cb, void *user,
+                   int64_t *n_generated, ds8b__err *e);
 
 /* Generation as a step machine (generate.c). create binds a state to s
  * and the stream callback; start tokenizes and evaluates the prompt; next
@@ -186,7 +198,10 @@ void ds8b__gen_outcome(ds8b_session *s, int rc);
 
 /* Takes s out of batch b (s is being freed): its generation ends as
  * cancelled. */
-void ds8b__batch_forget(struct ds8b_batch *b, ds8b_session *s);
+/* Takes s out of b as its session is freed. Returns true when b is inside
+ * ds8b_batch_step (the call came from a stream callback): the step then
+ * removes s and frees it itself once the callback has returned. */
+bool ds8b__batch_forget(struct ds8b_batch *b, ds8b_session *s);
 
 /* Moves count cached positions from `from` down to `to`, re-rotating keys. */
 int ds8b__kv_shift(ds8b_session *s, int64_t from, int64_t to, int64_t count, ds8b__err *e);
