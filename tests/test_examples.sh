@@ -154,3 +154,37 @@ if built editor_complete editor_complete_single_line editor_complete_deadline ed
   fi
   grep -E '^(request|  prompt)' "$tmp/ks.err" | sed 's/^/  # /'
 fi
+
+# ------------------------------------------------------------------ ds8b bench
+# The command-line benchmark on the demo model: the rows asked for, positive
+# finite rates, a roofline share that is a plausible percentage; -p 0 gives
+# a decode-only run (it once divided by a failed prompt's zero time).
+CLI=$BUILD/ds8b
+if [ -x "$CLI" ]; then
+  timeout 120 "$CLI" bench -m $MODEL -p 16 -n 8 -r 2 --threads 1 >"$tmp/b1.out" 2>&1
+  rc=$?
+  pp=$(num "$tmp/b1.out" '.*\| pp16 \| ([0-9.]+) ± .*')
+  tg=$(num "$tmp/b1.out" '.*\| tg8 \| ([0-9.]+) ± .*')
+  share=$(num "$tmp/b1.out" '.*tg8 reaches ([0-9]+)% of it.*')
+  if [ $rc -eq 0 ] && lt 0 "${pp:-0}" && lt 0 "${tg:-0}" && lt "${share:-999999}" 1000; then
+    ok bench_pp_tg
+  else
+    bad bench_pp_tg "exit $rc, pp ${pp:-?}, tg ${tg:-?}, share ${share:-?}"; show "$tmp/b1.out"
+  fi
+  timeout 120 "$CLI" bench -m $MODEL -p 0 -n 4 -r 1 --threads 1 >"$tmp/b2.out" 2>&1
+  rc=$?
+  tg=$(num "$tmp/b2.out" '.*\| tg4 \| ([0-9.]+) ± .*')
+  share=$(num "$tmp/b2.out" '.*tg4 reaches ([0-9]+)% of it.*')
+  if [ $rc -eq 0 ] && ! grep -q '| pp0 ' "$tmp/b2.out" && lt 0 "${tg:-0}" && lt "${share:-999999}" 1000; then
+    ok bench_decode_only
+  else
+    bad bench_decode_only "exit $rc, tg ${tg:-?}, share ${share:-?}"; show "$tmp/b2.out"
+  fi
+  if timeout 60 "$CLI" bench -m $MODEL -p 0 -n 0 >"$tmp/b3.out" 2>&1; then
+    bad bench_refuses_nothing "exit 0 for -p 0 -n 0"
+  else
+    ok bench_refuses_nothing
+  fi
+else
+  echo "not ok bench_pp_tg (not built: $CLI)"
+fi

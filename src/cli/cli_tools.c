@@ -384,6 +384,9 @@ static int cmd_bench(int argc, char **argv) {
     if (cli_opt(argc, argv, "--threads") && cli_num(cli_opt(argc, argv, "--threads"), &v)) threads = (int)v;
     if (cli_opt(argc, argv, "-t") && cli_num(cli_opt(argc, argv, "-t"), &v)) threads = (int)v;
     if (reps < 1) reps = 1;
+    if (pp < 0 || tg < 0 || pp > 1000000 || tg > 1000000 || reps > 1000)
+        return cli_usage("bench: -p and -n must be 0..1000000, -r 1..1000");
+    if (pp == 0 && tg == 0) return cli_usage("bench: nothing to measure with -p 0 -n 0");
     ds8b_model *m;
     if (cli_load(argc, argv, path, &m)) return 1;
     const char *seqs = cli_opt(argc, argv, "--seqs");
@@ -394,11 +397,12 @@ static int cmd_bench(int argc, char **argv) {
     }
     ds8b_params *p;
     ds8b_params_create(&p);
-    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, pp + tg + 8);
+    /* room for the warm-up (32 + 4 tokens) as well */
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, pp + tg + 8 > 64 ? pp + tg + 8 : 64);
     ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
     const char *nb = cli_opt(argc, argv, "--batch");
     if (nb && cli_num(nb, &v)) ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, (int64_t)v);
-    else ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, pp);
+    else ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, pp > 32 ? pp : 32);
     ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0.0);
     ds8b_session *s;
     int rc = ds8b_session_create(m, p, &s);
@@ -406,17 +410,27 @@ static int cmd_bench(int argc, char **argv) {
     if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
     int nth = s->n_threads;
     int64_t vocab = m->hp.n_vocab;
-    int32_t *ids = malloc((size_t)(pp > tg ? pp : tg) * sizeof *ids);
-    for (int i = 0; i < pp || i < tg; i++) ids[i] = (int32_t)((i * 7919 + 11) % vocab);
+    int nids = pp > tg ? pp : tg;
+    if (nids < 32) nids = 32;
+    int32_t *ids = malloc((size_t)nids * sizeof *ids);
+    if (!ids) { ds8b_session_free(s); ds8b_model_free(m); return cli_fail("allocating the prompt", DS8B_E_NOMEM); }
+    for (int i = 0; i < nids; i++) ids[i] = (int32_t)((i * 7919 + 11) % vocab);
     double *tpp = calloc((size_t)reps, sizeof *tpp), *ttg = calloc((size_t)reps, sizeof *ttg);
-    /* warm-up: one of each, small */
+    /* warm-up: a short prompt and a few generated tokens */
     ds8b_session_reset(s);
-    ds8b_eval(s, ids, pp < 32 ? pp : 32, NULL);
+    rc = ds8b_eval(s, ids, 32, NULL);
+    for (int i = 0; i < 4 && !rc; i++) {
+        int32_t t;
+        ds8b_sample(s, &t);
+        rc = ds8b_eval(s, &t, 1, NULL);
+    }
     for (int r = 0; r < reps && !rc; r++) {
         ds8b_session_reset(s);
         double t0 = now_s();
-        rc = ds8b_eval(s, ids, (size_t)pp, NULL);
-        tpp[r] = pp / (now_s() - t0);
+        if (pp > 0) {
+            rc = ds8b_eval(s, ids, (size_t)pp, NULL);
+            tpp[r] = pp / (now_s() - t0);
+        }
         ds8b_session_reset(s);
         rc = rc ? rc : ds8b_eval(s, ids, 1, NULL);
         t0 = now_s();
@@ -427,7 +441,15 @@ static int cmd_bench(int argc, char **argv) {
         }
         ttg[r] = tg / (now_s() - t0);
     }
-    if (rc) { cli_fail("benchmarking", rc); }
+    if (rc) {
+        cli_fail("benchmarking", rc);
+        free(ids);
+        free(tpp);
+        free(ttg);
+        ds8b_session_free(s);
+        ds8b_model_free(m);
+        return 1;
+    }
     double bw = ds8b__measure_read_bandwidth(nth);
     double bpt = bytes_per_token(m);
     double ppm, pps, tgm, tgs;
@@ -435,15 +457,24 @@ static int cmd_bench(int argc, char **argv) {
     mean_sd(ttg, reps, &tgm, &tgs);
     double roof = bw * 1e9 / bpt;
     printf("| model | scheme | threads | isa | test | t/s |\n|---|---|---|---|---|---|\n");
-    printf("| %s | %s | %d | %s | pp%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth, ds8b__isa_name(), pp, ppm, pps);
-    printf("| %s | %s | %d | %s | tg%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth, ds8b__isa_name(), tg, tgm, tgs);
+    if (pp > 0)
+        printf("| %s | %s | %d | %s | pp%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
+               ds8b__isa_name(), pp, ppm, pps);
+    if (tg > 0)
+        printf("| %s | %s | %d | %s | tg%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
+               ds8b__isa_name(), tg, tgm, tgs);
     printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw, nth);
     printf("weight bytes read per token: %.3f GB\n", bpt / 1e9);
-    printf("decode roofline: %.2f t/s; tg%d reaches %.0f%% of it\n", roof, tg, 100.0 * tgm / roof);
-    double gops = 2.0 * layer_macs(m) * ppm / 1e9, peak = ds8b__measure_vnni_peak(nth);
-    printf("pp%d: %.0f GOPS in the layer matrices", pp, gops);
-    if (peak > 0) printf(" = %.0f%% of the int8 VNNI peak measured now (%.0f GOPS, %d threads)", 100.0 * gops / peak, peak, nth);
-    printf("\n");
+    if (tg > 0) printf("decode roofline: %.2f t/s; tg%d reaches %.0f%% of it\n", roof, tg, 100.0 * tgm / roof);
+    else printf("decode roofline: %.2f t/s\n", roof);
+    if (pp > 0) {
+        double gops = 2.0 * layer_macs(m) * ppm / 1e9, peak = ds8b__measure_vnni_peak(nth);
+        printf("pp%d: %.0f GOPS in the layer matrices", pp, gops);
+        if (peak > 0)
+            printf(" = %.0f%% of the int8 VNNI peak measured now (%.0f GOPS, %d threads)", 100.0 * gops / peak, peak,
+                   nth);
+        printf("\n");
+    }
     free(ids);
     free(tpp);
     free(ttg);
