@@ -705,5 +705,10 @@ int64_t ds8b__avx512_vnni_loop(int64_t iters) {
     }
     __m512i t = a[0];
     for (int i = 1; i < 12; i++) t = _mm512_add_epi32(t, a[i]);
-    return _mm512_reduce_add_epi32(t);
+    /* the lanes wrap around by design; sum them without signed overflow */
+    uint32_t lanes[16];
+    _mm512_storeu_si512(lanes, t);
+    uint64_t sum = 0;
+    for (int i = 0; i < 16; i++) sum += lanes[i];
+    return (int64_t)sum;
 }
