@@ -125,7 +125,8 @@ typedef enum ds8b_param {
     DS8B_PARAM_MAX_TOKENS = 27,    /* int: generation limit, 0 = until EOS/context (default 256) */
     DS8B_PARAM_STOP_AT_EOS = 28,   /* int: 1 = stop at an end-of-generation token (default 1) */
     /* loading */
-    DS8B_PARAM_USE_MMAP = 40,      /* int: 1 = map weights when the file format allows (default 1) */
+    DS8B_PARAM_USE_MMAP = 40,      /* int: reserved; accepted but not read yet: weights are always
+                                      mapped from the file (default 1) */
     DS8B_PARAM_VERIFY_CRC = 41     /* int: 1 = verify per-tensor CRC32 when present (default 1) */
 } ds8b_param;
 
