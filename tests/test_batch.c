@@ -62,6 +62,15 @@ static void finish_out(ds8b_session *s, out *o) {
     if (l) memcpy(o->last_logit, l, sizeof o->last_logit);
 }
 
+/* Generates sp's prompt with a fresh session of m, alone, into o. */
+static void alone(ds8b_model *m, const spec *sp, out *o, const char *what) {
+    ds8b_session *s = mk(m, sp, 1);
+    int rc = ds8b_generate(s, sp->prompt, strlen(sp->prompt), DS8B_GEN_ADD_SPECIAL, collect, o, NULL);
+    CHECK(rc == 0, "%s alone: %s", what, ds8b_errmsg());
+    finish_out(s, o);
+    ds8b_session_free(s);
+}
+
 static void same(const out *a, const out *b, const char *what, int i) {
     CHECK(a->n == b->n && strcmp(a->text, b->text) == 0, "%s member %d: text differs:\n'%s'\nvs\n'%s'", what,
           i, a->text, b->text);
@@ -86,17 +95,10 @@ static const spec k_specs[] = {
 
 /* Runs every spec alone, then all together in one batch, and compares. */
 static void alone_vs_batched(ds8b_model *m, const char *what) {
-    static out alone[NSPEC], batched[NSPEC];
-    memset(alone, 0, sizeof alone);
+    static out solo[NSPEC], batched[NSPEC];
+    memset(solo, 0, sizeof solo);
     memset(batched, 0, sizeof batched);
-    for (int i = 0; i < NSPEC; i++) {
-        ds8b_session *s = mk(m, &k_specs[i], 1);
-        int rc = ds8b_generate(s, k_specs[i].prompt, strlen(k_specs[i].prompt), DS8B_GEN_ADD_SPECIAL, collect,
-                               &alone[i], NULL);
-        CHECK(rc == 0, "%s alone %d: %s", what, i, ds8b_errmsg());
-        finish_out(s, &alone[i]);
-        ds8b_session_free(s);
-    }
+    for (int i = 0; i < NSPEC; i++) alone(m, &k_specs[i], &solo[i], what);
     ds8b_params *bp;
     ds8b_params_create(&bp);
     ds8b_params_set_int(bp, DS8B_PARAM_N_THREADS, 2);
@@ -129,7 +131,7 @@ static void alone_vs_batched(ds8b_model *m, const char *what) {
     CHECK(steps <= 41, "%s: %d steps for at most 40 tokens", what, steps);
     for (int i = 0; i < NSPEC; i++) {
         finish_out(ss[i], &batched[i]);
-        same(&alone[i], &batched[i], what, i);
+        same(&solo[i], &batched[i], what, i);
         CHECK(batched[i].finish != DS8B_FINISH_NONE && batched[i].finish != DS8B_FINISH_ERROR,
               "%s member %d: finish %d (%s)", what, i, batched[i].finish, ds8b_session_errmsg(ss[i]));
         ds8b_session_free(ss[i]);
@@ -164,11 +166,7 @@ static void test_quantized(void) {
 static void test_leave(void) {
     spec sp = {"The Python", 1, 30, 0, 0.9, DS8B_CTX_ERROR, NULL, 0};
     out ref = {0};
-    ds8b_session *r = mk(g_llama, &sp, 1);
-    CHECK(ds8b_generate(r, sp.prompt, strlen(sp.prompt), DS8B_GEN_ADD_SPECIAL, collect, &ref, NULL) == 0, "%s",
-          ds8b_errmsg());
-    finish_out(r, &ref);
-    ds8b_session_free(r);
+    alone(g_llama, &sp, &ref, "leave");
 
     ds8b_batch *b = NULL;
     CHECK(ds8b_batch_create(g_llama, NULL, &b) == 0, "%s", ds8b_errmsg());
@@ -288,11 +286,7 @@ static void test_reentry(void) {
     ds8b_model_memory(g_llama, -1, &before, NULL);
     spec sp = {"The Python", 1, 12, 0, 0.9, DS8B_CTX_ERROR, NULL, 1};
     out ref = {0};
-    ds8b_session *r0 = mk(g_llama, &sp, 1);
-    CHECK(ds8b_generate(r0, sp.prompt, strlen(sp.prompt), DS8B_GEN_ADD_SPECIAL, collect, &ref, NULL) == 0, "%s",
-          ds8b_errmsg());
-    finish_out(r0, &ref);
-    ds8b_session_free(r0);
+    alone(g_llama, &sp, &ref, "reentry");
 
     ds8b_batch *b = NULL;
     CHECK(ds8b_batch_create(g_llama, NULL, &b) == 0, "%s", ds8b_errmsg());

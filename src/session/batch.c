@@ -155,6 +155,7 @@ DS8B_API int ds8b_batch_create(ds8b_model *m, const ds8b_params *params, ds8b_ba
  * finish reason is already set) and removes it, keeping the order. */
 static void drop(ds8b_batch *b, int64_t i, int rc, ds8b__err *e) {
     ds8b_session *s = b->m[i].s;
+    bool free_s = b->m[i].free_s; /* ds8b_session_free was called from a callback */
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     ds8b__gen_free(b->m[i].g);
     ds8b__memscope_leave(old);
@@ -165,6 +166,7 @@ static void drop(ds8b_batch *b, int64_t i, int rc, ds8b__err *e) {
     s->batch = NULL;
     memmove(&b->m[i], &b->m[i + 1], (size_t)(b->n - i - 1) * sizeof b->m[0]);
     b->n--;
+    if (free_s) ds8b_session_free(s); /* no longer a member: freed at once */
 }
 
 static int64_t find(const ds8b_batch *b, const ds8b_session *s) {
@@ -183,11 +185,8 @@ static void cancel_member(ds8b_batch *b, int64_t i) {
 /* Drops the members removed or freed from inside stream callbacks. */
 static void sweep(ds8b_batch *b) {
     for (int64_t i = 0; i < b->n;) {
-        if (!b->m[i].zap) { i++; continue; }
-        ds8b_session *s = b->m[i].s;
-        bool f = b->m[i].free_s;
-        cancel_member(b, i);
-        if (f) ds8b_session_free(s);
+        if (b->m[i].zap) cancel_member(b, i);
+        else i++;
     }
 }
 
@@ -197,15 +196,7 @@ DS8B_API void ds8b_batch_free(ds8b_batch *b) {
         b->free_deferred = true;
         return;
     }
-    while (b->n) {
-        if (b->m[b->n - 1].free_s) {
-            ds8b_session *s = b->m[b->n - 1].s;
-            cancel_member(b, b->n - 1);
-            ds8b_session_free(s);
-        } else {
-            cancel_member(b, b->n - 1);
-        }
-    }
+    while (b->n) cancel_member(b, b->n - 1);
     ds8b__memscope *old = ds8b__memscope_enter(&b->mem);
     ds8b__pool_free(b->pool);
     free_rows(b);
@@ -336,18 +327,12 @@ static int batch_step(ds8b_batch *b, int64_t *n_active) {
         if (!rc && !done && s->n_past >= s->n_ctx) rc = ds8b__session_slide(s, 1, &me);
         ds8b__memscope_leave(old);
         if (rc || done) {
-            bool f = mb->free_s; /* its callback freed the session as it ended */
             drop(b, i, rc, &me);
-            if (f) ds8b_session_free(s);
             continue;
         }
         i++;
     }
-    /* members removed from inside the callbacks leave before the pass;
-     * stepping stays set, so a session freed there is freed now */
-    b->stepping = false;
-    sweep(b);
-    b->stepping = true;
+    sweep(b); /* members removed from inside the callbacks leave before the pass */
     if (n_active) *n_active = b->n;
     if (!b->n) return DS8B_OK;
 
