@@ -130,7 +130,7 @@ test: lib tests
 test-asan:
 	DS8B_QUICK=$(ASAN_QUICK) $(MAKE) BUILD=$(ASAN_BUILD) LIBDIR=$(ASAN_BUILD)/lib SAN=address,undefined OPT=-O2 test
 
-# What CI runs (.ci/run): both suites, one final "N passed, N failed" line.
+# What CI runs (.ci/run): both suites, one final "N passed, N failed, N skipped" line.
 check:
 	@bash tests/check.sh
 

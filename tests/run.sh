@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test program and script; ends with "N passed, N failed".
-# Each test prints lines "ok NAME" / "not ok NAME"; a program that crashes or
-# exits nonzero without reporting a failure counts as one failure.
+# Runs every test program and script; ends with "N passed, N failed, N skipped".
+# Each test prints lines "ok NAME" / "not ok NAME"; "ok NAME # SKIP reason"
+# is a test that could not run here (no such CPU feature or tool) and counts
+# as skipped, not passed. A program that crashes or exits nonzero without
+# reporting a failure counts as one failure.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -9,7 +11,7 @@ LIBDIR=${LIBDIR:-lib}
 export DS8B_SHARED=${DS8B_SHARED:-$(cd .. && pwd)/shared}
 export DS8B_ROOT=$(pwd) DS8B_BUILD=$BUILD DS8B_LIBDIR=$LIBDIR
 FILTER=${1:-}
-pass=0; fail=0
+pass=0; fail=0; skip=0
 LOG=$BUILD/test-logs; mkdir -p "$LOG"
 run_one() {
   local name=$1; shift
@@ -17,11 +19,13 @@ run_one() {
   local t0=$(date +%s)
   timeout 900 "$@" >"$out" 2>&1
   local rc=$?
-  local p f
-  p=$(grep -c '^ok ' "$out"); f=$(grep -c '^not ok ' "$out")
+  local p f k
+  k=$(grep -c '^ok .*# SKIP' "$out")
+  p=$(( $(grep -c '^ok ' "$out") - k )); f=$(grep -c '^not ok ' "$out")
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "not ok $name (exit status $rc)" >>"$out"; fi
-  pass=$((pass+p)); fail=$((fail+f))
-  printf '%-40s %3d ok %3d failed  %4ss\n' "$name" "$p" "$f" "$(( $(date +%s) - t0 ))"
+  pass=$((pass+p)); fail=$((fail+f)); skip=$((skip+k))
+  printf '%-40s %3d ok %3d failed %3d skipped %4ss\n' "$name" "$p" "$f" "$k" "$(( $(date +%s) - t0 ))"
+  if [ "$k" -ne 0 ]; then grep '^ok .*# SKIP' "$out" | head -10 | sed 's/^/    /'; fi
   if [ "$f" -ne 0 ]; then grep -E '^(not ok|  #)' "$out" | head -40 | sed 's/^/    /'; fi
 }
 for t in "$BUILD"/tests/test_*; do
@@ -40,5 +44,5 @@ for s in tests/test_*.sh; do
   n=$(basename "$s" .sh); [ -n "$FILTER" ] && [[ "$n" != *$FILTER* ]] && continue
   run_one "$n" bash "$s"
 done
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

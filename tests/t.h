@@ -8,6 +8,7 @@
 
 static int t_failures;
 static int t_total_failed;
+static int t_skipped; /* set by SKIP() inside the running test */
 
 #define CHECK(cond, ...)                                                       \
     do {                                                                       \
@@ -19,12 +20,26 @@ static int t_total_failed;
         }                                                                      \
     } while (0)
 
+/* SKIP(reason): the running test cannot run here (no such CPU feature,
+ * no tool). Call it and return: RUN then prints "ok NAME # SKIP reason",
+ * which tests/run.sh counts as skipped, not passed. */
+static char t_skip_reason[256];
+#define SKIP(...)                                                              \
+    do {                                                                       \
+        snprintf(t_skip_reason, sizeof t_skip_reason, __VA_ARGS__);            \
+        t_skipped = 1;                                                         \
+    } while (0)
+
 #define RUN(fn)                                                                \
     do {                                                                       \
         int f0_ = t_failures;                                                  \
+        t_skipped = 0;                                                         \
         fflush(stdout);                                                        \
         fn();                                                                  \
-        printf("%s %s\n", t_failures == f0_ ? "ok" : "not ok", #fn);           \
+        if (t_failures == f0_ && t_skipped)                                    \
+            printf("ok %s # SKIP %s\n", #fn, t_skip_reason);                   \
+        else                                                                   \
+            printf("%s %s\n", t_failures == f0_ ? "ok" : "not ok", #fn);       \
         if (t_failures != f0_) t_total_failed++;                               \
         fflush(stdout);                                                        \
     } while (0)

@@ -310,7 +310,7 @@ static void test_int_kernels_direct(void) {
 /* The SIMD activation quantizer gives exactly the reference's values. */
 static void test_quant_i8_32(void) {
     if (ds8b__isa_max_level() < 2) {
-        printf("  # SKIP no AVX-512 VNNI\n");
+        SKIP("this CPU has no AVX-512 VNNI");
         return;
     }
     float x[32];
