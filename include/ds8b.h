@@ -272,6 +272,9 @@ DS8B_API int ds8b_sample(ds8b_session *s, int32_t *token);
 
 /* Channels reported by the streaming callback. */
 enum { DS8B_CHANNEL_ANSWER = 0, DS8B_CHANNEL_REASONING = 1 };
+/* Tool-call text of a chat reply (see ds8b_chat_set_tools, docs/tools.md):
+ * the model's call markup and JSON, never passed on the answer channel. */
+enum { DS8B_CHANNEL_TOOL_CALL = 2 };
 /* Called with each piece of generated text. piece is complete UTF-8 (never
  * a split character), not NUL-terminated. Return 0 to continue, nonzero to
  * stop: generation then returns DS8B_E_CANCELLED.
@@ -391,6 +394,28 @@ DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, si
 DS8B_API int ds8b_tokenizer_chat_render(const ds8b_tokenizer *tok, const char *messages_json,
                                         size_t json_len, int add_generation_prompt, char *buf,
                                         size_t cap, size_t *len);
+/* Renders messages with tool definitions and extra template variables, as
+ * transformers' apply_chat_template(messages, tools=tools,
+ * add_generation_prompt=..., **vars) does. Messages may carry "tool_calls"
+ * ([{"type": "function", "function": {"name", "arguments"}}], arguments a
+ * JSON string or an object), role "tool" results, "reasoning_content" and
+ * content null. tools_json: NULL (the template sees tools = none) or a JSON
+ * array of {"type": "function", "function": {"name", "description",
+ * "parameters"}}. vars_json: NULL or a JSON object of variables, e.g.
+ * {"enable_thinking": false}; it may not set messages, tools or
+ * add_generation_prompt (DS8B_E_INVALID). Where the template itself fails
+ * (a string plus null, raise_exception) the result is DS8B_E_TEMPLATE.
+ * Output and errors as ds8b_chat_render. See docs/tools.md. */
+DS8B_API int ds8b_chat_render_tools(const ds8b_model *m, const char *messages_json, size_t messages_len,
+                                    const char *tools_json, size_t tools_len, const char *vars_json,
+                                    size_t vars_len, int add_generation_prompt, char *buf, size_t cap,
+                                    size_t *len);
+/* The same with a tokenizer's own template. */
+DS8B_API int ds8b_tokenizer_chat_render_tools(const ds8b_tokenizer *tok, const char *messages_json,
+                                              size_t messages_len, const char *tools_json,
+                                              size_t tools_len, const char *vars_json, size_t vars_len,
+                                              int add_generation_prompt, char *buf, size_t cap,
+                                              size_t *len);
 
 /* A conversation bound to a session. Each reply re-renders the whole
  * conversation, keeps the KV cache of the prefix it shares with what the

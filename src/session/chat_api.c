@@ -52,27 +52,83 @@ static const char *special_str(const ds8b_tokenizer *t, bool bos, char *buf, siz
     return s ? s : "";
 }
 
-static int render_with(const char *model_tmpl, const ds8b_tokenizer *tok, const cJSON *messages, bool add_gen, char **out,
-                       size_t *len, ds8b__err *e) {
+static int render_with(const char *model_tmpl, const ds8b_tokenizer *tok, const cJSON *messages, const cJSON *extra,
+                       bool add_gen, char **out, size_t *len, ds8b__err *e) {
     ds8b__tmpl *t = NULL;
     int rc = get_template(model_tmpl, tok, &t, e);
     if (rc) return rc;
     char b1[256], b2[256];
     rc = ds8b__tmpl_render(t, messages, add_gen, special_str(tok, true, b1, sizeof b1), special_str(tok, false, b2, sizeof b2),
-                           NULL, out, len, e);
+                           extra, out, len, e);
     ds8b__tmpl_free(t);
     return rc;
 }
 
 int ds8b__chat_render(const ds8b_model *m, const cJSON *messages, bool add_gen, char **out, size_t *len,
                       ds8b__err *e) {
-    return render_with(m->chat_template, m->tok ? m->tok->tok : NULL, messages, add_gen, out, len, e);
+    return render_with(m->chat_template, m->tok ? m->tok->tok : NULL, messages, NULL, add_gen, out, len, e);
+}
+
+/* Builds the template's extra globals as transformers passes them:
+ * tools (null when none) plus the caller's variables. tools must be a JSON
+ * array or null, vars a JSON object; vars may not redefine the variables
+ * the renderer sets itself. *out is NULL-free on success. */
+static int build_extra(const char *tools_json, size_t tools_len, const char *vars_json, size_t vars_len, cJSON **out,
+                       ds8b__err *e) {
+    *out = NULL;
+    cJSON *x = cJSON_CreateObject();
+    if (!x) return ds8b__seterr(e, DS8B_E_NOMEM, "template variables");
+    cJSON *tools = NULL;
+    if (tools_json) {
+        tools = cJSON_ParseWithLength(tools_json, tools_len);
+        if (!tools || !(cJSON_IsArray(tools) || cJSON_IsNull(tools))) {
+            cJSON_Delete(tools);
+            cJSON_Delete(x);
+            return ds8b__seterr(e, DS8B_E_INVALID, "tools must be a JSON array of tool definitions (or null)");
+        }
+    } else {
+        tools = cJSON_CreateNull();
+    }
+    if (!tools) { cJSON_Delete(x); return ds8b__seterr(e, DS8B_E_NOMEM, "template variables"); }
+    cJSON_AddItemToObject(x, "tools", tools);
+    if (vars_json) {
+        cJSON *v = cJSON_ParseWithLength(vars_json, vars_len);
+        if (!v || !cJSON_IsObject(v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(x);
+            return ds8b__seterr(e, DS8B_E_INVALID, "vars must be a JSON object of template variables");
+        }
+        static const char *const reserved[] = {"messages", "tools", "add_generation_prompt"};
+        for (cJSON *it = v->child; it; it = it->next)
+            for (size_t r = 0; r < sizeof reserved / sizeof *reserved; r++)
+                if (it->string && strcmp(it->string, reserved[r]) == 0) {
+                    ds8b__seterr(e, DS8B_E_INVALID, "vars may not set \"%s\" (the renderer sets it)", reserved[r]);
+                    cJSON_Delete(v);
+                    cJSON_Delete(x);
+                    return e->code;
+                }
+        while (v->child) {
+            cJSON *it = cJSON_DetachItemViaPointer(v, v->child);
+            const char *k = it->string ? it->string : "";
+            cJSON_DeleteItemFromObjectCaseSensitive(x, k); /* the last of duplicate keys wins, as in json.loads */
+            cJSON_AddItemToObject(x, k, it);
+        }
+        cJSON_Delete(v);
+    }
+    *out = x;
+    return DS8B_OK;
 }
 
 /* Shared by the model and tokenizer entry points. */
 static int render_public(const char *model_tmpl, const ds8b_tokenizer *tok, const char *messages_json, size_t json_len,
+                         const char *tools_json, size_t tools_len, const char *vars_json, size_t vars_len, bool with_extra,
                          int add_generation_prompt, char *buf, size_t cap, size_t *len, ds8b__err *e) {
     if (!messages_json || !len) return ds8b__seterr(e, DS8B_E_INVALID, "messages_json and len are required");
+    cJSON *extra = NULL;
+    if (with_extra) {
+        int rx = build_extra(tools_json, tools_len, vars_json, vars_len, &extra, e);
+        if (rx) return rx;
+    }
     cJSON *msgs = cJSON_ParseWithLength(messages_json, json_len);
     int rc;
     if (!msgs || !cJSON_IsArray(msgs)) {
@@ -80,7 +136,7 @@ static int render_public(const char *model_tmpl, const ds8b_tokenizer *tok, cons
     } else {
         char *out = NULL;
         size_t n = 0;
-        rc = render_with(model_tmpl, tok, msgs, add_generation_prompt != 0, &out, &n, e);
+        rc = render_with(model_tmpl, tok, msgs, extra, add_generation_prompt != 0, &out, &n, e);
         if (!rc) {
             *len = n;
             if (!buf || cap < n + 1) rc = ds8b__seterr(e, DS8B_E_BUFFER, "the rendered prompt needs %zu bytes plus a NUL", n);
@@ -92,6 +148,7 @@ static int render_public(const char *model_tmpl, const ds8b_tokenizer *tok, cons
         ds8b__free(out);
     }
     cJSON_Delete(msgs);
+    cJSON_Delete(extra);
     return rc;
 }
 
@@ -100,8 +157,8 @@ DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, si
     ds8b__err e = {0};
     int rc;
     if (!m || m->magic != DS8B_MODEL_MAGIC) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_chat_render: invalid model handle");
-    else rc = render_public(m->chat_template, m->tok ? m->tok->tok : NULL, messages_json, json_len, add_generation_prompt,
-                            buf, cap, len, &e);
+    else rc = render_public(m->chat_template, m->tok ? m->tok->tok : NULL, messages_json, json_len, NULL, 0, NULL, 0, false,
+                            add_generation_prompt, buf, cap, len, &e);
     if (rc) ds8b__set_last_error(&e);
     return rc;
 }
@@ -111,7 +168,33 @@ DS8B_API int ds8b_tokenizer_chat_render(const ds8b_tokenizer *tok, const char *m
     ds8b__err e = {0};
     int rc;
     if (!tok) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_tokenizer_chat_render: invalid tokenizer handle");
-    else rc = render_public(NULL, tok, messages_json, json_len, add_generation_prompt, buf, cap, len, &e);
+    else rc = render_public(NULL, tok, messages_json, json_len, NULL, 0, NULL, 0, false, add_generation_prompt, buf, cap,
+                           len, &e);
+    if (rc) ds8b__set_last_error(&e);
+    return rc;
+}
+
+DS8B_API int ds8b_chat_render_tools(const ds8b_model *m, const char *messages_json, size_t messages_len,
+                                    const char *tools_json, size_t tools_len, const char *vars_json, size_t vars_len,
+                                    int add_generation_prompt, char *buf, size_t cap, size_t *len) {
+    ds8b__err e = {0};
+    int rc;
+    if (!m || m->magic != DS8B_MODEL_MAGIC) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_chat_render_tools: invalid model handle");
+    else rc = render_public(m->chat_template, m->tok ? m->tok->tok : NULL, messages_json, messages_len, tools_json,
+                            tools_len, vars_json, vars_len, true, add_generation_prompt, buf, cap, len, &e);
+    if (rc) ds8b__set_last_error(&e);
+    return rc;
+}
+
+DS8B_API int ds8b_tokenizer_chat_render_tools(const ds8b_tokenizer *tok, const char *messages_json, size_t messages_len,
+                                              const char *tools_json, size_t tools_len, const char *vars_json,
+                                              size_t vars_len, int add_generation_prompt, char *buf, size_t cap,
+                                              size_t *len) {
+    ds8b__err e = {0};
+    int rc;
+    if (!tok) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_tokenizer_chat_render_tools: invalid tokenizer handle");
+    else rc = render_public(NULL, tok, messages_json, messages_len, tools_json, tools_len, vars_json, vars_len, true,
+                            add_generation_prompt, buf, cap, len, &e);
     if (rc) ds8b__set_last_error(&e);
     return rc;
 }
