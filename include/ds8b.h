@@ -445,6 +445,46 @@ DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_
 DS8B_API const char *ds8b_chat_last_reply(const ds8b_chat *c);
 DS8B_API const char *ds8b_chat_last_reasoning(const ds8b_chat *c);
 
+/* Tools in a conversation (docs/tools.md). Sets the tool definitions that
+ * every render of c passes to the template (a JSON array as in
+ * ds8b_chat_render_tools; NULL or "null" removes them). With tools set,
+ * replies are parsed for tool calls in the template's format: Qwen3's
+ * <tool_call>{"name": ..., "arguments": {...}}</tool_call>, or DeepSeek's
+ * <｜tool▁calls▁begin｜>...<｜tool▁sep｜>NAME + a fenced JSON block. Their
+ * markup and JSON stream on DS8B_CHANNEL_TOOL_CALL, never on the answer
+ * channel. Refused from inside the chat's own reply callback. */
+DS8B_API int ds8b_chat_set_tools(ds8b_chat *c, const char *tools_json, size_t len);
+/* Sets extra template variables for every render of c (a JSON object,
+ * e.g. {"enable_thinking": false}; NULL removes them). They may not set
+ * messages, tools or add_generation_prompt (DS8B_E_INVALID). */
+DS8B_API int ds8b_chat_set_vars(ds8b_chat *c, const char *vars_json, size_t len);
+/* Appends any message object (copied), e.g. {"role": "tool", "name": ...,
+ * "content": ...} or an assistant message with "tool_calls"; it needs a
+ * "role" string. The template decides what renders (see
+ * ds8b_chat_render_tools). */
+DS8B_API int ds8b_chat_add_json(ds8b_chat *c, const char *message_json, size_t len);
+/* Appends {"role": "tool", "name": name, "content": content}; name may be
+ * NULL (then left out). */
+DS8B_API int ds8b_chat_add_tool_result(ds8b_chat *c, const char *name, const char *content);
+/* Tool calls of the last reply (or ds8b_chat_add_output): their count (-1
+ * for an invalid handle), and call i: *name and *arguments_json (the JSON
+ * object as the model wrote it) point into the chat, valid until the next
+ * reply, add_output or free. The reply's assistant message keeps its
+ * "tool_calls" (arguments as JSON text), so the next render is what
+ * apply_chat_template renders for it. A malformed call (no name, arguments
+ * not a JSON object, never closed) is not returned as a call: its raw
+ * text joins the answer (ds8b_chat_last_reply). */
+DS8B_API int64_t ds8b_chat_n_tool_calls(const ds8b_chat *c);
+DS8B_API int ds8b_chat_tool_call(const ds8b_chat *c, int64_t i, const char **name,
+                                 const char **arguments_json);
+/* Appends text as the assistant's reply, as if the model had generated it
+ * after the conversation: it is split and streamed to cb (may be NULL)
+ * into reasoning, answer and tool-call channels, and parsed for tool calls
+ * exactly as ds8b_chat_reply's output. Nothing is evaluated. For scripted
+ * turns and tests. */
+DS8B_API int ds8b_chat_add_output(ds8b_chat *c, const char *text, size_t len, ds8b_stream_fn cb,
+                                  void *user);
+
 /* ------------------------------------------------------------------ */
 /* Session state: save, restore, fork                                  */
 /* ------------------------------------------------------------------ */
