@@ -484,6 +484,10 @@ DS8B_API int ds8b_chat_tool_call(const ds8b_chat *c, int64_t i, const char **nam
  * turns and tests. */
 DS8B_API int ds8b_chat_add_output(ds8b_chat *c, const char *text, size_t len, ds8b_stream_fn cb,
                                   void *user);
+/* The conversation as a JSON array of message objects (what the template
+ * renders), NUL-terminated; *len gets its length; DS8B_E_BUFFER if buf is
+ * NULL or cap < *len + 1. */
+DS8B_API int ds8b_chat_messages_json(const ds8b_chat *c, char *buf, size_t cap, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* Session state: save, restore, fork                                  */

@@ -485,6 +485,25 @@ DS8B_API int ds8b_chat_add_tool_result(ds8b_chat *c, const char *name, const cha
     return DS8B_OK;
 }
 
+DS8B_API int ds8b_chat_messages_json(const ds8b_chat *c, char *buf, size_t cap, size_t *len) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); ds8b__set_last_error(&e); return e.code; }
+    if (!len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_messages_json: len is required"); ds8b__set_last_error(&e); return e.code; }
+    char *t = cJSON_PrintUnformatted(c->messages);
+    if (!t) { ds8b__seterr(&e, DS8B_E_NOMEM, "ds8b_chat_messages_json"); ds8b__set_last_error(&e); return e.code; }
+    size_t n = strlen(t);
+    *len = n;
+    int rc = DS8B_OK;
+    if (!buf || cap < n + 1) {
+        rc = ds8b__seterr(&e, DS8B_E_BUFFER, "the messages need %zu bytes plus a NUL", n);
+        ds8b__set_last_error(&e);
+    } else {
+        memcpy(buf, t, n + 1);
+    }
+    cJSON_free(t);
+    return rc;
+}
+
 DS8B_API int64_t ds8b_chat_n_tool_calls(const ds8b_chat *c) {
     if (!chat_ok(c)) return -1;
     return c->last_calls ? cJSON_GetArraySize(c->last_calls) : 0;
@@ -557,6 +576,10 @@ static int take_reply(ds8b_chat *c, reply_acc *a, bool append, ds8b__err *e) {
         if (ok) cJSON_AddItemToObject(o, "content", str);
         else cJSON_Delete(str);
     } else if (ok) ok = cJSON_AddStringToObject(o, "content", ans) != NULL;
+    /* with tools, the reasoning stays with the message: templates that show
+     * it in a tool-calling chain (Qwen3) render what the model wrote */
+    if (ok && c->tools && c->last_reasoning && c->last_reasoning[0])
+        ok = cJSON_AddStringToObject(o, "reasoning_content", c->last_reasoning) != NULL;
     if (ok && ncalls) {
         cJSON *dup = cJSON_Duplicate(calls, 1);
         ok = dup != NULL;
@@ -676,7 +699,7 @@ DS8B_API int ds8b_chat_add_output(ds8b_chat *c, const char *text, size_t len, ds
     a.user = user;
     c->in_reply = true;
     s->in_gen = true;
-    int rc = ds8b__gen_feed(s, text, len, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0) | tool_flags(c),
+    int rc = ds8b__gen_feed(s, text, len, 0, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0) | tool_flags(c),
                             acc_cb, &a, &e);
     c->in_reply = false;
     s->in_gen = false;

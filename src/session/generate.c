@@ -22,6 +22,7 @@ struct ds8b__gen {
     const char *tc_open, *tc_close; /* tool-call markers (chat with tools), or NULL */
     size_t tc_open_n, tc_close_n;
     bool after_tool;      /* a call just closed: whitespace before the next is held */
+    bool skip_nl;         /* </think> just closed: line breaks that follow are dropped */
     char hold[4096 + 64]; /* text not yet emitted */
     size_t nhold;
 
@@ -72,6 +73,13 @@ static void drain(gen_out *g, bool final) {
     while (i < g->nhold && !g->stopped) {
         const char *t = g->hold + i;
         size_t n = g->nhold - i;
+        if (g->skip_nl) { /* also when the line breaks come in later pieces */
+            if (*t == '\n' && i == start) {
+                i = ++start;
+                continue;
+            }
+            g->skip_nl = false;
+        }
         int matched = 0;
         size_t mlen = 0;
         for (int k = 0; k < g->s->n_stops && !matched; k++) {
@@ -132,8 +140,7 @@ static void drain(gen_out *g, bool final) {
             g->channel = matched == 2 ? DS8B_CHANNEL_REASONING : DS8B_CHANNEL_ANSWER;
             i += mlen;
             /* the answer conventionally starts after blank lines */
-            if (matched == 3)
-                while (i < g->nhold && g->hold[i] == '\n') i++;
+            if (matched == 3) g->skip_nl = true;
             start = i;
             continue;
         }
@@ -331,13 +338,15 @@ int ds8b__generate(ds8b_session *s, const char *prompt, size_t len, int flags, d
     return rc;
 }
 
-int ds8b__gen_feed(ds8b_session *s, const char *text, size_t len, int flags, ds8b_stream_fn cb, void *user,
-                   ds8b__err *e) {
+int ds8b__gen_feed(ds8b_session *s, const char *text, size_t len, size_t step, int flags, ds8b_stream_fn cb,
+                   void *user, ds8b__err *e) {
     ds8b__gen *g = NULL;
     int rc = ds8b__gen_create(s, cb, user, flags, &g, e);
     if (rc) return rc;
     if (g->reasoning && (flags & DS8B_GEN_START_REASONING)) g->channel = DS8B_CHANNEL_REASONING;
-    push_text(g, text, len);
+    if (!step) step = len;
+    for (size_t i = 0; i < len && !g->stopped && !g->cancelled; i += step)
+        push_text(g, text + i, len - i < step ? len - i : step);
     drain(g, true);
     rc = g->cancelled ? ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped") : DS8B_OK;
     ds8b__gen_free(g);
