@@ -27,7 +27,7 @@ static const cli_command commands[] = {
     {"chat", cmd_chat, "text", "-m PATH [--system TEXT] [sampling options]"},
     {"tokenize", cmd_tokenize, "tokens", "-m PATH [--special] [--no-parse-special] [--jsonl]   (text on stdin)"},
     {"detokenize", cmd_detokenize, "tokens", "-m PATH [--skip-special]                             (JSON ids on stdin)"},
-    {"chat-template", cmd_chat_template, "tokens", "-m PATH [--no-generation-prompt]   (JSON messages on stdin)"},
+    {"chat-template", cmd_chat_template, "tokens", "-m PATH [--tools FILE.json] [--vars JSON_OBJECT] [--no-generation-prompt]   (JSON messages on stdin)"},
     {"eval", cmd_eval, "evaluation", "-m PATH --ids JSON_ARRAY --logits-out FILE"},
     {"perplexity", cmd_perplexity, "evaluation", "-m PATH --windows FILE [--lang L] [--base FLOAT_MODEL]"},
     {"kld", cmd_kld, "evaluation",
