@@ -10,16 +10,21 @@
 /* ================================================================== */
 /* chat-template and chat                                              */
 /* ================================================================== */
-int cmd_chat_template(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("chat-template needs -m PATH (JSON messages on stdin)");
+const cli_optdef chat_template_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--no-generation-prompt", CLI_FLAG},
+    {0},
+};
+
+int cmd_chat_template(const cli_args *a) {
+    const char *path = cli_opt(a, "-m");
     size_t len;
     char *msgs = cli_read_all(stdin, &len);
     if (!msgs) return 1;
     ds8b_tokenizer *t = NULL;
     int rc = ds8b_tokenizer_load(path, &t);
     if (rc) { free(msgs); return cli_fail("loading the tokenizer", rc); }
-    int add = !cli_flag(argc, argv, "--no-generation-prompt");
+    int add = !cli_flag(a, "--no-generation-prompt");
     size_t need = 0;
     rc = ds8b_tokenizer_chat_render(t, msgs, len, add, NULL, 0, &need);
     char *out = NULL;
