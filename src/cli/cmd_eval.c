@@ -14,18 +14,24 @@
 /* ================================================================== */
 /* eval and perplexity                                                 */
 /* ================================================================== */
-int cmd_eval(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m"), *ids_json = cli_opt(argc, argv, "--ids");
-    const char *out_path = cli_opt(argc, argv, "--logits-out");
-    if (!path || !ids_json || !out_path) return cli_usage("eval needs -m PATH --ids JSON --logits-out FILE");
+const cli_optdef eval_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--ids", CLI_STR, "JSON_ARRAY", CLI_REQ},
+    {"--logits-out", CLI_STR, "FILE", CLI_REQ},
+    {0},
+};
+
+int cmd_eval(const cli_args *a) {
+    const char *path = cli_opt(a, "-m"), *ids_json = cli_opt(a, "--ids");
+    const char *out_path = cli_opt(a, "--logits-out");
     size_t n;
     int32_t *ids = cli_parse_ids(ids_json, &n);
     if (!ids || n == 0) { free(ids); return cli_usage("--ids must be a non-empty JSON array of integers"); }
-    ds8b_params *p = cli_session_params(argc, argv);
+    ds8b_params *p = cli_session_params(a);
     ds8b_model *m;
     if (!p) { free(ids); return 2; }
     if ((int64_t)n > 4096) ds8b_params_set_int(p, DS8B_PARAM_N_CTX, (int64_t)n);
-    if (cli_load(argc, argv, path, &m)) { free(ids); ds8b_params_free(p); return 1; }
+    if (cli_load(a, path, &m)) { free(ids); ds8b_params_free(p); return 1; }
     ds8b_session *s;
     int rc = ds8b_session_create(m, p, &s);
     ds8b_params_free(p);
@@ -53,10 +59,17 @@ int cmd_eval(int argc, char **argv) {
 
 /* Mean NLL of each window; optional KL divergence and top-1 agreement
  * against a base model evaluated on the same windows. */
-static int perplexity(int argc, char **argv, bool kld) {
-    const char *path = cli_opt(argc, argv, "-m"), *wpath = cli_opt(argc, argv, "--windows");
-    const char *base_path = cli_opt(argc, argv, "--base");
-    if (!path || !wpath) return cli_usage("perplexity needs -m PATH --windows FILE");
+const cli_optdef perplexity_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--windows", CLI_STR, "FILE", CLI_REQ},
+    {"--lang", CLI_STR, "L"},
+    {"--base", CLI_STR, "FLOAT_MODEL"},
+    {0},
+};
+
+static int perplexity(const cli_args *a, bool kld) {
+    const char *path = cli_opt(a, "-m"), *wpath = cli_opt(a, "--windows");
+    const char *base_path = cli_opt(a, "--base");
     if (kld && !base_path) return cli_usage("kld needs --base FLOAT_MODEL");
     FILE *wf = fopen(wpath, "rb");
     if (!wf) { fprintf(stderr, "ds8b: cannot open %s: %s\n", wpath, strerror(errno)); return 1; }
@@ -69,7 +82,7 @@ static int perplexity(int argc, char **argv, bool kld) {
      * reference file with "perplexity": {LANG: {"windows": ...}} (--lang
      * picks one language; default: all of them) */
     cJSON *wins = root;
-    const char *lang = cli_opt(argc, argv, "--lang");
+    const char *lang = cli_opt(a, "--lang");
     if (root && cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, "perplexity")) {
         cJSON *ppl = cJSON_GetObjectItemCaseSensitive(root, "perplexity");
         cJSON *all = cJSON_CreateArray();
@@ -87,7 +100,7 @@ static int perplexity(int argc, char **argv, bool kld) {
         cJSON_Delete(root);
         return cli_usage("--windows must hold a JSON array of id arrays");
     }
-    ds8b_params *p = cli_session_params(argc, argv);
+    ds8b_params *p = cli_session_params(a);
     if (!p) { cJSON_Delete(root); return 2; }
     ds8b_model *m = NULL, *bm = NULL;
     ds8b_session *s = NULL, *bs = NULL;
@@ -95,10 +108,10 @@ static int perplexity(int argc, char **argv, bool kld) {
     int64_t maxlen = 0;
     for (cJSON *w = wins->child; w; w = w->next) if (cJSON_GetArraySize(w) > maxlen) maxlen = cJSON_GetArraySize(w);
     ds8b_params_set_int(p, DS8B_PARAM_N_CTX, maxlen > 0 ? maxlen : 1);
-    if (cli_load(argc, argv, path, &m)) goto out;
+    if (cli_load(a, path, &m)) goto out;
     if ((rc = ds8b_session_create(m, p, &s))) { cli_fail("creating the session", rc); goto out; }
     if (base_path) {
-        if (cli_load(argc, argv, base_path, &bm)) goto out;
+        if (cli_load(a, base_path, &bm)) goto out;
         if ((rc = ds8b_session_create(bm, p, &bs))) { cli_fail("creating the base session", rc); goto out; }
     }
     int64_t vocab = 0;
@@ -178,5 +191,5 @@ out:
 }
 
 
-int cmd_perplexity(int argc, char **argv) { return perplexity(argc, argv, false); }
-int cmd_kld(int argc, char **argv) { return perplexity(argc, argv, true); }
+int cmd_perplexity(const cli_args *a) { return perplexity(a, false); }
+int cmd_kld(const cli_args *a) { return perplexity(a, true); }

@@ -12,6 +12,17 @@
 /* ================================================================== */
 /* generate                                                            */
 /* ================================================================== */
+const cli_optdef generate_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"-p", CLI_STR, "TEXT", CLI_REQ},
+    {"--reasoning", CLI_FLAG},
+    {"--color", CLI_FLAG},
+    {"--raw", CLI_FLAG},
+    {"--no-echo", CLI_FLAG},
+    {"--stats", CLI_FLAG},
+    {0},
+};
+
 typedef struct gen_state {
     int last_channel;
     bool color;
@@ -27,31 +38,30 @@ static int on_piece(void *user, const char *piece, size_t len, int channel) {
     return 0;
 }
 
-int cmd_generate(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m"), *prompt = cli_opt(argc, argv, "-p");
-    if (!path || !prompt) return cli_usage("generate needs -m PATH and -p TEXT");
-    ds8b_params *p = cli_session_params(argc, argv);
+int cmd_generate(const cli_args *a) {
+    const char *path = cli_opt(a, "-m"), *prompt = cli_opt(a, "-p");
+    ds8b_params *p = cli_session_params(a);
     if (!p) return 2;
     ds8b_model *m;
-    if (cli_load(argc, argv, path, &m)) { ds8b_params_free(p); return 1; }
+    if (cli_load(a, path, &m)) { ds8b_params_free(p); return 1; }
     ds8b_session *s;
     int rc = ds8b_session_create(m, p, &s);
     ds8b_params_free(p);
     if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
-    int flags = cli_flag(argc, argv, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
-    if (cli_flag(argc, argv, "--reasoning")) flags |= DS8B_GEN_REASONING;
-    gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(argc, argv, "--color")};
+    int flags = cli_flag(a, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
+    if (cli_flag(a, "--reasoning")) flags |= DS8B_GEN_REASONING;
+    gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(a, "--color")};
     int64_t ng = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!cli_flag(argc, argv, "--no-echo")) fputs(prompt, stdout);
+    if (!cli_flag(a, "--no-echo")) fputs(prompt, stdout);
     rc = ds8b_generate(s, prompt, strlen(prompt), flags, on_piece, &g, &ng);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (g.color) fputs("\x1b[0m", stdout);
     fputc('\n', stdout);
     int ret = 0;
     if (rc) ret = cli_fail("generating", rc);
-    if (cli_flag(argc, argv, "--stats")) {
+    if (cli_flag(a, "--stats")) {
         double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
         fprintf(stderr, "ds8b: %lld tokens in %.2f s\n", (long long)ng, sec);
     }
@@ -69,20 +79,25 @@ static int chat_piece(void *user, const char *piece, size_t len, int channel) {
     return 0;
 }
 
-int cmd_chat(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("chat needs -m PATH");
-    ds8b_params *p = cli_session_params(argc, argv);
+const cli_optdef chat_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--system", CLI_STR, "TEXT"},
+    {0},
+};
+
+int cmd_chat(const cli_args *a) {
+    const char *path = cli_opt(a, "-m");
+    ds8b_params *p = cli_session_params(a);
     if (!p) return 2;
     ds8b_model *m;
-    if (cli_load(argc, argv, path, &m)) { ds8b_params_free(p); return 1; }
+    if (cli_load(a, path, &m)) { ds8b_params_free(p); return 1; }
     ds8b_session *s;
     ds8b_chat *c = NULL;
     int rc = ds8b_session_create(m, p, &s);
     ds8b_params_free(p);
     if (!rc) rc = ds8b_chat_create(s, &c);
     if (rc) { ds8b_model_free(m); return cli_fail("creating the chat", rc); }
-    const char *sys = cli_opt(argc, argv, "--system");
+    const char *sys = cli_opt(a, "--system");
     if (sys) ds8b_chat_add(c, "system", sys);
     char *line = NULL;
     size_t cap = 0;

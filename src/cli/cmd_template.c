@@ -11,18 +11,24 @@
 /* ================================================================== */
 /* chat-template and chat                                              */
 /* ================================================================== */
-int cmd_chat_template(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("chat-template needs -m PATH (JSON messages on stdin)");
+const cli_optdef chat_template_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--no-generation-prompt", CLI_FLAG},
+    {"--tools", CLI_STR, "FILE.json"},   /* a JSON array of tool definitions */
+    {"--vars", CLI_STR, "JSON_OBJECT"},  /* extra template variables */
+    {0},
+};
+
+int cmd_chat_template(const cli_args *a) {
+    const char *path = cli_opt(a, "-m");
     size_t len;
     char *msgs = cli_read_all(stdin, &len);
     if (!msgs) return 1;
     ds8b_tokenizer *t = NULL;
     int rc = ds8b_tokenizer_load(path, &t);
     if (rc) { free(msgs); return cli_fail("loading the tokenizer", rc); }
-    int add = !cli_flag(argc, argv, "--no-generation-prompt");
-    /* --tools FILE.json (a JSON array of tool definitions), --vars JSON_OBJECT */
-    const char *tools_path = cli_opt(argc, argv, "--tools"), *vars = cli_opt(argc, argv, "--vars");
+    int add = !cli_flag(a, "--no-generation-prompt");
+    const char *tools_path = cli_opt(a, "--tools"), *vars = cli_opt(a, "--vars");
     char *tools = NULL;
     size_t tools_len = 0;
     if (tools_path) {
@@ -36,7 +42,7 @@ int cmd_chat_template(int argc, char **argv) {
             return 1;
         }
     }
-    bool ext = tools || vars;
+    bool ext = tools || vars; /* without either: exactly ds8b_tokenizer_chat_render */
     size_t need = 0;
     rc = ext ? ds8b_tokenizer_chat_render_tools(t, msgs, len, tools, tools_len, vars, vars ? strlen(vars) : 0, add, NULL,
                                                 0, &need)
