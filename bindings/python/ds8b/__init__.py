@@ -29,7 +29,7 @@ from ._errors import (BufferTooSmall, Cancelled, ChecksumError, ContextFull, Err
                       Mismatch, Misuse, OutOfMemory, TemplateError, Unsupported,
                       VersionMismatch, error_class)
 from ._lib import EXPECTED_MAJOR, check_version
-from ._util import (CHANNEL_ANSWER, CHANNEL_REASONING, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN,
+from ._util import (CHANNEL_ANSWER, CHANNEL_REASONING, CHANNEL_TOOL_CALL, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN,
                     MEM_KV, MEM_MAPPED, MEM_OTHER, MEM_SCRATCH, MEM_SESSION, MEM_THREADS,
                     MEM_TOKENIZER, MEM_WEIGHTS, Channel, Mem)
 from .params import param_bounds
@@ -37,14 +37,14 @@ from .library import (estimate, hard_heap_limit, library_path, memory_highwater,
                       memory_used, soft_heap_limit, version, version_number)
 from .model import Model, Tokenizer, quantize
 from ._stream import Completion, Generation, Piece
-from .chat import Chat
+from .chat import Chat, ToolCall
 from .session import Session
 from .batch import Batch, BatchMember
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Tokenizer", "Session", "Chat", "Batch", "BatchMember", "Generation",
+    "Model", "Tokenizer", "Session", "Chat", "ToolCall", "Batch", "BatchMember", "Generation",
     "Completion", "Piece", "Channel",
     "Mem", "quantize", "estimate", "param_bounds", "memory_used", "memory_highwater",
     "memory_reserved", "soft_heap_limit", "hard_heap_limit",
@@ -57,7 +57,7 @@ __all__ = [
 
 # The classes live in the modules above; they present themselves as ds8b's
 # (help(), repr of the class, pickling of Completion) as they always have.
-for _cls in (Channel, Mem, Model, Tokenizer, Piece, Completion, Generation, Chat, Session, Batch,
+for _cls in (Channel, Mem, Model, Tokenizer, Piece, Completion, Generation, Chat, ToolCall, Session, Batch,
              BatchMember):
     _cls.__module__ = __name__
 del _cls

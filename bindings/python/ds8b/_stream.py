@@ -118,7 +118,7 @@ class _Run:
             return 1
         try:
             text = ctypes.string_at(ptr, n).decode("utf-8", "replace") if n else ""
-            ch = Channel(channel) if channel in (0, 1) else channel
+            ch = Channel(channel) if channel in (0, 1, 2) else channel
             for c, t in self.stops.feed(ch, text):
                 if self.emit(c, t):
                     self.stop_requested = self.stop_requested or "callback"
@@ -341,10 +341,12 @@ class _Collector:
 
     def __init__(self, callback=None):
         self.callback = callback
-        self.answer, self.thinking = [], []
+        self.answer, self.thinking, self.tool = [], [], []
 
     def emit(self, ch, text):
-        (self.thinking if ch == Channel.REASONING else self.answer).append(text)
+        # tool-call text is kept apart: the chat parses it (Chat.tool_calls)
+        (self.thinking if ch == Channel.REASONING else
+         self.tool if ch == Channel.TOOL_CALL else self.answer).append(text)
         return self.callback(text, ch) if self.callback is not None else None
 
     @property

@@ -36,6 +36,7 @@ class Channel(enum.IntEnum):
     """Channel of a generated piece (DS8B_CHANNEL_*)."""
     ANSWER = 0
     REASONING = 1
+    TOOL_CALL = 2  # tool-call markup and JSON of a chat with tools
 
 
 class Mem(enum.IntEnum):
@@ -53,6 +54,7 @@ class Mem(enum.IntEnum):
 MEM_WEIGHTS, MEM_KV, MEM_SCRATCH, MEM_TOKENIZER = Mem.WEIGHTS, Mem.KV, Mem.SCRATCH, Mem.TOKENIZER
 MEM_SESSION, MEM_THREADS, MEM_OTHER, MEM_MAPPED = Mem.SESSION, Mem.THREADS, Mem.OTHER, Mem.MAPPED
 CHANNEL_ANSWER, CHANNEL_REASONING = Channel.ANSWER, Channel.REASONING
+CHANNEL_TOOL_CALL = Channel.TOOL_CALL
 
 LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 0, 1, 2, 3
 

@@ -295,9 +295,17 @@ class Model:
         from .batch import Batch
         return Batch(self, n_threads, threads=threads)
 
-    def render_chat(self, messages, add_generation_prompt=True):
-        """The prompt text of messages rendered with the model's chat template."""
-        return _render_chat(self, messages, add_generation_prompt)
+    def render_chat(self, messages, add_generation_prompt=True, *, tools=None, **variables):
+        """The prompt text of messages rendered with the model's chat template,
+        as transformers' apply_chat_template(messages, tools=tools,
+        add_generation_prompt=..., **variables). With tools (a list of
+        {"type": "function", "function": {...}} dicts) or variables (e.g.
+        enable_thinking=False), messages may carry tool_calls, role "tool"
+        results, reasoning_content and content None; a template that raises
+        on them raises TemplateError."""
+        if tools is None and not variables:
+            return _render_chat(self, messages, add_generation_prompt)
+        return _render_chat_tools(self, messages, add_generation_prompt, tools, variables)
 
     def memory(self, category=None):
         """(current, peak) bytes this model and its sessions own in a category."""
@@ -347,6 +355,46 @@ def _check_messages(messages):
             raise TypeError("each message needs str 'role' and 'content': %r" % (m,))
         out.append(m)
     return out
+
+
+def _check_messages_any(messages):
+    """Messages of any shape the templates accept: dicts with a str role."""
+    if isinstance(messages, dict) or not isinstance(messages, (list, tuple)):
+        raise TypeError("messages must be a list of message dicts")
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise TypeError("each message must be a dict with a str 'role': %r" % (m,))
+    return list(messages)
+
+
+def _json_bytes(value, what):
+    try:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError) as e:
+        raise TypeError("%s must be JSON-serialisable: %s" % (what, e)) from None
+
+
+def _render_chat_tools(model, messages, add_generation_prompt, tools, variables):
+    lib = _L()
+    js = _json_bytes(_check_messages_any(messages), "messages")
+    if tools is not None and not isinstance(tools, (list, tuple)):
+        raise TypeError("tools must be a list of tool definitions")
+    tj = _json_bytes(list(tools), "tools") if tools is not None else None
+    vj = _json_bytes(dict(variables), "variables") if variables else None
+    h = model._handle()
+    cap = 2 * len(js) + (2 * len(tj) if tj else 0) + 1024
+    n = c_size_t()
+    for _ in range(3):
+        buf = ctypes.create_string_buffer(cap)
+        rc = lib.ds8b_chat_render_tools(h, js, len(js), tj, len(tj) if tj else 0, vj,
+                                        len(vj) if vj else 0, 1 if add_generation_prompt else 0,
+                                        buf, cap, byref(n))
+        if rc == _E_BUFFER:
+            cap = n.value + 1
+            continue
+        _check(rc)
+        return buf.raw[:n.value].decode("utf-8", "replace")
+    raise InternalError(-14, "ds8b_chat_render_tools kept asking for a bigger buffer")
 
 
 def _render_chat(model, messages, add_generation_prompt):
