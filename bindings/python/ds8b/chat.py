@@ -5,10 +5,10 @@ from ctypes import byref, c_void_p
 
 from ._errors import InvalidArgument, Misuse
 from ._stream import _Collector, _overrides, stream
-from ._util import _L, _OK, _check, _cstr, _raise
+from ._util import _Handle, _L, _OK, _check, _cstr, _raise
 from .model import _check_messages
 
-class Chat:
+class Chat(_Handle):
     """A conversation bound to a session (ds8b_chat): add() messages, then
     reply() (an iterator of (Channel, text) pairs) or say(). Each reply
     re-renders the conversation with the model's chat template and reuses
@@ -120,10 +120,6 @@ class Chat:
         self.add("user", content)
         return self._reply(max_tokens, stop, opts, pairs=True, collector=_Collector(callback))
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         h, self._h = getattr(self, "_h", None), None
         if h is not None:
@@ -132,18 +128,6 @@ class Chat:
                 self.session._chats.discard(self)
             except Exception:
                 pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def _stop_free(s, what):
