@@ -8,6 +8,12 @@
  * value, a value that is not the number it must be, a required option or
  * argument missing, an option given twice, an argument too many.
  *
+ * Syntax every command shares: options and positionals in any order; a
+ * value follows its option ("--temp 0.7") or, for long options, an "="
+ * ("--temp=0.7"); a value is missing when the option ends the line or is
+ * followed by another option of the command (a negative number excepted);
+ * "--" ends the options; "-h"/"--help" prints the command's usage.
+ *
  * Adding an option: one line in the command's option array in its cmd_*.c
  * file, e.g. in generate_opts
  *     {"--grammar-file", CLI_STR, "FILE"},
