@@ -188,6 +188,24 @@ static void test_parse_qwen(void) {
     expect_parse(Q, "<tool_call>[1, 2]</tool_call>", (const char *[]){NULL}, "<tool_call>[1, 2]</tool_call>");
     expect_parse(Q, "<tool_call>{\"name\": \"ok\", \"arguments\": {}}</tool_call>\n<tool_call>{\"name\": \"cut",
                  (const char *[]){"ok", "{}", NULL}, "<tool_call>{\"name\": \"cut");
+    /* control bytes (cJSON would skip NUL and \x01 as whitespace) make a call malformed */
+    {
+        const char nul[] = "<tool_call>{\"name\": \"n\", \"arguments\": {\"a\": 1\0}}</tool_call>";
+        cJSON *calls = cJSON_CreateArray();
+        char *bad = NULL;
+        size_t nbad = 0;
+        ds8b__err e = {0};
+        CHECK(ds8b__tc_parse(Q, nul, sizeof nul - 1, calls, &bad, &nbad, &e) == 0 && cJSON_GetArraySize(calls) == 0 &&
+                  nbad == sizeof nul - 1,
+              "a NUL inside a call");
+        ds8b__free(bad);
+        cJSON_Delete(calls);
+    }
+    expect_parse(Q, "<tool_call>{\"name\": \"a\", \"arguments\": {\"x\":\x01 1}}</tool_call>", (const char *[]){NULL},
+                 "<tool_call>{\"name\": \"a\", \"arguments\": {\"x\":\x01 1}}</tool_call>");
+    expect_parse(Q, "<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": \\\"\\u0001\\\"}\"}</tool_call>",
+                 (const char *[]){NULL},
+                 "<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": \\\"\\u0001\\\"}\"}</tool_call>");
     expect_parse(Q, "", (const char *[]){NULL}, NULL);
     expect_parse(Q, "<tool_call>", (const char *[]){NULL}, "<tool_call>");
     expect_parse(Q, "<tool_call></tool_call>", (const char *[]){NULL}, "<tool_call></tool_call>");
