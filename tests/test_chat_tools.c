@@ -448,6 +448,14 @@ static void test_chat_tools_api(void) {
     CHECK(ds8b_chat_render_tools(NULL, "[]", 2, NULL, 0, NULL, 0, 1, NULL, 0, &n) == DS8B_E_MISUSE, "NULL model");
     CHECK(ds8b_tokenizer_chat_render_tools(NULL, "[]", 2, NULL, 0, NULL, 0, 1, NULL, 0, &n) == DS8B_E_MISUSE, "NULL tok");
     CHECK(ds8b_chat_render_tools(g_model, "[", 1, NULL, 0, NULL, 0, 1, NULL, 0, &n) == DS8B_E_INVALID, "bad messages");
+    /* string variables bos_token / eos_token replace the tokenizer's, as kwargs do in transformers */
+    {
+        char buf[512];
+        const char *um = "[{\"role\": \"user\", \"content\": \"x\"}]";
+        int rc = ds8b_chat_render_tools(g_model, um, strlen(um), NULL, 0, "{\"bos_token\": \"<B>\"}", 20, 1, buf,
+                                        sizeof buf, &n);
+        CHECK(rc == 0 && strncmp(buf, "<B><", 4) == 0, "bos_token variable: rc %d [%s]", rc, rc ? "" : buf);
+    }
     free(tools);
     free(vars);
     ds8b_chat_free(c);
