@@ -438,7 +438,8 @@ DS8B_API int ds8b_chat_clear(ds8b_chat *c);
 /* Generates the assistant's reply. cb receives complete UTF-8 pieces
  * tagged DS8B_CHANNEL_REASONING (inside <think>...</think>) or
  * DS8B_CHANNEL_ANSWER; tags are never passed on. The answer is appended to
- * the conversation (also when cancelled). */
+ * the conversation (also when cancelled). With tools set
+ * (ds8b_chat_set_tools), tool-call markup comes on DS8B_CHANNEL_TOOL_CALL. */
 DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated);
 /* Answer and reasoning text of the last reply ("" if none); valid until
  * the next reply or free. */
