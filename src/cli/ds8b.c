@@ -125,6 +125,7 @@ ds8b_params *cli_session_params(int argc, char **argv) {
         {"--threads", DS8B_PARAM_N_THREADS, false}, {"-t", DS8B_PARAM_N_THREADS, false},
         {"--ctx", DS8B_PARAM_N_CTX, false},         {"-c", DS8B_PARAM_N_CTX, false},
         {"--batch", DS8B_PARAM_N_BATCH, false},     {"--kv-type", DS8B_PARAM_KV_TYPE, false},
+        {"--spec", DS8B_PARAM_SPEC, false},         {"--max-draft", DS8B_PARAM_SPEC_MAX_DRAFT, false},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         const char *v = cli_opt(argc, argv, map[i].opt);
@@ -133,6 +134,9 @@ ds8b_params *cli_session_params(int argc, char **argv) {
         if (strcmp(map[i].opt, "--kv-type") == 0) {
             d = strcmp(v, "f32") == 0 ? DS8B_KV_F32 : strcmp(v, "f16") == 0 ? DS8B_KV_F16
               : strcmp(v, "q8_0") == 0 ? DS8B_KV_Q8_0 : -1;
+        } else if (strcmp(map[i].opt, "--spec") == 0) {
+            d = strcmp(v, "off") == 0 ? DS8B_SPEC_OFF : strcmp(v, "auto") == 0 ? DS8B_SPEC_AUTO
+              : strcmp(v, "on") == 0 ? DS8B_SPEC_ON : -1;
         } else if (!cli_num(v, &d)) {
             fprintf(stderr, "ds8b: %s needs a number, got '%s'\n", map[i].opt, v);
             ds8b_params_free(p);
@@ -184,6 +188,16 @@ static int cmd_generate(int argc, char **argv) {
     int rc = ds8b_session_create(m, p, &s);
     ds8b_params_free(p);
     if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
+    ds8b_model *dm = NULL; /* --draft-model: drafts for speculative decoding */
+    const char *dpath = cli_opt(argc, argv, "--draft-model");
+    if (dpath && (cli_load(argc, argv, dpath, &dm) ||
+                  (rc = ds8b_session_set_draft_model(s, dm)) != DS8B_OK)) {
+        if (dm) cli_fail("--draft-model", rc);
+        ds8b_session_free(s);
+        ds8b_model_free(dm);
+        ds8b_model_free(m);
+        return 1;
+    }
     int flags = cli_flag(argc, argv, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
     if (cli_flag(argc, argv, "--reasoning")) flags |= DS8B_GEN_REASONING;
     gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(argc, argv, "--color")};
@@ -200,8 +214,13 @@ static int cmd_generate(int argc, char **argv) {
     if (cli_flag(argc, argv, "--stats")) {
         double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
         fprintf(stderr, "ds8b: %lld tokens in %.2f s\n", (long long)ng, sec);
+        int64_t drafted = 0, accepted = 0, passes = 0;
+        ds8b_session_spec_stats(s, &drafted, &accepted, &passes);
+        fprintf(stderr, "speculation: drafted %lld, accepted %lld, passes %lld\n", (long long)drafted,
+                (long long)accepted, (long long)passes);
     }
     ds8b_session_free(s);
+    ds8b_model_free(dm);
     ds8b_model_free(m);
     return ret;
 }
@@ -504,6 +523,7 @@ static void usage(void) {
           "  generate   -m PATH -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
           "             [--repeat-penalty R] [--seed S] [--threads N] [--ctx N] [--stop STR]\n"
           "             [--reasoning] [--color] [--raw] [--no-echo] [--stats]\n"
+          "             [--spec off|auto|on] [--max-draft K] [--draft-model PATH]\n"
           "  tokenize   -m PATH [--special] [--no-parse-special] [--jsonl]   (text on stdin)\n"
           "  detokenize -m PATH [--skip-special]                             (JSON ids on stdin)\n"
           "  eval       -m PATH --ids JSON_ARRAY --logits-out FILE\n"
