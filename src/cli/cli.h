@@ -24,5 +24,8 @@ void cli_usage_extra(void);
 void cli_info_extra(const ds8b_model *m, int argc, char **argv);
 /* cli_kbench.c: `ds8b bench --kernels` (matmul throughput per weight type). */
 int cli_bench_kernels(int argc, char **argv);
+/* cli_spec.c: `ds8b bench --pass-cost` and `ds8b bench --spec-prompt FILE`. */
+int cli_bench_pass_cost(int argc, char **argv, ds8b_model *m);
+int cli_bench_spec(int argc, char **argv, ds8b_model *m);
 
 #endif

@@ -389,6 +389,11 @@ static int cmd_bench(int argc, char **argv) {
     if (pp == 0 && tg == 0) return cli_usage("bench: nothing to measure with -p 0 -n 0");
     ds8b_model *m;
     if (cli_load(argc, argv, path, &m)) return 1;
+    if (cli_flag(argc, argv, "--pass-cost") || cli_opt(argc, argv, "--spec-prompt")) {
+        int src = cli_flag(argc, argv, "--pass-cost") ? cli_bench_pass_cost(argc, argv, m) : cli_bench_spec(argc, argv, m);
+        ds8b_model_free(m);
+        return src;
+    }
     const char *seqs = cli_opt(argc, argv, "--seqs");
     if (seqs) {
         int brc = cmd_bench_seqs(m, seqs, tg, reps, threads);
@@ -619,6 +624,8 @@ void cli_usage_extra(void) {
           "  make-random CONFIG.json OUTDIR [--tokenizer DIR] [--seed S] [--shard-gb G]\n"
           "  bench      -m PATH [-p 512] [-n 128] [-r 3] [--threads N] [--seqs 1,2,4,8,16]\n"
           "  bench      --kernels [--types q4_0,q2_k,...] [--shapes 4096x4096,...] [--n 1,16] [--threads 1,2] [--rowwise]\n"
+          "  bench      -m PATH --pass-cost [--k 16] [-p DEPTH] [-r 7]   (speculation: (k+1)-position pass vs 1)\n"
+          "  bench      -m PATH --spec-prompt FILE [--draft-file F] [--draft-model PATH] [--spec on|auto] [-n N]\n"
           "  estimate   PATH [--ctx N] [--batch N] [--kv-type f32|f16|q8_0] [--threads N]\n"
           "  chat-template -m PATH [--no-generation-prompt]   (JSON messages on stdin)\n"
           "  chat       -m PATH [--system TEXT] [sampling options]\n",
