@@ -385,6 +385,41 @@ static void test_stop_cancel_reasoning(void) {
 }
 
 /* ================================================================== */
+/* A full context: the slide and stop policies with drafts at the edge */
+/* ================================================================== */
+static void test_context_edge(void) {
+    int policies[] = {DS8B_CTX_SLIDE, DS8B_CTX_STOP, DS8B_CTX_ERROR};
+    for (int pi = 0; pi < 3; pi++) {
+        out o[2];
+        for (int k = 0; k < 2; k++) {
+            memset(&o[k], 0, sizeof o[k]);
+            ds8b_params *p;
+            ds8b_params_create(&p);
+            ds8b_params_set_int(p, DS8B_PARAM_N_CTX, 72);
+            ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, 1);
+            ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0);
+            ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, 120);
+            ds8b_params_set_int(p, DS8B_PARAM_CTX_POLICY, policies[pi]);
+            ds8b_params_set_int(p, DS8B_PARAM_N_SINK, 4);
+            ds8b_params_set_int(p, DS8B_PARAM_SPEC, k ? DS8B_SPEC_ON : DS8B_SPEC_OFF);
+            ds8b_session *s = NULL;
+            CHECK(ds8b_session_create(g_llama, p, &s) == 0, "session");
+            ds8b_params_free(p);
+            if (!s) return;
+            o[k].rc = ds8b_generate(s, k_repeat, strlen(k_repeat), DS8B_GEN_ADD_SPECIAL, collect, &o[k], NULL);
+            finish_out(s, &o[k]);
+            ds8b_session_free(s);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "context policy %d at n_ctx 72", policies[pi]);
+        same(&o[0], &o[1], what);
+        CHECK(o[1].passes > 0, "%s: no pass", what);
+        free_out(&o[0]);
+        free_out(&o[1]);
+    }
+}
+
+/* ================================================================== */
 /* Chat replies and batch members                                      */
 /* ================================================================== */
 static void chat_once(int spec, char *reply, size_t cap, int64_t *passes) {
@@ -618,6 +653,7 @@ int main(void) {
     RUN(test_sampled_seed_exact);
     RUN(test_rollback_state);
     RUN(test_stop_cancel_reasoning);
+    RUN(test_context_edge);
     RUN(test_chat_and_batch);
     RUN(test_pass_rows_exact_kernels);
     RUN(test_pass_exact_schemes_levels);

@@ -534,11 +534,7 @@ DS8B_API int ds8b_session_set_draft_model(ds8b_session *s, ds8b_model *draft) {
         ds8b__seterr(&e, rc, "ds8b_session_set_draft_model: %s", ds8b_errmsg());
         return ds8b__sess_fail(s, &e);
     }
-    if (ds->n_ctx < s->n_ctx) {
-        ds8b_session_free(ds);
-        ds8b__seterr(&e, DS8B_E_LIMIT, "ds8b_session_set_draft_model: the draft model's context is shorter than the session's");
-        return ds8b__sess_fail(s, &e);
-    }
+    /* a draft model with a shorter context simply stops drafting past it */
     drop_draft_model(sp);
     sp->dm = draft;
     sp->ds = ds;
