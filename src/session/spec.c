@@ -383,6 +383,12 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e) {
                 }
             }
         }
+        /* Grammars (branch grammar): every verified position is sampled by
+         * ds8b__gen_next, which samples under the grammar and advances it
+         * with the token actually kept, so a draft token is accepted only if
+         * the grammar allows it and no rollback of grammar state is needed.
+         * Once ds8b__gen_grammar_allows() is on main, a draft whose first
+         * token it refuses can be dropped here (k = 0) to save the pass. */
         if (k == 0) { /* a plain step */
             double t0 = now_s();
             if ((rc = ds8b__session_eval(s, &t, 1, NULL, e))) break;
