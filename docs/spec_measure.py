@@ -15,6 +15,8 @@ on code written for this script:
             original paragraph (what an editor has after the cursor).
   code      the first 60% of a Python module; host draft: the rest.
   free      a short prompt, sampled at temperature 0.8: drafts mostly fail.
+  again     the complete prompts with the model's own greedy continuation as
+            the host draft: the upper bound (everything accepted).
 Drafters: lookup (spec on and auto), host (on), draft model: demo-qwen3 and a
 q4_0 copy of the model (on). Each row: `ds8b bench --spec-prompt`, greedy
 unless noted, plain and speculative runs alternating, medians of -r runs.
@@ -115,7 +117,9 @@ def bench(ds8b, model, prompt, host, dm, mode, n, r, threads, temp, tmp):
     open(pf, "w").write(prompt)
     cmd = [ds8b, "bench", "-m", model, "--spec-prompt", pf, "--spec", mode, "-n", str(n), "-r", str(r),
            "--threads", str(threads), "--temp", str(temp), "--seed", "7"]
-    if host is not None:
+    if host == "SELF":
+        cmd += ["--draft-self"]
+    elif host is not None:
         hf = os.path.join(tmp, "host.txt")
         open(hf, "w").write(host)
         cmd += ["--draft-file", hf]
@@ -148,11 +152,19 @@ def main():
                 ("model: demo-qwen3", "on", False, os.path.join(SHARED, "models/demo-qwen3")),
                 ("model: own q4_0", "on", False, q4)]
     rows = {}
-    for name, i, prompt, host, temp in tasks():
+    todo = tasks()
+    # upper bound: the host draft is the model's own greedy continuation (an
+    # editor asking again for a completion it has shown): --draft-self
+    for name, i, prompt, host, temp in list(todo):
+        if name == "complete":
+            todo.append(("again", i, prompt, "SELF", 0.0))
+    for name, i, prompt, host, temp in todo:
         if a.only and name not in a.only.split(","):
             continue
         for dname, mode, use_host, dm in drafters:
             if name == "free" and (use_host or dm):
+                continue
+            if name == "again" and not use_host:
                 continue
             r = bench(a.ds8b, a.model, prompt, host if use_host else None, dm, mode, a.n, a.r, a.threads, temp, tmp)
             rows.setdefault((name, dname, mode), []).append(r)

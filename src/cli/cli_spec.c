@@ -8,12 +8,14 @@
  *       follows for per-token acceptance rates 0.5..0.9 (best k for each).
  *       The ISA level is the one in use (DS8B_ISA=avx2 etc. caps it).
  *
- *   ds8b bench -m PATH --spec-prompt FILE [--draft-file FILE] [--draft-model PATH]
+ *   ds8b bench -m PATH --spec-prompt FILE [--draft-file FILE | --draft-self] [--draft-model PATH]
  *       [--spec auto|on] [-n 128] [-r 3] [--threads N] [--temp T] [--seed S]
  *       End to end: generates from FILE's text with speculation off, then
  *       with the mode given (default on), and reports tokens/s of each,
  *       tokens drafted and accepted, acceptance rate, tokens per pass and
- *       the speedup (medians of -r runs). --draft-file: the host draft text.
+ *       the speedup (medians of -r runs). --draft-file: the host draft text;
+ *       --draft-self: the plain run's own output as the host draft (the
+ *       upper bound: an editor asking again for a completion it has shown).
  */
 #include "cli.h"
 
@@ -140,9 +142,31 @@ static char *read_file(const char *path, size_t *len) {
     return b;
 }
 
+/* Collects generated text (--draft-self). */
+typedef struct textbuf {
+    char *p;
+    size_t n, cap;
+} textbuf;
+static int collect(void *user, const char *piece, size_t len, int channel) {
+    textbuf *t = user;
+    (void)channel;
+    if (t->n + len + 1 > t->cap) {
+        size_t cap = (t->n + len + 1) * 2;
+        char *q = realloc(t->p, cap);
+        if (!q) return 1;
+        t->p = q;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, piece, len);
+    t->n += len;
+    t->p[t->n] = 0;
+    return 0;
+}
+
 /* One timed generation: the prompt is evaluated first, outside the timing. */
 static int timed_run(ds8b_model *m, ds8b_model *dm, ds8b_params *p, int mode, const char *prompt, size_t plen,
-                     const char *draft, size_t dlen, double *tps, double *cps, int64_t *ng, int64_t st[3]) {
+                     const char *draft, size_t dlen, double *tps, double *cps, int64_t *ng, int64_t st[3],
+                     textbuf *text) {
     ds8b_params_set_int(p, DS8B_PARAM_SPEC, mode);
     ds8b_session *s;
     int rc = ds8b_session_create(m, p, &s);
@@ -160,7 +184,7 @@ static int timed_run(ds8b_model *m, ds8b_model *dm, ds8b_params *p, int mode, co
     free(ids);
     if (!rc && draft && mode != DS8B_SPEC_OFF) rc = ds8b_session_set_draft(s, draft, dlen);
     double t0 = now_s(), c0 = cpu_s();
-    if (!rc) rc = ds8b_generate(s, "", 0, 0, NULL, NULL, ng);
+    if (!rc) rc = ds8b_generate(s, "", 0, 0, text ? collect : NULL, text, ng);
     *tps = (double)*ng / (now_s() - t0);
     *cps = (double)*ng / (cpu_s() - c0);
     ds8b_session_spec_stats(s, &st[0], &st[1], &st[2]);
@@ -205,12 +229,19 @@ int cli_bench_spec(int argc, char **argv, ds8b_model *m) {
     int64_t drafted = 0, accepted = 0, passes = 0, n_on = 0, n_off = 0, st[3];
     bool same = true;
     double warm, cwarm;
+    textbuf self = {0};
     int rc = t_off && t_on && c_off && c_on
-                 ? timed_run(m, NULL, p, DS8B_SPEC_OFF, prompt, plen, NULL, 0, &warm, &cwarm, &n_off, st)
+                 ? timed_run(m, NULL, p, DS8B_SPEC_OFF, prompt, plen, NULL, 0, &warm, &cwarm, &n_off, st, &self)
                  : DS8B_E_NOMEM;
+    if (!rc && cli_flag(argc, argv, "--draft-self")) { /* the plain output itself as the host draft */
+        free(draft);
+        draft = self.p;
+        dlen = self.n;
+        self.p = NULL;
+    }
     for (int r = 0; r < reps && !rc; r++) {
-        rc = timed_run(m, NULL, p, DS8B_SPEC_OFF, prompt, plen, NULL, 0, &t_off[r], &c_off[r], &n_off, st);
-        if (!rc) rc = timed_run(m, dm, p, mode, prompt, plen, draft, dlen, &t_on[r], &c_on[r], &n_on, st);
+        rc = timed_run(m, NULL, p, DS8B_SPEC_OFF, prompt, plen, NULL, 0, &t_off[r], &c_off[r], &n_off, st, NULL);
+        if (!rc) rc = timed_run(m, dm, p, mode, prompt, plen, draft, dlen, &t_on[r], &c_on[r], &n_on, st, NULL);
         drafted += st[0];
         accepted += st[1];
         passes += st[2];
@@ -238,6 +269,7 @@ int cli_bench_spec(int argc, char **argv, ds8b_model *m) {
     free(t_on);
     free(c_off);
     free(c_on);
+    free(self.p);
     free(prompt);
     free(draft);
     ds8b_model_free(dm);
