@@ -57,7 +57,9 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e);
 void ds8b__spec_gen_done(ds8b_session *s);
 
 /* Benchmark: median seconds of one verification pass of `rows` positions
- * (rows == 1: a decode step) at position `pos` on s, over reps runs. */
-int ds8b__spec_bench_pass(ds8b_session *s, int64_t rows, int64_t pos, int reps, double *sec, ds8b__err *e);
+ * (rows == 1: a decode step) at position `pos` on s, over reps runs: wall
+ * time in *sec, process CPU time in *cpu (may be NULL). */
+int ds8b__spec_bench_pass(ds8b_session *s, int64_t rows, int64_t pos, int reps, double *sec, double *cpu,
+                          ds8b__err *e);
 
 #endif
