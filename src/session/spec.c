@@ -36,10 +36,13 @@
  * session's tokens).
  *
  * When it pays. Tokens per pass with per-token acceptance p and k drafts
- * are E(k) = 1 + p + ... + p^k; the pass costs (1 + beta k + gamma k) plain
- * steps, where beta is the measured extra cost of a position in the pass
- * and gamma the measured cost of drafting a token. p, beta and gamma are
- * learned online (decayed counts and moving averages of wall time). auto
+ * are E(k) = 1 + p + ... + p^k; the pass costs C(k) + gamma k plain steps,
+ * where C(k) is the measured cost of a pass with k drafts (the last
+ * measurements of that size, else 1 + beta k with beta the measured extra
+ * cost per position: passes are not linear in k, the decode tiles take
+ * rows in groups) and gamma the measured cost of drafting a token. p, C,
+ * beta and gamma are learned online (decayed counts and moving averages of
+ * wall time). auto
  * speculates with the k that maximises E(k) / cost(k) when that beats a
  * plain step by 3%; on: always, with that k. While auto decodes plainly,
  * the lookup draft's first token is still compared with the token that
@@ -256,13 +259,16 @@ static double ewma(double old, double obs) { return old > 0 ? 0.8 * old + 0.2 * 
 /* The k in 1..kmax with the best tokens per unit cost, and that gain
  * (tokens per plain-step cost; plain decoding is 1). */
 static int64_t best_k(const ds8b__spec *sp, int64_t kmax, bool with_model, double *gain) {
-    double p = accept_p(sp), per = sp->beta + (with_model ? sp->gamma : 0.0);
+    double p = accept_p(sp), draft = with_model ? sp->gamma : 0.0;
     double best = 0.0, tokens = 1.0, pk = 1.0;
     int64_t bk = 0;
     for (int64_t k = 1; k <= kmax; k++) {
         pk *= p;
         tokens += pk;
-        double g = tokens / (1.0 + per * (double)k);
+        /* a pass of this size measured recently, else the linear model: the
+         * cost is not linear in k (the decode tiles take rows in groups) */
+        double pass = k < DS8B__SPEC_KCOST && sp->kcost[k] > 0 ? sp->kcost[k] : 1.0 + sp->beta * (double)k;
+        double g = tokens / (pass + draft * (double)k);
         if (g > best) { best = g; bk = k; }
     }
     *gain = best;
@@ -410,9 +416,13 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e) {
         double t0 = now_s();
         if ((rc = verify_pass(s, ids, k + 1, e))) break;
         if (sp->t1 > 0) {
-            double b = ((now_s() - t0) / sp->t1 - 1.0) / (double)k;
+            double c = (now_s() - t0) / sp->t1, b = (c - 1.0) / (double)k;
             sp->beta = ewma(sp->beta, b < 0 ? 0 : b > 4 ? 4 : b);
+            if (k < DS8B__SPEC_KCOST) sp->kcost[k] = ewma(sp->kcost[k], c < 1 ? 1 : c);
         }
+        /* forget the per-size costs now and then: one slow measurement
+         * (another process on the core) must not rule a size out for good */
+        if (sp->passes % 256 == 255) memset(sp->kcost, 0, sizeof sp->kcost);
         sp->passes++;
         sp->drafted += k;
         int64_t acc = 0;

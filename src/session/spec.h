@@ -32,6 +32,8 @@ typedef struct ds8b__spec {
     double acc_a, acc_f;  /* accepted draft tokens / rejections seen */
     double t1;            /* seconds of a one-position step (0: not measured yet) */
     double beta;          /* extra cost of each extra position, as a fraction of t1 */
+#define DS8B__SPEC_KCOST 64
+    double kcost[DS8B__SPEC_KCOST]; /* measured cost of a pass with k drafts, in steps (0: none yet) */
     double gamma;         /* cost of drafting one token, as a fraction of t1 */
     int64_t plain_run;    /* plain steps since the last pass (auto: probing) */
     int32_t shadow;       /* auto, backed off: first token of the draft not verified, or -1 */
