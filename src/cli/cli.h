@@ -118,10 +118,16 @@ int cli_bench_kernels(const cli_args *a);                             /* cli_kbe
 /* Helpers (cli_common.c)                                              */
 /* ------------------------------------------------------------------ */
 int cli_fail(const char *what, int rc);   /* prints the library error; returns 1 */
-int cli_usage(const char *msg);           /* prints a usage error; returns 2 */
+/* Prints "ds8b: COMMAND: message" and where help is; returns 2 (usage error). */
+int cli_usage(const cli_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The contents of a file (NUL-terminated), or NULL after printing why. */
+char *cli_read_file(const char *path, size_t *len);
 char *cli_read_all(FILE *f, size_t *len);
 int32_t *cli_parse_ids(const char *json, size_t *n);
 int cli_load(const cli_args *a, const char *path, ds8b_model **m);
+/* The model at path and a session on it with the session options given:
+ * returns 0, or the exit status after printing why. */
+int cli_open(const cli_args *a, const char *path, ds8b_model **m, ds8b_session **s);
 ds8b_params *cli_session_params(const cli_args *a);
 double cli_now_s(void);
 double cli_peak_rss_gb(void);

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,14 @@ int cli_fail(const char *what, int rc) {
     return 1;
 }
 
-int cli_usage(const char *msg) {
-    fprintf(stderr, "ds8b: %s\nRun 'ds8b help' for usage.\n", msg);
+int cli_usage(const cli_args *a, const char *fmt, ...) {
+    const char *name = a->cmd->name;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ds8b: %s: ", name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun 'ds8b help %s' for usage.\n", name);
     return 2;
 }
 
@@ -106,6 +113,22 @@ char *cli_read_all(FILE *f, size_t *len) {
     return buf;
 }
 
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "ds8b: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = cli_read_all(f, len);
+    if (!buf || ferror(f)) {
+        fprintf(stderr, "ds8b: cannot read %s\n", path);
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
 /* Parses a JSON array of integers. */
 int32_t *cli_parse_ids(const char *json, size_t *n) {
     cJSON *a = cJSON_Parse(json);
@@ -169,6 +192,20 @@ const cli_optdef cli_session_opts[] = {
     {"--stop", CLI_STR, "STR", CLI_MULTI},
     {0},
 };
+
+int cli_open(const cli_args *a, const char *path, ds8b_model **m, ds8b_session **s) {
+    ds8b_params *p = cli_session_params(a);
+    if (!p) return 2;
+    if (cli_load(a, path, m)) { ds8b_params_free(p); return 1; }
+    int rc = ds8b_session_create(*m, p, s);
+    ds8b_params_free(p);
+    if (rc) {
+        ds8b_model_free(*m);
+        *m = NULL;
+        return cli_fail("creating the session", rc);
+    }
+    return 0;
+}
 
 /* Session params from the session options given. Returns NULL after
  * printing on error. */

@@ -69,10 +69,10 @@ int cli_bench_kernels(const cli_args *a) {
     for (const char *p = shapes_s; *p && ns < KB_MAX;) {
         char *end, *end2;
         rows[ns] = strtoll(p, &end, 10);
-        if (end == p || *end != 'x' || rows[ns] <= 0) return cli_usage("--shapes wants ROWSxCOLS,...");
+        if (end == p || *end != 'x' || rows[ns] <= 0) return cli_usage(a, "--shapes wants ROWSxCOLS,...");
         cols[ns] = strtoll(end + 1, &end2, 10);
         if (end2 == end + 1 || cols[ns] <= 0 || (*end2 && *end2 != ','))
-            return cli_usage("--shapes wants ROWSxCOLS,...");
+            return cli_usage(a, "--shapes wants ROWSxCOLS,...");
         ns++;
         p = *end2 ? end2 + 1 : end2;
     }
@@ -83,7 +83,7 @@ int cli_bench_kernels(const cli_args *a) {
     cli_int(a, "--runs", &runs64);
     cli_int(a, "-r", &reps64);
     if (nn <= 0 || nth <= 0 || runs64 < 1 || runs64 > 99 || reps64 < 1 || reps64 > 1000000)
-        return cli_usage("bench --kernels: bad --n, --threads, --runs or -r");
+        return cli_usage(a, "--kernels: bad --n, --threads, --runs or -r");
     int runs = (int)runs64, reps = (int)reps64;
     int flags = cli_flag(a, "--rowwise") ? DS8B_MM_ROWWISE : 0;
     int q40 = -1;

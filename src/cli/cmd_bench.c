@@ -135,8 +135,7 @@ const cli_optdef bench_opts[] = {
 static int refuse(const cli_args *a, const char *const *names, const char *mode) {
     for (int i = 0; names[i]; i++)
         if (cli_flag(a, names[i])) {
-            fprintf(stderr, "ds8b: bench: %s is not an option %s\nRun 'ds8b help bench' for usage.\n", names[i], mode);
-            return 2;
+            return cli_usage(a, "%s is not an option %s", names[i], mode);
         }
     return 0;
 }
@@ -148,25 +147,24 @@ int cmd_bench(const cli_args *a) {
         return refuse(a, model_only, "of bench --kernels") ? 2 : cli_bench_kernels(a);
     if (refuse(a, kernels_only, "without --kernels")) return 2;
     const char *path = cli_opt(a, "-m");
-    if (!path) return cli_usage("bench needs -m PATH (or --kernels)");
+    if (!path) return cli_usage(a, "needs -m PATH (or --kernels)");
     int64_t pp64 = 512, tg64 = 128, reps64 = 3, th64 = 0;
     cli_int(a, "-p", &pp64);
     cli_int(a, "-n", &tg64);
     cli_int(a, "-r", &reps64);
     if (cli_opt(a, "--threads") && cli_parse_ints(cli_opt(a, "--threads"), &th64, 1) != 1)
-        return cli_usage("bench: --threads takes one number without --kernels");
+        return cli_usage(a, "--threads takes one number without --kernels");
     if (reps64 < 1) reps64 = 1;
     if (pp64 < 0 || tg64 < 0 || pp64 > 1000000 || tg64 > 1000000 || reps64 > 1000 || th64 < 0 || th64 > 4096)
-        return cli_usage("bench: -p and -n must be 0..1000000, -r 1..1000, --threads 0..4096");
+        return cli_usage(a, "-p and -n must be 0..1000000, -r 1..1000, --threads 0..4096");
     int pp = (int)pp64, tg = (int)tg64, reps = (int)reps64, threads = (int)th64;
-    if (pp == 0 && tg == 0) return cli_usage("bench: nothing to measure with -p 0 -n 0");
+    if (pp == 0 && tg == 0) return cli_usage(a, "nothing to measure with -p 0 -n 0");
     int64_t seqs[64];
     int nseqs = cli_opt(a, "--seqs") ? cli_parse_ints(cli_opt(a, "--seqs"), seqs, 64) : 0;
     for (int i = 0; i < nseqs; i++)
         if (seqs[i] < 1 || seqs[i] > DS8B_BATCH_MAX) nseqs = -1;
     if (nseqs < 0) {
-        fprintf(stderr, "ds8b: --seqs wants numbers from 1 to %d separated by commas\n", DS8B_BATCH_MAX);
-        return 2;
+        return cli_usage(a, "--seqs wants numbers from 1 to %d separated by commas", DS8B_BATCH_MAX);
     }
     ds8b_model *m;
     if (cli_load(a, path, &m)) return 1;

@@ -26,7 +26,7 @@ int cmd_eval(const cli_args *a) {
     const char *out_path = cli_opt(a, "--logits-out");
     size_t n;
     int32_t *ids = cli_parse_ids(ids_json, &n);
-    if (!ids || n == 0) { free(ids); return cli_usage("--ids must be a non-empty JSON array of integers"); }
+    if (!ids || n == 0) { free(ids); return cli_usage(a, "--ids must be a non-empty JSON array of integers"); }
     ds8b_params *p = cli_session_params(a);
     ds8b_model *m;
     if (!p) { free(ids); return 2; }
@@ -57,6 +57,17 @@ int cmd_eval(const cli_args *a) {
     return ret;
 }
 
+/* log(sum(exp(row))) of a row of logits, computed stably; *argmax gets
+ * the index of the largest. */
+static double log_z(const float *row, int64_t vocab, int64_t *argmax) {
+    double mx = row[0], z = 0;
+    *argmax = 0;
+    for (int64_t k = 1; k < vocab; k++)
+        if (row[k] > mx) { mx = row[k]; *argmax = k; }
+    for (int64_t k = 0; k < vocab; k++) z += exp(row[k] - mx);
+    return mx + log(z);
+}
+
 /* Mean NLL of each window; optional KL divergence and top-1 agreement
  * against a base model evaluated on the same windows. */
 const cli_optdef perplexity_opts[] = {
@@ -70,13 +81,11 @@ const cli_optdef perplexity_opts[] = {
 static int perplexity(const cli_args *a, bool kld) {
     const char *path = cli_opt(a, "-m"), *wpath = cli_opt(a, "--windows");
     const char *base_path = cli_opt(a, "--base");
-    if (kld && !base_path) return cli_usage("kld needs --base FLOAT_MODEL");
-    FILE *wf = fopen(wpath, "rb");
-    if (!wf) { fprintf(stderr, "ds8b: cannot open %s: %s\n", wpath, strerror(errno)); return 1; }
+    if (kld && !base_path) return cli_usage(a, "needs --base FLOAT_MODEL");
     size_t len;
-    char *js = cli_read_all(wf, &len);
-    fclose(wf);
-    cJSON *root = js ? cJSON_Parse(js) : NULL;
+    char *js = cli_read_file(wpath, &len);
+    if (!js) return 1;
+    cJSON *root = cJSON_Parse(js);
     free(js);
     /* accept a bare array of windows, an object with "windows", or a
      * reference file with "perplexity": {LANG: {"windows": ...}} (--lang
@@ -98,7 +107,7 @@ static int perplexity(const cli_args *a, bool kld) {
     }
     if (!wins || !cJSON_IsArray(wins) || cJSON_GetArraySize(wins) == 0) {
         cJSON_Delete(root);
-        return cli_usage("--windows must hold a JSON array of id arrays");
+        return cli_usage(a, "--windows must hold a JSON array of id arrays");
     }
     ds8b_params *p = cli_session_params(a);
     if (!p) { cJSON_Delete(root); return 2; }
@@ -126,7 +135,7 @@ static int perplexity(const cli_args *a, bool kld) {
         size_t n;
         int32_t *ids = wj ? cli_parse_ids(wj, &n) : NULL;
         free(wj);
-        if (!ids || n < 2) { free(ids); cli_usage("each window needs at least 2 integer ids"); goto out2; }
+        if (!ids || n < 2) { free(ids); cli_usage(a, "each window needs at least 2 integer ids"); goto out2; }
         ds8b_session_reset(s);
         if ((rc = ds8b_eval(s, ids, n, lg))) { free(ids); cli_fail("evaluating", rc); goto out2; }
         if (bs) {
@@ -136,21 +145,12 @@ static int perplexity(const cli_args *a, bool kld) {
         double wn = 0, wbn = 0;
         for (size_t i = 0; i + 1 < n; i++) {
             const float *r = lg + i * (size_t)vocab;
-            double mx = r[0];
-            int64_t am = 0;
-            for (int64_t k = 1; k < vocab; k++) if (r[k] > mx) { mx = r[k]; am = k; }
-            double z = 0;
-            for (int64_t k = 0; k < vocab; k++) z += exp(r[k] - mx);
-            double lz = mx + log(z);
+            int64_t am, bam;
+            double lz = log_z(r, vocab, &am);
             wn += lz - r[ids[i + 1]];
             if (bs) {
                 const float *b = blg + i * (size_t)vocab;
-                double bmx = b[0];
-                int64_t bam = 0;
-                for (int64_t k = 1; k < vocab; k++) if (b[k] > bmx) { bmx = b[k]; bam = k; }
-                double bz = 0;
-                for (int64_t k = 0; k < vocab; k++) bz += exp(b[k] - bmx);
-                double blz = bmx + log(bz), kl = 0;
+                double blz = log_z(b, vocab, &bam), kl = 0;
                 for (int64_t k = 0; k < vocab; k++) {
                     double lp = b[k] - blz, lq = r[k] - lz;
                     kl += exp(lp) * (lp - lq);

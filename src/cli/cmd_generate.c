@@ -23,6 +23,7 @@ const cli_optdef generate_opts[] = {
     {0},
 };
 
+/* Streams pieces to stdout; with color, reasoning is dimmed. */
 typedef struct gen_state {
     int last_channel;
     bool color;
@@ -39,15 +40,11 @@ static int on_piece(void *user, const char *piece, size_t len, int channel) {
 }
 
 int cmd_generate(const cli_args *a) {
-    const char *path = cli_opt(a, "-m"), *prompt = cli_opt(a, "-p");
-    ds8b_params *p = cli_session_params(a);
-    if (!p) return 2;
+    const char *prompt = cli_opt(a, "-p");
     ds8b_model *m;
-    if (cli_load(a, path, &m)) { ds8b_params_free(p); return 1; }
     ds8b_session *s;
-    int rc = ds8b_session_create(m, p, &s);
-    ds8b_params_free(p);
-    if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
+    int rc = cli_open(a, cli_opt(a, "-m"), &m, &s);
+    if (rc) return rc;
     int flags = cli_flag(a, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
     if (cli_flag(a, "--reasoning")) flags |= DS8B_GEN_REASONING;
     gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(a, "--color")};
@@ -70,15 +67,6 @@ int cmd_generate(const cli_args *a) {
     return ret;
 }
 
-static int chat_piece(void *user, const char *piece, size_t len, int channel) {
-    int *last = user;
-    if (channel != *last) fputs(channel == DS8B_CHANNEL_REASONING ? "\x1b[2m" : "\x1b[0m", stdout);
-    *last = channel;
-    fwrite(piece, 1, len, stdout);
-    fflush(stdout);
-    return 0;
-}
-
 const cli_optdef chat_opts[] = {
     {"-m", CLI_STR, "PATH", CLI_REQ},
     {"--system", CLI_STR, "TEXT"},
@@ -86,17 +74,16 @@ const cli_optdef chat_opts[] = {
 };
 
 int cmd_chat(const cli_args *a) {
-    const char *path = cli_opt(a, "-m");
-    ds8b_params *p = cli_session_params(a);
-    if (!p) return 2;
     ds8b_model *m;
-    if (cli_load(a, path, &m)) { ds8b_params_free(p); return 1; }
     ds8b_session *s;
     ds8b_chat *c = NULL;
-    int rc = ds8b_session_create(m, p, &s);
-    ds8b_params_free(p);
-    if (!rc) rc = ds8b_chat_create(s, &c);
-    if (rc) { ds8b_model_free(m); return cli_fail("creating the chat", rc); }
+    int rc = cli_open(a, cli_opt(a, "-m"), &m, &s);
+    if (rc) return rc;
+    if ((rc = ds8b_chat_create(s, &c))) {
+        ds8b_session_free(s);
+        ds8b_model_free(m);
+        return cli_fail("creating the chat", rc);
+    }
     const char *sys = cli_opt(a, "--system");
     if (sys) ds8b_chat_add(c, "system", sys);
     char *line = NULL;
@@ -108,8 +95,8 @@ int cmd_chat(const cli_args *a) {
         while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) line[--l] = 0;
         if (!l) { fputs("> ", stdout); fflush(stdout); continue; }
         ds8b_chat_add(c, "user", line);
-        int last = DS8B_CHANNEL_ANSWER;
-        rc = ds8b_chat_reply(c, chat_piece, &last, NULL);
+        gen_state g = {DS8B_CHANNEL_ANSWER, true};
+        rc = ds8b_chat_reply(c, on_piece, &g, NULL);
         fputs("\x1b[0m\n> ", stdout);
         fflush(stdout);
         if (rc && rc != DS8B_E_CANCELLED) { cli_fail("replying", rc); break; }

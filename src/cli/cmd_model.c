@@ -29,7 +29,7 @@ static const char *model_path(const cli_args *a) {
     const char *why = !path ? "needs a model PATH (or -m PATH)"
                     : a->npos > 0 && cli_opt(a, "-m") ? "takes the model as PATH or as -m PATH, not both" : NULL;
     if (!why) return path;
-    fprintf(stderr, "ds8b: %s %s\nRun 'ds8b help %s' for usage.\n", a->cmd->name, why, a->cmd->name);
+    cli_usage(a, "%s", why);
     return NULL;
 }
 
@@ -205,13 +205,11 @@ const cli_optdef make_random_opts[] = {
 int cmd_make_random(const cli_args *a) {
     const char *cfg_path = a->pos[0], *outdir = a->pos[1];
     double shard_gb = 4.0;
-    if (cli_float(a, "--shard-gb", &shard_gb) && !(shard_gb > 0)) return cli_usage("make-random: --shard-gb must be > 0");
-    FILE *f = fopen(cfg_path, "rb");
-    if (!f) { fprintf(stderr, "ds8b: cannot open %s: %s\n", cfg_path, strerror(errno)); return 1; }
+    if (cli_float(a, "--shard-gb", &shard_gb) && !(shard_gb > 0)) return cli_usage(a, "--shard-gb must be > 0");
     size_t len;
-    char *js = cli_read_all(f, &len);
-    fclose(f);
-    cJSON *cfg = js ? cJSON_Parse(js) : NULL;
+    char *js = cli_read_file(cfg_path, &len);
+    if (!js) return 1;
+    cJSON *cfg = cJSON_Parse(js);
     int64_t d, L, nh, nkv, ff, vocab, hd = 0;
     if (!cfg || json_int(cfg, "hidden_size", &d) || json_int(cfg, "num_hidden_layers", &L) ||
         json_int(cfg, "num_attention_heads", &nh) || json_int(cfg, "intermediate_size", &ff) ||

@@ -95,7 +95,7 @@ int cmd_detokenize(const cli_args *a) {
     char *in = cli_read_all(stdin, &len);
     int32_t *ids = in ? cli_parse_ids(in, &n) : NULL;
     free(in);
-    if (!ids) return cli_usage("detokenize reads a JSON array of integer ids on stdin");
+    if (!ids) return cli_usage(a, "reads a JSON array of integer ids on stdin");
     ds8b_tokenizer *t;
     int rc = ds8b_tokenizer_load(path, &t);
     if (rc) { free(ids); return cli_fail("loading the tokenizer", rc); }

@@ -8,6 +8,12 @@
  * value, a value that is not the number it must be, a required option or
  * argument missing, an option given twice, an argument too many.
  *
+ * Syntax every command shares: options and positionals in any order; a
+ * value follows its option ("--temp 0.7") or, for long options, an "="
+ * ("--temp=0.7"); a value is missing when the option ends the line or is
+ * followed by another option of the command (a negative number excepted);
+ * "--" ends the options; "-h"/"--help" prints the command's usage.
+ *
  * Adding an option: one line in the command's option array in its cmd_*.c
  * file, e.g. in generate_opts
  *     {"--grammar-file", CLI_STR, "FILE"},
@@ -32,7 +38,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,17 +180,6 @@ static int cmd_help(const cli_args *a) {
 /* ================================================================== */
 /* The option parser                                                   */
 /* ================================================================== */
-static int usage_error(const cli_command *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const cli_command *c, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "ds8b: %s: ", c->name);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'ds8b help %s' for usage.\n", c->name);
-    return 2;
-}
-
 /* The declaration of option `name` (or of its alias) for command c. */
 static const cli_optdef *find_opt(const cli_command *c, const char *name, size_t len) {
     for (int s = -1; s < N_SETS; s++) {
@@ -268,27 +262,27 @@ static int parse(const cli_command *c, int argc, char **argv, cli_args *a) {
         if (!d) {
             char nm[128];
             snprintf(nm, sizeof nm, "%.*s", (int)(nlen < 100 ? nlen : 100), arg);
-            return usage_error(c, "unknown option '%s'", nm);
+            return cli_usage(a, "unknown option '%s'", nm);
         }
         const char *v = NULL;
         if (d->type == CLI_FLAG) {
-            if (eq) return usage_error(c, "%s takes no value", d->name);
+            if (eq) return cli_usage(a, "%s takes no value", d->name);
         } else if (eq) {
             v = eq + 1;
         } else {
             /* a value is missing at the end, or where an option of this
              * command follows (unless it could be a negative number) */
-            if (i + 1 >= argc) return usage_error(c, "%s needs a value (%s)", arg, d->meta ? d->meta : "VALUE");
+            if (i + 1 >= argc) return cli_usage(a, "%s needs a value (%s)", arg, d->meta ? d->meta : "VALUE");
             const char *nx = argv[i + 1];
             if (nx[0] == '-' && nx[1] && find_opt(c, nx, strcspn(nx, "=")) && !(d->type != CLI_STR && value_ok(d->type, nx)))
-                return usage_error(c, "%s needs a value (%s)", arg, d->meta ? d->meta : "VALUE");
+                return cli_usage(a, "%s needs a value (%s)", arg, d->meta ? d->meta : "VALUE");
             v = argv[++i];
         }
         if (v && !value_ok(d->type, v)) {
-            return usage_error(c, "%s needs %s, got '%s'", d->name, type_name(d->type), v);
+            return cli_usage(a, "%s needs %s, got '%s'", d->name, type_name(d->type), v);
         }
         if (!(d->flags & CLI_MULTI) && (cli_flag(a, d->name)))
-            return usage_error(c, "%s given twice", d->name);
+            return cli_usage(a, "%s given twice", d->name);
         a->given[a->n].def = d;
         a->given[a->n].value = v;
         a->n++;
@@ -297,12 +291,12 @@ static int parse(const cli_command *c, int argc, char **argv, cli_args *a) {
         const cli_optdef *d = s < 0 ? c->opts : c->sets & sets[s].bit ? sets[s].opts : NULL;
         for (; d && d->name; d++)
             if ((d->flags & CLI_REQ) && !cli_flag(a, d->name))
-                return usage_error(c, "needs %s %s", d->name, d->meta ? d->meta : "");
+                return cli_usage(a, "needs %s %s", d->name, d->meta ? d->meta : "");
     }
     int min, max;
     arg_counts(c, &min, &max);
-    if (a->npos > max) return usage_error(c, "unexpected argument '%s'", a->pos[max]);
-    if (a->npos < min) return usage_error(c, "needs %s", c->args);
+    if (a->npos > max) return cli_usage(a, "unexpected argument '%s'", a->pos[max]);
+    if (a->npos < min) return cli_usage(a, "needs %s", c->args);
     return 0;
 }
 

@@ -15,7 +15,7 @@ from ctypes import byref, c_int64
 
 from . import _lib
 from ._errors import Cancelled
-from ._util import (Channel, _E_CANCELLED, _FINISH_NAMES, _L, _OK, _cstr, _raise, _Trap)
+from ._util import (_Closing, Channel, _E_CANCELLED, _FINISH_NAMES, _L, _OK, _cstr, _raise, _Trap)
 from .params import _LIVE_KEYS, _check_value, _stop_list
 
 # ---------------------------------------------------------------------------
@@ -217,7 +217,7 @@ _END = object()
 _live_runs = weakref.WeakSet()
 
 
-class Generation:
+class Generation(_Closing):
     """Iterator over the pieces of one generation, produced by
     Session.generate() or Session.chat(). ds8b_generate runs on a worker
     thread that feeds a queue; close() (or break + garbage collection, or
@@ -303,18 +303,6 @@ class Generation:
     def text(self):
         """Consumes the rest of the generation and returns it as one string."""
         return "".join(t if not self._pairs else t[1] for t in self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 @atexit.register

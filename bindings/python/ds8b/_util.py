@@ -162,6 +162,31 @@ def _make_log_cb(log):
     return _lib.LOG_FN(cb)
 
 
+class _Closing:
+    """What every closable object of the binding does alike: a context
+    manager whose exit, like garbage collection, calls close()."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class _Handle(_Closing):
+    """A _Closing object owning a C handle in self._h (None once closed)."""
+
+    @property
+    def closed(self):
+        return getattr(self, "_h", None) is None
+
+
 class _Trap:
     """Runs Python callbacks from C: any exception (KeyboardInterrupt too) is
     caught, the callback returns nonzero so the C call stops, and raise_()

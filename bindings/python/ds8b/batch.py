@@ -8,7 +8,7 @@ from ctypes import byref, c_int64, c_void_p
 
 from ._errors import Error, Misuse
 from ._stream import _Collector, _Run, _overrides
-from ._util import _FINISH_CANCELLED, _FINISH_ERROR, _FINISH_NAMES, _FINISH_NONE, _L, _OK, _cstr, _last_message, _raise
+from ._util import _Handle, _FINISH_CANCELLED, _FINISH_ERROR, _FINISH_NAMES, _FINISH_NONE, _L, _OK, _cstr, _last_message, _raise
 from .model import Model
 from .params import _Params
 from .session import Session
@@ -134,7 +134,7 @@ class BatchMember:
         return "<ds8b.BatchMember %s, %d chars>" % (state, len(self.text))
 
 
-class Batch:
+class Batch(_Handle):
     """Several sessions of one model generating together (ds8b_batch): each
     step() samples one token for every member and evaluates all of them in
     one forward pass that reads the weights once. A member produces exactly
@@ -348,10 +348,6 @@ class Batch:
         with self._lock:
             return max(0, _L().ds8b_batch_size(self._handle()))
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         """Frees the batch; members still generating end ("closed") and
         their sessions stay usable. Safe to repeat."""
@@ -369,18 +365,6 @@ class Batch:
                     m._take_exception()
         try:
             self.model._sessions.discard(self)
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
         except Exception:
             pass
 

@@ -8,14 +8,14 @@ from ctypes import byref, c_size_t, c_void_p
 from ._errors import InvalidArgument, Misuse
 from ._stream import _Collector, _overrides, stream
 from . import _lib
-from ._util import _E_BUFFER, _L, _OK, _check, _cstr, _raise
-from .model import _check_messages_any, _json_bytes
+from ._util import _E_BUFFER, _Handle, _L, _OK, _check, _cstr, _raise
+from .model import _check_messages, _check_messages_any, _json_bytes
 
 ToolCall = collections.namedtuple("ToolCall", "name arguments arguments_json")
 ToolCall.__doc__ = """A tool call parsed from a reply: the function's name, its
 arguments as a dict, and the same arguments as the JSON text the model wrote."""
 
-class Chat:
+class Chat(_Handle):
     """A conversation bound to a session (ds8b_chat): add() messages, then
     reply() (an iterator of (Channel, text) pairs) or say(). Each reply
     re-renders the conversation with the model's chat template and reuses
@@ -223,10 +223,6 @@ class Chat:
         self.add("user", content)
         return self._reply(max_tokens, stop, opts, pairs=True, collector=_Collector(callback))
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         h, self._h = getattr(self, "_h", None), None
         if h is not None:
@@ -235,18 +231,6 @@ class Chat:
                 self.session._chats.discard(self)
             except Exception:
                 pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def _stop_free(s, what):

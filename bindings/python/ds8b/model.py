@@ -9,7 +9,7 @@ import weakref
 from ctypes import byref, c_int32, c_int64, c_size_t, c_void_p
 
 from ._errors import InternalError, Misuse
-from ._util import (_DETOKENIZE_SKIP_SPECIAL, _E_BUFFER, _OK, _TOKENIZE_ADD_SPECIAL,
+from ._util import (_Handle, _DETOKENIZE_SKIP_SPECIAL, _E_BUFFER, _OK, _TOKENIZE_ADD_SPECIAL,
                     _TOKENIZE_NO_PARSE_SPECIAL, _L, _category, _check, _cstr, _id_array,
                     _int32_ptr, _last_message, _make_log_cb, _path_bytes, _raise, _text_bytes,
                     _Trap, InvalidArgument)
@@ -94,7 +94,7 @@ class _TokenizerOps:
         return bool(_L().ds8b_tokenizer_is_special(self._tok(), token_id))
 
 
-class Tokenizer(_TokenizerOps):
+class Tokenizer(_TokenizerOps, _Handle):
     """A tokenizer loaded on its own: tokenizer.json, a directory holding one,
     or a GGUF file. Context manager; close() frees it."""
 
@@ -113,26 +113,10 @@ class Tokenizer(_TokenizerOps):
             raise Misuse(-2, "the tokenizer is closed")
         return self._h
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         h, self._h = getattr(self, "_h", None), None
         if h is not None:
             _L().ds8b_tokenizer_free(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         return "<ds8b.Tokenizer %r%s>" % (self.path, " closed" if self.closed else "")
@@ -160,7 +144,7 @@ _INFO_KEYS = (("arch", 1), ("vocab", 2), ("n_embd", 3), ("layers", 4), ("heads",
 _ARCH_NAMES = {1: "llama", 2: "qwen3"}
 
 
-class Model:
+class Model(_Handle):
     """A loaded model: a Hugging Face checkpoint directory or a GGUF file.
 
     Model(path, use_mmap=True, verify_crc=True, progress=None, log=None)
@@ -205,10 +189,6 @@ class Model:
             raise Misuse(-2, "the model is closed")
         return h
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         """Closes every session and batch on the model, then frees it. Safe
         to repeat."""
@@ -219,18 +199,6 @@ class Model:
         h, self._h = self._h, None
         _L().ds8b_model_free(h)
         self._log_cb = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         if self.closed:

@@ -7,7 +7,7 @@ from array import array
 from ctypes import byref, c_int32, c_int64, c_size_t, c_void_p
 
 from ._errors import InternalError, InvalidArgument, Misuse
-from ._util import (_E_BUFFER, _GEN_ADD_SPECIAL, _GEN_REASONING, _GEN_START_REASONING, _L, _OK,
+from ._util import (_Handle, _E_BUFFER, _GEN_ADD_SPECIAL, _GEN_REASONING, _GEN_START_REASONING, _L, _OK,
                     _FINISH_NAMES, _category, _cstr, _id_array, _int32_ptr, _last_message,
                     _path_bytes, _raise, _text_bytes)
 from ._stream import _Collector, _overrides, stream
@@ -18,7 +18,7 @@ from .params import _LIVE_KEYS, _PARAMS, _SESSION_KEYS, _Params, _check_value, _
 # ---------------------------------------------------------------------------
 # Sessions
 # ---------------------------------------------------------------------------
-class Session:
+class Session(_Handle):
     """A KV cache and a sampler on a Model. Create with model.session(**params):
 
     n_ctx, n_threads, n_batch, kv_type ("f32"/"f16"/"q8_0"), ctx_policy
@@ -80,10 +80,6 @@ class Session:
         if rc != _OK:
             _raise(rc, _cstr(_L().ds8b_session_errmsg(self._h)))
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         """Cancels a running generation, then frees the session. Safe to repeat.
         A session generating in a Batch leaves it (finish_reason "closed");
@@ -115,18 +111,6 @@ class Session:
         self._log_cb = None
         try:
             self.model._sessions.discard(self)
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
         except Exception:
             pass
 
