@@ -47,25 +47,26 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static int opt_int(int argc, char **argv, const char *name, int def, int lo, int hi, int *out) {
-    const char *v = cli_opt(argc, argv, name);
-    double d;
-    if (!v) { *out = def; return 0; }
-    if (!cli_num(v, &d) || d < lo || d > hi || d != floor(d)) {
-        fprintf(stderr, "ds8b: %s must be an integer in %d..%d\n", name, lo, hi);
+static int opt_int(const cli_args *a, const char *name, int def, int lo, int hi, int *out) {
+    const char *s = cli_opt(a, name);
+    if (!s) { *out = def; return 0; }
+    char *end;
+    long long v = strtoll(s, &end, 10); /* the parser checked it is a number (or a list: one here) */
+    if (end == s || *end || v < lo || v > hi) {
+        cli_usage(a, "%s must be one whole number in %d..%d", name, lo, hi);
         return -1;
     }
-    *out = (int)d;
+    *out = (int)v;
     return 0;
 }
 
 /* ================================================================== */
 /* --pass-cost                                                         */
 /* ================================================================== */
-int cli_bench_pass_cost(int argc, char **argv, ds8b_model *m) {
+int cli_bench_pass_cost(const cli_args *a, ds8b_model *m) {
     int kmax, depth, reps, threads;
-    if (opt_int(argc, argv, "--k", 16, 1, 63, &kmax) || opt_int(argc, argv, "-p", 128, 1, 1 << 20, &depth) ||
-        opt_int(argc, argv, "-r", 7, 1, 1000, &reps) || opt_int(argc, argv, "--threads", 0, 0, 512, &threads))
+    if (opt_int(a, "--k", 16, 1, 63, &kmax) || opt_int(a, "-p", 128, 1, 1 << 20, &depth) ||
+        opt_int(a, "-r", 7, 1, 1000, &reps) || opt_int(a, "--threads", 0, 0, 512, &threads))
         return 2;
     ds8b_params *p;
     if (ds8b_params_create(&p)) return cli_fail("params", DS8B_E_NOMEM);
@@ -203,29 +204,29 @@ static int timed_run(ds8b_model *m, ds8b_model *dm, ds8b_params *p, int mode, co
     return rc;
 }
 
-int cli_bench_spec(int argc, char **argv, ds8b_model *m) {
-    const char *pf = cli_opt(argc, argv, "--spec-prompt"), *df = cli_opt(argc, argv, "--draft-file");
-    const char *dmp = cli_opt(argc, argv, "--draft-model"), *ms = cli_opt(argc, argv, "--spec");
+int cli_bench_spec(const cli_args *a, ds8b_model *m) {
+    const char *pf = cli_opt(a, "--spec-prompt"), *df = cli_opt(a, "--draft-file");
+    const char *dmp = cli_opt(a, "--draft-model"), *ms = cli_opt(a, "--spec");
     int tg, reps, threads;
-    if (opt_int(argc, argv, "-n", 128, 1, 100000, &tg) || opt_int(argc, argv, "-r", 3, 1, 100, &reps) ||
-        opt_int(argc, argv, "--threads", 0, 0, 512, &threads))
+    if (opt_int(a, "-n", 128, 1, 100000, &tg) || opt_int(a, "-r", 3, 1, 100, &reps) ||
+        opt_int(a, "--threads", 0, 0, 512, &threads))
         return 2;
     int mode = !ms || !strcmp(ms, "on") ? DS8B_SPEC_ON : !strcmp(ms, "auto") ? DS8B_SPEC_AUTO : -1;
-    if (mode < 0) return cli_usage("bench --spec-prompt: --spec must be auto or on");
+    if (mode < 0) return cli_usage(a, "--spec must be auto or on with --spec-prompt");
     size_t plen = 0, dlen = 0;
     char *prompt = read_file(pf, &plen), *draft = df ? read_file(df, &dlen) : NULL;
     if (!prompt || (df && !draft)) {
         free(prompt);
         free(draft);
-        return cli_usage("bench: cannot read --spec-prompt / --draft-file");
+        return cli_usage(a, "cannot read --spec-prompt / --draft-file");
     }
     ds8b_model *dm = NULL;
-    if (dmp && cli_load(argc, argv, dmp, &dm)) { free(prompt); free(draft); return 1; }
+    if (dmp && cli_load(a, dmp, &dm)) { free(prompt); free(draft); return 1; }
     double temp = 0;
-    const char *tv = cli_opt(argc, argv, "--temp");
+    const char *tv = cli_opt(a, "--temp");
     if (tv && !cli_num(tv, &temp)) temp = 0;
     double seed = 1;
-    const char *sv = cli_opt(argc, argv, "--seed");
+    const char *sv = cli_opt(a, "--seed");
     if (sv && !cli_num(sv, &seed)) seed = 1;
     ds8b_params *p;
     ds8b_params_create(&p);
@@ -244,7 +245,7 @@ int cli_bench_spec(int argc, char **argv, ds8b_model *m) {
     int rc = t_off && t_on && c_off && c_on
                  ? timed_run(m, NULL, p, DS8B_SPEC_OFF, prompt, plen, NULL, 0, &warm, &cwarm, &n_off, st, &self)
                  : DS8B_E_NOMEM;
-    if (!rc && cli_flag(argc, argv, "--draft-self")) { /* the plain output itself as the host draft */
+    if (!rc && cli_flag(a, "--draft-self")) { /* the plain output itself as the host draft */
         free(draft);
         draft = self.p;
         dlen = self.n;

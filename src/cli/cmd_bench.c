@@ -69,7 +69,7 @@ static int bench_seqs(ds8b_model *m, int seqs, int tg, int threads, double *tps)
     return rc;
 }
 
-static int cmd_bench_seqs(ds8b_model *m, const char *list, int tg, int reps, int threads) {
+static int cmd_bench_seqs(ds8b_model *m, const int64_t *list, int nlist, int tg, int reps, int threads) {
     int rc = 0;
     double base = 0;
     int nth = threads;
@@ -79,15 +79,8 @@ static int cmd_bench_seqs(ds8b_model *m, const char *list, int tg, int reps, int
     }
     printf("| model | scheme | threads | isa | sequences | test | t/s (all sequences) | t/s per sequence | vs 1 sequence |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
-    const char *q = list;
-    while (*q && !rc) {
-        char *end;
-        long seqs = strtol(q, &end, 10);
-        if (end == q || seqs < 1 || seqs > DS8B_BATCH_MAX) {
-            fprintf(stderr, "ds8b: --seqs wants numbers from 1 to %d separated by commas\n", DS8B_BATCH_MAX);
-            return 2;
-        }
-        q = *end == ',' ? end + 1 : end;
+    for (int li = 0; li < nlist && !rc; li++) {
+        long seqs = (long)list[li];
         double warm, *x = calloc((size_t)reps, sizeof *x), mean, sd;
         rc = bench_seqs(m, (int)seqs, 4, threads, &warm);
         for (int r = 0; r < reps && !rc; r++) rc = bench_seqs(m, (int)seqs, tg, threads, &x[r]);
@@ -120,31 +113,83 @@ static double layer_macs(const ds8b_model *m) {
     return t;
 }
 
-int cmd_bench(int argc, char **argv) {
-    if (cli_flag(argc, argv, "--kernels")) return cli_bench_kernels(argc, argv);
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("bench needs -m PATH");
-    double v;
-    int pp = 512, tg = 128, reps = 3, threads = 0;
-    if (cli_opt(argc, argv, "-p") && cli_num(cli_opt(argc, argv, "-p"), &v)) pp = (int)v;
-    if (cli_opt(argc, argv, "-n") && cli_num(cli_opt(argc, argv, "-n"), &v)) tg = (int)v;
-    if (cli_opt(argc, argv, "-r") && cli_num(cli_opt(argc, argv, "-r"), &v)) reps = (int)v;
-    if (cli_opt(argc, argv, "--threads") && cli_num(cli_opt(argc, argv, "--threads"), &v)) threads = (int)v;
-    if (cli_opt(argc, argv, "-t") && cli_num(cli_opt(argc, argv, "-t"), &v)) threads = (int)v;
-    if (reps < 1) reps = 1;
-    if (pp < 0 || tg < 0 || pp > 1000000 || tg > 1000000 || reps > 1000)
-        return cli_usage("bench: -p and -n must be 0..1000000, -r 1..1000");
-    if (pp == 0 && tg == 0) return cli_usage("bench: nothing to measure with -p 0 -n 0");
-    ds8b_model *m;
-    if (cli_load(argc, argv, path, &m)) return 1;
-    if (cli_flag(argc, argv, "--pass-cost") || cli_opt(argc, argv, "--spec-prompt")) { /* cli_spec.c */
-        int src = cli_flag(argc, argv, "--pass-cost") ? cli_bench_pass_cost(argc, argv, m) : cli_bench_spec(argc, argv, m);
+/* bench and bench --kernels (cli_kbench.c): the options of each mode are
+ * refused in the other. --threads is a list for --kernels, one number else. */
+const cli_optdef bench_opts[] = {
+    {"-m", CLI_STR, "PATH"},
+    {"-p", CLI_INT, "512"},
+    {"-n", CLI_INT, "128"},
+    {"-r", CLI_INT, "3"},
+    {"--threads", CLI_INTS, "N", 0, "-t"},
+    {"--batch", CLI_INT, "N"},
+    {"--seqs", CLI_INTS, "1,2,4,8,16"},
+    {"--kernels", CLI_FLAG},
+    {"--types", CLI_STR, "q4_0,q2_k,..."},
+    {"--shapes", CLI_STR, "4096x4096,..."},
+    {"--n", CLI_INTS, "1,16"},
+    {"--runs", CLI_INT, "5"},
+    {"--rowwise", CLI_FLAG},
+    /* speculative decoding (cli_spec.c) */
+    {"--pass-cost", CLI_FLAG},
+    {"--k", CLI_INT, "16"},
+    {"--spec-prompt", CLI_STR, "FILE"},
+    {"--spec", CLI_STR, "on|auto"},
+    {"--draft-file", CLI_STR, "FILE"},
+    {"--draft-self", CLI_FLAG},
+    {"--draft-model", CLI_STR, "PATH"},
+    {"--temp", CLI_FLOAT, "T"},
+    {"--seed", CLI_INT, "S"},
+    {0},
+};
+
+static int refuse(const cli_args *a, const char *const *names, const char *mode) {
+    for (int i = 0; names[i]; i++)
+        if (cli_flag(a, names[i])) {
+            return cli_usage(a, "%s is not an option %s", names[i], mode);
+        }
+    return 0;
+}
+
+int cmd_bench(const cli_args *a) {
+    static const char *const model_only[] = {"-m", "-p", "-n", "--batch", "--seqs", "--verbose", NULL};
+    static const char *const kernels_only[] = {"--types", "--shapes", "--n", "--runs", "--rowwise", NULL};
+    if (cli_flag(a, "--kernels"))
+        return refuse(a, model_only, "of bench --kernels") ? 2 : cli_bench_kernels(a);
+    if (refuse(a, kernels_only, "without --kernels")) return 2;
+    const char *path = cli_opt(a, "-m");
+    if (!path) return cli_usage(a, "needs -m PATH (or --kernels)");
+    if (cli_flag(a, "--pass-cost") || cli_opt(a, "--spec-prompt")) { /* cli_spec.c */
+        ds8b_model *m;
+        if (cli_load(a, path, &m)) return 1;
+        int src = cli_flag(a, "--pass-cost") ? cli_bench_pass_cost(a, m) : cli_bench_spec(a, m);
         ds8b_model_free(m);
         return src;
     }
-    const char *seqs = cli_opt(argc, argv, "--seqs");
-    if (seqs) {
-        int brc = cmd_bench_seqs(m, seqs, tg, reps, threads);
+    static const char *const spec_only[] = {"--k", "--spec", "--draft-file", "--draft-self", "--draft-model",
+                                            "--temp", "--seed", NULL};
+    if (refuse(a, spec_only, "without --pass-cost or --spec-prompt")) return 2;
+    int64_t pp64 = 512, tg64 = 128, reps64 = 3, th64 = 0;
+    cli_int(a, "-p", &pp64);
+    cli_int(a, "-n", &tg64);
+    cli_int(a, "-r", &reps64);
+    if (cli_opt(a, "--threads") && cli_parse_ints(cli_opt(a, "--threads"), &th64, 1) != 1)
+        return cli_usage(a, "--threads takes one number without --kernels");
+    if (reps64 < 1) reps64 = 1;
+    if (pp64 < 0 || tg64 < 0 || pp64 > 1000000 || tg64 > 1000000 || reps64 > 1000 || th64 < 0 || th64 > 4096)
+        return cli_usage(a, "-p and -n must be 0..1000000, -r 1..1000, --threads 0..4096");
+    int pp = (int)pp64, tg = (int)tg64, reps = (int)reps64, threads = (int)th64;
+    if (pp == 0 && tg == 0) return cli_usage(a, "nothing to measure with -p 0 -n 0");
+    int64_t seqs[64];
+    int nseqs = cli_opt(a, "--seqs") ? cli_parse_ints(cli_opt(a, "--seqs"), seqs, 64) : 0;
+    for (int i = 0; i < nseqs; i++)
+        if (seqs[i] < 1 || seqs[i] > DS8B_BATCH_MAX) nseqs = -1;
+    if (nseqs < 0) {
+        return cli_usage(a, "--seqs wants numbers from 1 to %d separated by commas", DS8B_BATCH_MAX);
+    }
+    ds8b_model *m;
+    if (cli_load(a, path, &m)) return 1;
+    if (nseqs > 0) {
+        int brc = cmd_bench_seqs(m, seqs, nseqs, tg, reps, threads);
         ds8b_model_free(m);
         return brc;
     }
@@ -153,8 +198,8 @@ int cmd_bench(int argc, char **argv) {
     /* room for the warm-up (32 + 4 tokens) as well */
     ds8b_params_set_int(p, DS8B_PARAM_N_CTX, pp + tg + 8 > 64 ? pp + tg + 8 : 64);
     ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
-    const char *nb = cli_opt(argc, argv, "--batch");
-    if (nb && cli_num(nb, &v)) ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, (int64_t)v);
+    int64_t nb;
+    if (cli_int(a, "--batch", &nb)) ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, nb);
     else ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, pp > 32 ? pp : 32);
     ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0.0);
     ds8b_session *s;

@@ -14,18 +14,24 @@
 /* ================================================================== */
 /* eval and perplexity                                                 */
 /* ================================================================== */
-int cmd_eval(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m"), *ids_json = cli_opt(argc, argv, "--ids");
-    const char *out_path = cli_opt(argc, argv, "--logits-out");
-    if (!path || !ids_json || !out_path) return cli_usage("eval needs -m PATH --ids JSON --logits-out FILE");
+const cli_optdef eval_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--ids", CLI_STR, "JSON_ARRAY", CLI_REQ},
+    {"--logits-out", CLI_STR, "FILE", CLI_REQ},
+    {0},
+};
+
+int cmd_eval(const cli_args *a) {
+    const char *path = cli_opt(a, "-m"), *ids_json = cli_opt(a, "--ids");
+    const char *out_path = cli_opt(a, "--logits-out");
     size_t n;
     int32_t *ids = cli_parse_ids(ids_json, &n);
-    if (!ids || n == 0) { free(ids); return cli_usage("--ids must be a non-empty JSON array of integers"); }
-    ds8b_params *p = cli_session_params(argc, argv);
+    if (!ids || n == 0) { free(ids); return cli_usage(a, "--ids must be a non-empty JSON array of integers"); }
+    ds8b_params *p = cli_session_params(a);
     ds8b_model *m;
     if (!p) { free(ids); return 2; }
     if ((int64_t)n > 4096) ds8b_params_set_int(p, DS8B_PARAM_N_CTX, (int64_t)n);
-    if (cli_load(argc, argv, path, &m)) { free(ids); ds8b_params_free(p); return 1; }
+    if (cli_load(a, path, &m)) { free(ids); ds8b_params_free(p); return 1; }
     ds8b_session *s;
     int rc = ds8b_session_create(m, p, &s);
     ds8b_params_free(p);
@@ -51,25 +57,41 @@ int cmd_eval(int argc, char **argv) {
     return ret;
 }
 
+/* log(sum(exp(row))) of a row of logits, computed stably; *argmax gets
+ * the index of the largest. */
+static double log_z(const float *row, int64_t vocab, int64_t *argmax) {
+    double mx = row[0], z = 0;
+    *argmax = 0;
+    for (int64_t k = 1; k < vocab; k++)
+        if (row[k] > mx) { mx = row[k]; *argmax = k; }
+    for (int64_t k = 0; k < vocab; k++) z += exp(row[k] - mx);
+    return mx + log(z);
+}
+
 /* Mean NLL of each window; optional KL divergence and top-1 agreement
  * against a base model evaluated on the same windows. */
-static int perplexity(int argc, char **argv, bool kld) {
-    const char *path = cli_opt(argc, argv, "-m"), *wpath = cli_opt(argc, argv, "--windows");
-    const char *base_path = cli_opt(argc, argv, "--base");
-    if (!path || !wpath) return cli_usage("perplexity needs -m PATH --windows FILE");
-    if (kld && !base_path) return cli_usage("kld needs --base FLOAT_MODEL");
-    FILE *wf = fopen(wpath, "rb");
-    if (!wf) { fprintf(stderr, "ds8b: cannot open %s: %s\n", wpath, strerror(errno)); return 1; }
+const cli_optdef perplexity_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--windows", CLI_STR, "FILE", CLI_REQ},
+    {"--lang", CLI_STR, "L"},
+    {"--base", CLI_STR, "FLOAT_MODEL"},
+    {0},
+};
+
+static int perplexity(const cli_args *a, bool kld) {
+    const char *path = cli_opt(a, "-m"), *wpath = cli_opt(a, "--windows");
+    const char *base_path = cli_opt(a, "--base");
+    if (kld && !base_path) return cli_usage(a, "needs --base FLOAT_MODEL");
     size_t len;
-    char *js = cli_read_all(wf, &len);
-    fclose(wf);
-    cJSON *root = js ? cJSON_Parse(js) : NULL;
+    char *js = cli_read_file(wpath, &len);
+    if (!js) return 1;
+    cJSON *root = cJSON_Parse(js);
     free(js);
     /* accept a bare array of windows, an object with "windows", or a
      * reference file with "perplexity": {LANG: {"windows": ...}} (--lang
      * picks one language; default: all of them) */
     cJSON *wins = root;
-    const char *lang = cli_opt(argc, argv, "--lang");
+    const char *lang = cli_opt(a, "--lang");
     if (root && cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, "perplexity")) {
         cJSON *ppl = cJSON_GetObjectItemCaseSensitive(root, "perplexity");
         cJSON *all = cJSON_CreateArray();
@@ -85,9 +107,9 @@ static int perplexity(int argc, char **argv, bool kld) {
     }
     if (!wins || !cJSON_IsArray(wins) || cJSON_GetArraySize(wins) == 0) {
         cJSON_Delete(root);
-        return cli_usage("--windows must hold a JSON array of id arrays");
+        return cli_usage(a, "--windows must hold a JSON array of id arrays");
     }
-    ds8b_params *p = cli_session_params(argc, argv);
+    ds8b_params *p = cli_session_params(a);
     if (!p) { cJSON_Delete(root); return 2; }
     ds8b_model *m = NULL, *bm = NULL;
     ds8b_session *s = NULL, *bs = NULL;
@@ -95,10 +117,10 @@ static int perplexity(int argc, char **argv, bool kld) {
     int64_t maxlen = 0;
     for (cJSON *w = wins->child; w; w = w->next) if (cJSON_GetArraySize(w) > maxlen) maxlen = cJSON_GetArraySize(w);
     ds8b_params_set_int(p, DS8B_PARAM_N_CTX, maxlen > 0 ? maxlen : 1);
-    if (cli_load(argc, argv, path, &m)) goto out;
+    if (cli_load(a, path, &m)) goto out;
     if ((rc = ds8b_session_create(m, p, &s))) { cli_fail("creating the session", rc); goto out; }
     if (base_path) {
-        if (cli_load(argc, argv, base_path, &bm)) goto out;
+        if (cli_load(a, base_path, &bm)) goto out;
         if ((rc = ds8b_session_create(bm, p, &bs))) { cli_fail("creating the base session", rc); goto out; }
     }
     int64_t vocab = 0;
@@ -113,7 +135,7 @@ static int perplexity(int argc, char **argv, bool kld) {
         size_t n;
         int32_t *ids = wj ? cli_parse_ids(wj, &n) : NULL;
         free(wj);
-        if (!ids || n < 2) { free(ids); cli_usage("each window needs at least 2 integer ids"); goto out2; }
+        if (!ids || n < 2) { free(ids); cli_usage(a, "each window needs at least 2 integer ids"); goto out2; }
         ds8b_session_reset(s);
         if ((rc = ds8b_eval(s, ids, n, lg))) { free(ids); cli_fail("evaluating", rc); goto out2; }
         if (bs) {
@@ -123,21 +145,12 @@ static int perplexity(int argc, char **argv, bool kld) {
         double wn = 0, wbn = 0;
         for (size_t i = 0; i + 1 < n; i++) {
             const float *r = lg + i * (size_t)vocab;
-            double mx = r[0];
-            int64_t am = 0;
-            for (int64_t k = 1; k < vocab; k++) if (r[k] > mx) { mx = r[k]; am = k; }
-            double z = 0;
-            for (int64_t k = 0; k < vocab; k++) z += exp(r[k] - mx);
-            double lz = mx + log(z);
+            int64_t am, bam;
+            double lz = log_z(r, vocab, &am);
             wn += lz - r[ids[i + 1]];
             if (bs) {
                 const float *b = blg + i * (size_t)vocab;
-                double bmx = b[0];
-                int64_t bam = 0;
-                for (int64_t k = 1; k < vocab; k++) if (b[k] > bmx) { bmx = b[k]; bam = k; }
-                double bz = 0;
-                for (int64_t k = 0; k < vocab; k++) bz += exp(b[k] - bmx);
-                double blz = bmx + log(bz), kl = 0;
+                double blz = log_z(b, vocab, &bam), kl = 0;
                 for (int64_t k = 0; k < vocab; k++) {
                     double lp = b[k] - blz, lq = r[k] - lz;
                     kl += exp(lp) * (lp - lq);
@@ -178,5 +191,5 @@ out:
 }
 
 
-int cmd_perplexity(int argc, char **argv) { return perplexity(argc, argv, false); }
-int cmd_kld(int argc, char **argv) { return perplexity(argc, argv, true); }
+int cmd_perplexity(const cli_args *a) { return perplexity(a, false); }
+int cmd_kld(const cli_args *a) { return perplexity(a, true); }

@@ -18,13 +18,28 @@
 /* ================================================================== */
 /* estimate                                                            */
 /* ================================================================== */
-static void print_estimate(const char *path, int argc, char **argv) {
+/* info and estimate: the model as PATH or -m PATH */
+const cli_optdef info_opts[] = {
+    {"-m", CLI_STR, "PATH"},
+    {0},
+};
+
+static const char *model_path(const cli_args *a) {
+    const char *path = a->npos > 0 ? a->pos[0] : cli_opt(a, "-m");
+    const char *why = !path ? "needs a model PATH (or -m PATH)"
+                    : a->npos > 0 && cli_opt(a, "-m") ? "takes the model as PATH or as -m PATH, not both" : NULL;
+    if (!why) return path;
+    cli_usage(a, "%s", why);
+    return NULL;
+}
+
+static void print_estimate(const char *path, const cli_args *a) {
     static const char *const schemes[] = {"", "f16", "q8_0", "q4_0", "q4_k_m", "w4a16"};
     static const char *const cats[] = {"weights (heap)", "KV cache", "scratch", "tokenizer", "session", "threads",
                                        "other", "mapped (file)"};
     int64_t est[6][DS8B_MEM__COUNT];
     bool ok[6];
-    ds8b_params *p = cli_session_params(argc, argv);
+    ds8b_params *p = cli_session_params(a);
     for (int s = 0; s < 6; s++) ok[s] = ds8b_estimate(path, schemes[s], p, est[s], DS8B_MEM__COUNT) == DS8B_OK;
     if (!ok[0]) fprintf(stderr, "ds8b: estimate: %s\n", ds8b_errmsg());
     int64_t n_ctx = 4096;
@@ -48,15 +63,15 @@ static void print_estimate(const char *path, int argc, char **argv) {
     printf("\n");
 }
 
-int cmd_estimate(int argc, char **argv) {
-    const char *path = argc > 0 && argv[0][0] != '-' ? argv[0] : cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("estimate needs a model PATH");
-    print_estimate(path, argc, argv);
+int cmd_estimate(const cli_args *a) {
+    const char *path = model_path(a);
+    if (!path) return 2;
+    print_estimate(path, a);
     return 0;
 }
 
 /* What info adds from the model internals: weight types, the estimate table. */
-static void print_internals(const ds8b_model *m, int argc, char **argv) {
+static void print_internals(const ds8b_model *m, const cli_args *a) {
     const ds8b__type_traits *t = ds8b__type_info(m->layers[0].w_gate.type);
     printf("%-14s %s\n", "weight type", t ? t->name : "?");
     printf("%-14s %s\n", "scheme", m->scheme ? m->scheme : "?");
@@ -73,17 +88,17 @@ static void print_internals(const ds8b_model *m, int argc, char **argv) {
     for (int k = 0; k < DS8B_T__COUNT; k++)
         if (counts[k]) printf(" %s x%d", ds8b__type_info(k)->name, counts[k]);
     printf("\n");
-    print_estimate(m->path, argc, argv);
+    print_estimate(m->path, a);
 }
 
 /* ================================================================== */
 /* info                                                                */
 /* ================================================================== */
-int cmd_info(int argc, char **argv) {
-    const char *path = argc > 0 && argv[0][0] != '-' ? argv[0] : cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("info needs a model PATH");
+int cmd_info(const cli_args *a) {
+    const char *path = model_path(a);
+    if (!path) return 2;
     ds8b_model *m;
-    if (cli_load(argc, argv, path, &m)) return 1;
+    if (cli_load(a, path, &m)) return 1;
     static const struct { ds8b_model_key k; const char *name; } keys[] = {
         {DS8B_MODEL_N_VOCAB, "vocab"}, {DS8B_MODEL_N_EMBD, "n_embd"}, {DS8B_MODEL_N_LAYER, "n_layer"},
         {DS8B_MODEL_N_HEAD, "n_head"}, {DS8B_MODEL_N_HEAD_KV, "n_head_kv"}, {DS8B_MODEL_HEAD_DIM, "head_dim"},
@@ -100,7 +115,7 @@ int cmd_info(int argc, char **argv) {
         ds8b_model_info(m, keys[i].k, &v);
         printf("%-14s %lld\n", keys[i].name, (long long)v);
     }
-    print_internals(m, argc, argv);
+    print_internals(m, a);
     ds8b_model_free(m);
     return 0;
 }
@@ -118,25 +133,34 @@ static int on_progress(void *user, double frac, const char *stage) {
     return 0;
 }
 
-static int quantize(int argc, char **argv, const char *fixed_scheme) {
-    if (argc < (fixed_scheme ? 2 : 3)) return cli_usage(fixed_scheme ? "convert needs IN OUT [f16|bf16|f32]" : "quantize needs IN OUT SCHEME");
-    const char *scheme = fixed_scheme ? (argc >= 3 && argv[2][0] != '-' ? argv[2] : fixed_scheme) : argv[2];
+/* quantize and convert */
+const cli_optdef quantize_opts[] = {
+    {"--threads", CLI_INT, "N"},
+    {0},
+};
+
+static int quantize(const cli_args *a, const char *fixed_scheme) {
+    const char *in = a->pos[0], *out = a->pos[1];
+    const char *scheme = a->npos >= 3 ? a->pos[2] : fixed_scheme;
     ds8b_params *p;
     if (ds8b_params_create(&p)) return 1;
-    const char *th = cli_opt(argc, argv, "--threads");
-    double v;
-    if (th && cli_num(th, &v)) ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, (int64_t)v);
+    int64_t th;
+    if (cli_int(a, "--threads", &th) && ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, th)) {
+        fprintf(stderr, "ds8b: --threads %lld: %s\n", (long long)th, ds8b_errmsg());
+        ds8b_params_free(p);
+        return 2;
+    }
     double last = -1;
     ds8b_params_set_progress(p, on_progress, &last);
     double t0 = cli_now_s();
-    int rc = ds8b_quantize(argv[0], argv[1], scheme, p);
+    int rc = ds8b_quantize(in, out, scheme, p);
     double dt = cli_now_s() - t0;
     ds8b_params_free(p);
     fputc('\n', stderr);
     if (rc) return cli_fail("quantizing", rc);
     struct stat st;
-    stat(argv[1], &st);
-    fprintf(stderr, "ds8b: wrote %s (%s, %.1f MB) in %.1f s, peak RSS %.2f GB\n", argv[1], scheme,
+    stat(out, &st);
+    fprintf(stderr, "ds8b: wrote %s (%s, %.1f MB) in %.1f s, peak RSS %.2f GB\n", out, scheme,
             (double)st.st_size / 1e6, dt, cli_peak_rss_gb());
     return 0;
 }
@@ -171,15 +195,21 @@ static int copy_file(const char *src, const char *dst) {
     return fclose(b);
 }
 
-int cmd_make_random(int argc, char **argv) {
-    if (argc < 2) return cli_usage("make-random needs CONFIG.json OUTDIR");
-    const char *cfg_path = argv[0], *outdir = argv[1];
-    FILE *f = fopen(cfg_path, "rb");
-    if (!f) { fprintf(stderr, "ds8b: cannot open %s: %s\n", cfg_path, strerror(errno)); return 1; }
+const cli_optdef make_random_opts[] = {
+    {"--tokenizer", CLI_STR, "DIR"},
+    {"--seed", CLI_INT, "S"},
+    {"--shard-gb", CLI_FLOAT, "G"},
+    {0},
+};
+
+int cmd_make_random(const cli_args *a) {
+    const char *cfg_path = a->pos[0], *outdir = a->pos[1];
+    double shard_gb = 4.0;
+    if (cli_float(a, "--shard-gb", &shard_gb) && !(shard_gb > 0)) return cli_usage(a, "--shard-gb must be > 0");
     size_t len;
-    char *js = cli_read_all(f, &len);
-    fclose(f);
-    cJSON *cfg = js ? cJSON_Parse(js) : NULL;
+    char *js = cli_read_file(cfg_path, &len);
+    if (!js) return 1;
+    cJSON *cfg = cJSON_Parse(js);
     int64_t d, L, nh, nkv, ff, vocab, hd = 0;
     if (!cfg || json_int(cfg, "hidden_size", &d) || json_int(cfg, "num_hidden_layers", &L) ||
         json_int(cfg, "num_attention_heads", &nh) || json_int(cfg, "intermediate_size", &ff) ||
@@ -204,7 +234,7 @@ int cmd_make_random(int argc, char **argv) {
     fclose(cf);
     free(js);
     /* tokenizer: the one given, else the real tokenizer matching the family */
-    const char *tokdir = cli_opt(argc, argv, "--tokenizer");
+    const char *tokdir = cli_opt(a, "--tokenizer");
     char tdef[4096];
     if (!tokdir) {
         const char *sh = getenv("DS8B_SHARED");
@@ -250,13 +280,9 @@ int cmd_make_random(int argc, char **argv) {
     if (!tied) ADD("lm_head.weight", vocab, d, false);
 #undef ADD
     /* shards of about --shard-gb GB */
-    double shard_gb = 4.0;
-    const char *sg = cli_opt(argc, argv, "--shard-gb");
-    if (sg) cli_num(sg, &shard_gb);
     uint64_t seed = 1;
-    const char *ss = cli_opt(argc, argv, "--seed");
-    double sv;
-    if (ss && cli_num(ss, &sv)) seed = (uint64_t)sv | 1;
+    int64_t sv;
+    if (cli_int(a, "--seed", &sv)) seed = (uint64_t)sv | 1;
     int64_t *shard_of = calloc((size_t)n, sizeof *shard_of);
     int64_t nshards = 0;
     double acc = 0;
@@ -304,14 +330,14 @@ int cmd_make_random(int argc, char **argv) {
             if (shard_of[i] != s) continue;
             uint64_t cnt = (uint64_t)ts[i].rows * (uint64_t)ts[i].cols;
             /* uniform in +-sqrt(3/cols): unit-variance outputs; norms are 1 */
-            float a = sqrtf(3.0f / (float)ts[i].cols);
+            float amp = sqrtf(3.0f / (float)ts[i].cols);
             while (cnt) {
                 size_t c = cnt < ((size_t)1 << 23) ? (size_t)cnt : ((size_t)1 << 23);
                 for (size_t k = 0; k < c; k++) {
                     if (ts[i].norm) { buf[k] = 0x3f80; continue; }
                     uint64_t r = rng_next(&seed);
                     float u = (float)(r >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
-                    buf[k] = ds8b__f32_to_bf16(u * a);
+                    buf[k] = ds8b__f32_to_bf16(u * amp);
                 }
                 if (fwrite(buf, 2, c, o) != c) { fprintf(stderr, "ds8b: write failed: %s\n", strerror(errno)); fclose(o); return 1; }
                 cnt -= c;
@@ -336,5 +362,5 @@ int cmd_make_random(int argc, char **argv) {
 }
 
 
-int cmd_quantize(int argc, char **argv) { return quantize(argc, argv, NULL); }
-int cmd_convert(int argc, char **argv) { return quantize(argc, argv, "f16"); }
+int cmd_quantize(const cli_args *a) { return quantize(a, NULL); }
+int cmd_convert(const cli_args *a) { return quantize(a, "f16"); }

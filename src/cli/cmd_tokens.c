@@ -31,17 +31,24 @@ static int print_ids(const ds8b_tokenizer *t, const char *text, size_t len, int 
     return 0;
 }
 
-int cmd_tokenize(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("tokenize needs -m PATH");
+const cli_optdef tokenize_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--special", CLI_FLAG},
+    {"--no-parse-special", CLI_FLAG},
+    {"--jsonl", CLI_FLAG},
+    {0},
+};
+
+int cmd_tokenize(const cli_args *a) {
+    const char *path = cli_opt(a, "-m");
     ds8b_tokenizer *t;
     int rc = ds8b_tokenizer_load(path, &t);
     if (rc) return cli_fail("loading the tokenizer", rc);
     int flags = 0;
-    if (cli_flag(argc, argv, "--special")) flags |= DS8B_TOKENIZE_ADD_SPECIAL;
-    if (cli_flag(argc, argv, "--no-parse-special")) flags |= DS8B_TOKENIZE_NO_PARSE_SPECIAL;
+    if (cli_flag(a, "--special")) flags |= DS8B_TOKENIZE_ADD_SPECIAL;
+    if (cli_flag(a, "--no-parse-special")) flags |= DS8B_TOKENIZE_NO_PARSE_SPECIAL;
     int ret = 0;
-    if (cli_flag(argc, argv, "--jsonl")) {
+    if (cli_flag(a, "--jsonl")) {
         char *line = NULL;
         size_t cap = 0;
         ssize_t l;
@@ -76,18 +83,23 @@ int cmd_tokenize(int argc, char **argv) {
     return ret;
 }
 
-int cmd_detokenize(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("detokenize needs -m PATH");
+const cli_optdef detokenize_opts[] = {
+    {"-m", CLI_STR, "PATH", CLI_REQ},
+    {"--skip-special", CLI_FLAG},
+    {0},
+};
+
+int cmd_detokenize(const cli_args *a) {
+    const char *path = cli_opt(a, "-m");
     size_t len, n;
     char *in = cli_read_all(stdin, &len);
     int32_t *ids = in ? cli_parse_ids(in, &n) : NULL;
     free(in);
-    if (!ids) return cli_usage("detokenize reads a JSON array of integer ids on stdin");
+    if (!ids) return cli_usage(a, "reads a JSON array of integer ids on stdin");
     ds8b_tokenizer *t;
     int rc = ds8b_tokenizer_load(path, &t);
     if (rc) { free(ids); return cli_fail("loading the tokenizer", rc); }
-    int flags = cli_flag(argc, argv, "--skip-special") ? DS8B_DETOKENIZE_SKIP_SPECIAL : 0;
+    int flags = cli_flag(a, "--skip-special") ? DS8B_DETOKENIZE_SKIP_SPECIAL : 0;
     size_t out_len = 0;
     rc = ds8b_detokenize(t, ids, n, flags, NULL, 0, &out_len);
     char *out = NULL;
