@@ -113,6 +113,9 @@ int cmd_make_random(const cli_args *a);
 extern const cli_optdef bench_opts[];                                 /* cmd_bench.c */
 int cmd_bench(const cli_args *a);
 int cli_bench_kernels(const cli_args *a);                             /* cli_kbench.c */
+/* cli_spec.c: bench --pass-cost and --spec-prompt FILE (speculative decoding) */
+int cli_bench_pass_cost(const cli_args *a, ds8b_model *m);
+int cli_bench_spec(const cli_args *a, ds8b_model *m);
 
 /* ------------------------------------------------------------------ */
 /* Helpers (cli_common.c)                                              */

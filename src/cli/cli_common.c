@@ -189,6 +189,8 @@ const cli_optdef cli_session_opts[] = {
     {"--ctx", CLI_INT, "N", 0, "-c", DS8B_PARAM_N_CTX},
     {"--batch", CLI_INT, "N", 0, NULL, DS8B_PARAM_N_BATCH},
     {"--kv-type", CLI_STR, "f32|f16|q8_0", 0, NULL, DS8B_PARAM_KV_TYPE},
+    {"--spec", CLI_STR, "off|auto|on", 0, NULL, DS8B_PARAM_SPEC},
+    {"--max-draft", CLI_INT, "K", 0, NULL, DS8B_PARAM_SPEC_MAX_DRAFT},
     {"--stop", CLI_STR, "STR", CLI_MULTI},
     {0},
 };
@@ -220,6 +222,10 @@ ds8b_params *cli_session_params(const cli_args *a) {
             int kv = strcmp(v, "f32") == 0 ? DS8B_KV_F32 : strcmp(v, "f16") == 0 ? DS8B_KV_F16
                    : strcmp(v, "q8_0") == 0 ? DS8B_KV_Q8_0 : -1;
             rc = ds8b_params_set_int(p, d->param, kv);
+        } else if (d->param == DS8B_PARAM_SPEC) {
+            int sp = strcmp(v, "off") == 0 ? DS8B_SPEC_OFF : strcmp(v, "auto") == 0 ? DS8B_SPEC_AUTO
+                   : strcmp(v, "on") == 0 ? DS8B_SPEC_ON : -1;
+            rc = ds8b_params_set_int(p, d->param, sp);
         } else if (d->param && d->type == CLI_FLOAT) {
             rc = ds8b_params_set_float(p, d->param, strtod(v, NULL));
         } else if (d->param && d->type == CLI_INT) {

@@ -129,6 +129,16 @@ const cli_optdef bench_opts[] = {
     {"--n", CLI_INTS, "1,16"},
     {"--runs", CLI_INT, "5"},
     {"--rowwise", CLI_FLAG},
+    /* speculative decoding (cli_spec.c) */
+    {"--pass-cost", CLI_FLAG},
+    {"--k", CLI_INT, "16"},
+    {"--spec-prompt", CLI_STR, "FILE"},
+    {"--spec", CLI_STR, "on|auto"},
+    {"--draft-file", CLI_STR, "FILE"},
+    {"--draft-self", CLI_FLAG},
+    {"--draft-model", CLI_STR, "PATH"},
+    {"--temp", CLI_FLOAT, "T"},
+    {"--seed", CLI_INT, "S"},
     {0},
 };
 
@@ -148,6 +158,16 @@ int cmd_bench(const cli_args *a) {
     if (refuse(a, kernels_only, "without --kernels")) return 2;
     const char *path = cli_opt(a, "-m");
     if (!path) return cli_usage(a, "needs -m PATH (or --kernels)");
+    if (cli_flag(a, "--pass-cost") || cli_opt(a, "--spec-prompt")) { /* cli_spec.c */
+        ds8b_model *m;
+        if (cli_load(a, path, &m)) return 1;
+        int src = cli_flag(a, "--pass-cost") ? cli_bench_pass_cost(a, m) : cli_bench_spec(a, m);
+        ds8b_model_free(m);
+        return src;
+    }
+    static const char *const spec_only[] = {"--k", "--spec", "--draft-file", "--draft-self", "--draft-model",
+                                            "--temp", "--seed", NULL};
+    if (refuse(a, spec_only, "without --pass-cost or --spec-prompt")) return 2;
     int64_t pp64 = 512, tg64 = 128, reps64 = 3, th64 = 0;
     cli_int(a, "-p", &pp64);
     cli_int(a, "-n", &tg64);

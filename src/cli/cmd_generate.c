@@ -20,6 +20,7 @@ const cli_optdef generate_opts[] = {
     {"--raw", CLI_FLAG},
     {"--no-echo", CLI_FLAG},
     {"--stats", CLI_FLAG},
+    {"--draft-model", CLI_STR, "PATH"},
     {0},
 };
 
@@ -45,6 +46,15 @@ int cmd_generate(const cli_args *a) {
     ds8b_session *s;
     int rc = cli_open(a, cli_opt(a, "-m"), &m, &s);
     if (rc) return rc;
+    ds8b_model *dm = NULL; /* --draft-model: drafts for speculative decoding */
+    const char *dpath = cli_opt(a, "--draft-model");
+    if (dpath && (cli_load(a, dpath, &dm) || (rc = ds8b_session_set_draft_model(s, dm)) != DS8B_OK)) {
+        if (dm) cli_fail("--draft-model", rc);
+        ds8b_session_free(s);
+        ds8b_model_free(dm);
+        ds8b_model_free(m);
+        return 1;
+    }
     int flags = cli_flag(a, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
     if (cli_flag(a, "--reasoning")) flags |= DS8B_GEN_REASONING;
     gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(a, "--color")};
@@ -61,8 +71,13 @@ int cmd_generate(const cli_args *a) {
     if (cli_flag(a, "--stats")) {
         double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
         fprintf(stderr, "ds8b: %lld tokens in %.2f s\n", (long long)ng, sec);
+        int64_t drafted = 0, accepted = 0, passes = 0;
+        ds8b_session_spec_stats(s, &drafted, &accepted, &passes);
+        fprintf(stderr, "speculation: drafted %lld, accepted %lld, passes %lld\n", (long long)drafted,
+                (long long)accepted, (long long)passes);
     }
     ds8b_session_free(s);
+    ds8b_model_free(dm);
     ds8b_model_free(m);
     return ret;
 }

@@ -4,6 +4,7 @@
  * ds8b_generate for one session and by ds8b_batch_step for many.
  */
 #include "session/session.h"
+#include "session/spec.h"
 
 #include "chat/toolcall.h"
 #include "tokenizer/tokenizer.h"
@@ -207,6 +208,7 @@ int ds8b__gen_create(ds8b_session *s, ds8b_stream_fn cb, void *user, int flags, 
 void ds8b__gen_free(ds8b__gen *g) { ds8b__free(g); }
 
 int64_t ds8b__gen_count(const ds8b__gen *g) { return g->n_gen; }
+ds8b_session *ds8b__gen_session(const ds8b__gen *g) { return g->s; }
 
 int ds8b__gen_start(ds8b__gen *g, const char *prompt, size_t len, int flags, ds8b__err *e) {
     ds8b_session *s = g->s;
@@ -299,6 +301,8 @@ void ds8b__gen_outcome(ds8b_session *s, int rc) {
 /* ================================================================== */
 static int generate_inner(ds8b__gen *g, const char *prompt, size_t len, int flags, ds8b__err *e) {
     int rc = ds8b__gen_start(g, prompt, len, flags, e);
+    /* speculative decoding (spec.c): the same loop, k+1 positions a pass */
+    if (!rc && ds8b__spec_enabled(g->s)) return (rc = ds8b__spec_generate(g, e)) ? rc : ds8b__gen_end(g, e);
     while (!rc) {
         int32_t t = 0;
         bool done;
@@ -333,6 +337,7 @@ int ds8b__generate(ds8b_session *s, const char *prompt, size_t len, int flags, d
     if (!rc) rc = generate_inner(g, prompt, len, flags, e);
     if (n_generated) *n_generated = g ? g->n_gen : 0;
     ds8b__gen_free(g);
+    ds8b__spec_gen_done(s); /* a host draft serves one generation */
     ds8b__memscope_leave(old);
     ds8b__gen_outcome(s, rc);
     return rc;

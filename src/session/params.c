@@ -24,6 +24,9 @@ static const key_info k_keys[DS8B__PARAM_MAX] = {
     [DS8B_PARAM_SEED] = {true, false, 0x5eed, 0, 9.2e18},
     [DS8B_PARAM_MAX_TOKENS] = {true, false, 256, 0, 1 << 30},
     [DS8B_PARAM_STOP_AT_EOS] = {true, false, 1, 0, 1},
+    [DS8B_PARAM_SPEC] = {true, false, DS8B_SPEC_AUTO, DS8B_SPEC_OFF, DS8B_SPEC_ON},
+    [DS8B_PARAM_SPEC_MAX_DRAFT] = {true, false, 16, 0, 63},
+    [DS8B_PARAM_SPEC_NGRAM] = {true, false, 3, 2, 16},
     [DS8B_PARAM_USE_MMAP] = {true, false, 1, 0, 1},
     [DS8B_PARAM_VERIFY_CRC] = {true, false, 1, 0, 1},
 };

@@ -1,5 +1,6 @@
 /* session.c -- session lifetime, evaluation and generation. */
 #include "session/session.h"
+#include "session/spec.h"
 
 #include "tokenizer/tokenizer.h"
 
@@ -59,6 +60,7 @@ static void session_destroy(ds8b_session *s) {
     ds8b__kv_free(&s->kv);
     ds8b__scratch_free(&s->sc);
     ds8b__sampler_free(&s->sampler);
+    ds8b__spec_free(s);
     ds8b__free(s->tokens);
     for (int i = 0; i < s->n_stops; i++) ds8b__free(s->stops[i]);
     ds8b__memscope_leave(old);
@@ -112,7 +114,7 @@ static int session_init(ds8b_session *s, ds8b_model *m, const ds8b_params *p, ds
     if ((rc = ds8b__sampler_init(&s->sampler, hp->n_vocab, &sp, e))) return rc;
     s->tokens = ds8b__xmalloc(DS8B_MEM_SESSION, (size_t)s->n_ctx * sizeof(int32_t), "session token history", e);
     if (!s->tokens) return DS8B_E_NOMEM;
-    return DS8B_OK;
+    return ds8b__spec_init(s, p, e);
 }
 
 DS8B_API int ds8b_session_create(ds8b_model *m, const ds8b_params *params, ds8b_session **out) {
@@ -197,6 +199,9 @@ static int set_live(ds8b_session *s, int key, double v, bool is_float) {
     case DS8B_PARAM_STOP_AT_EOS: s->stop_at_eos = v != 0; break;
     case DS8B_PARAM_CTX_POLICY: s->ctx_policy = (int)v; break;
     case DS8B_PARAM_N_SINK: s->n_sink = (int64_t)v; break;
+    case DS8B_PARAM_SPEC: case DS8B_PARAM_SPEC_MAX_DRAFT: case DS8B_PARAM_SPEC_NGRAM:
+        ds8b__spec_set_param(s, key, (int64_t)v);
+        break;
     default:
         ds8b__seterr(&e, DS8B_E_INVALID, "parameter key %d cannot be changed on a live session", key);
         return ds8b__sess_fail(s, &e);

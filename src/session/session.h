@@ -117,6 +117,7 @@ struct ds8b_session {
     int64_t n_generated;      /* tokens of the current or last generation */
     bool in_gen;              /* inside ds8b_generate: its callback may run */
     bool free_deferred;       /* ds8b_session_free was called from that callback */
+    struct ds8b__spec *spec;  /* speculative decoding (session/spec.h) */
     ds8b__err err;
 };
 
@@ -204,6 +205,7 @@ int ds8b__gen_start(ds8b__gen *g, const char *prompt, size_t len, int flags, ds8
 int ds8b__gen_next(ds8b__gen *g, int32_t *token, bool *done, ds8b__err *e);
 int ds8b__gen_end(ds8b__gen *g, ds8b__err *e);
 int64_t ds8b__gen_count(const ds8b__gen *g);
+ds8b_session *ds8b__gen_session(const ds8b__gen *g);
 void ds8b__gen_outcome(ds8b_session *s, int rc);
 
 /* Takes s out of batch b (s is being freed): its generation ends as

@@ -16,6 +16,7 @@
  * and the KV rows of every held position in the cache's own element type.
  */
 #include "session/session.h"
+#include "session/spec.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -374,6 +375,9 @@ DS8B_API int ds8b_session_fork(ds8b_session *s, ds8b_session **out) {
     p.i[DS8B_PARAM_N_THREADS] = s->n_threads;
     p.i[DS8B_PARAM_N_BATCH] = s->n_batch;
     p.i[DS8B_PARAM_KV_TYPE] = s->kv.type;
+    p.i[DS8B_PARAM_SPEC] = s->spec->mode;
+    p.i[DS8B_PARAM_SPEC_MAX_DRAFT] = s->spec->max_draft;
+    p.i[DS8B_PARAM_SPEC_NGRAM] = s->spec->ngram;
     ds8b_session *c;
     int rc = ds8b_session_create(s->model, &p, &c);
     if (rc) return rc;

@@ -96,6 +96,10 @@ _SIGNATURES = {
     "ds8b_session_cancel": (c_int, [_h]),
     "ds8b_session_finish_reason": (c_int, [_h]),
     "ds8b_session_n_generated": (c_int64, [_h]),
+    # speculative decoding
+    "ds8b_session_set_draft": (c_int, [_h, c_void_p, c_size_t]),
+    "ds8b_session_set_draft_model": (c_int, [_h, _h]),
+    "ds8b_session_spec_stats": (c_int, [_h, POINTER(c_int64), POINTER(c_int64), POINTER(c_int64)]),
     # batched generation
     "ds8b_batch_create": (c_int, [_h, _h, POINTER(_h)]),
     "ds8b_batch_free": (None, [_h]),

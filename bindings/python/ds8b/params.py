@@ -14,20 +14,23 @@ _PARAMS = {
     "temperature": (20, True), "top_k": (21, False), "top_p": (22, True),
     "min_p": (23, True), "repeat_penalty": (24, True), "repeat_last_n": (25, False),
     "seed": (26, False), "max_tokens": (27, False), "stop_at_eos": (28, False),
+    "spec": (30, False), "spec_max_draft": (31, False), "spec_ngram": (32, False),
     "use_mmap": (40, False), "verify_crc": (41, False),
 }
 _NAMED_VALUES = {
     "kv_type": {"f32": 0, "f16": 1, "q8_0": 2},
     "ctx_policy": {"error": 0, "stop": 1, "slide": 2},
+    "spec": {"off": 0, "auto": 1, "on": 2},
 }
 _LOAD_KEYS = ("use_mmap", "verify_crc")
 _SESSION_KEYS = ("n_ctx", "n_threads", "n_batch", "kv_type", "ctx_policy", "n_sink",
                  "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-                 "seed", "max_tokens", "stop_at_eos")
+                 "seed", "max_tokens", "stop_at_eos", "spec", "spec_max_draft", "spec_ngram")
 # Keys a live session accepts (ds8b_session_set_*), restored after a call
 # that overrides them (except seed, which reseeds the sampler on purpose).
 _LIVE_KEYS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-              "seed", "max_tokens", "stop_at_eos", "ctx_policy", "n_sink")
+              "seed", "max_tokens", "stop_at_eos", "ctx_policy", "n_sink",
+              "spec", "spec_max_draft", "spec_ngram")
 
 
 

@@ -23,8 +23,9 @@ class Session(_Handle):
 
     n_ctx, n_threads, n_batch, kv_type ("f32"/"f16"/"q8_0"), ctx_policy
     ("error"/"stop"/"slide"), n_sink, temperature, top_k, top_p, min_p,
-    repeat_penalty, repeat_last_n, seed, max_tokens, stop_at_eos; stop=[...]
-    adds stop strings for the session's whole life.
+    repeat_penalty, repeat_last_n, seed, max_tokens, stop_at_eos, spec
+    ("off"/"auto"/"on": speculative decoding, default auto), spec_max_draft,
+    spec_ngram; stop=[...] adds stop strings for the session's whole life.
 
     A session runs one call at a time. Only cancel() may be called from
     another thread. Context manager; close() frees it.
@@ -173,6 +174,35 @@ class Session(_Handle):
             self._check_err((lib.ds8b_session_set_float if is_float else
                              lib.ds8b_session_set_int)(h, key, v))
             self._base[name] = v
+
+    # -- speculative decoding -------------------------------------------------
+    def set_draft(self, text):
+        """The text expected right after the next generation's prompt (an
+        editor's text after the cursor): a draft for speculative decoding,
+        consumed by the next generation. None or "" clears it. A wrong draft
+        costs time, never output."""
+        b = _text_bytes(text if text is not None else "")
+        self._check_err(_L().ds8b_session_set_draft(self._idle(), b, len(b)))
+
+    def set_draft_model(self, model):
+        """A smaller Model with the same vocabulary that drafts greedily for
+        this session (None detaches). Closing that model closes this session."""
+        if model is not None and not isinstance(model, Model):
+            raise TypeError("model must be a ds8b.Model or None")
+        h = self._idle()
+        self._check_err(_L().ds8b_session_set_draft_model(h, model._handle() if model is not None else None))
+        old = getattr(self, "_draft_model", None)
+        if old is not None and old is not model:
+            old._sessions.discard(self)
+        self._draft_model = model
+        if model is not None:
+            model._sessions.add(self)
+
+    def spec_stats(self):
+        """(drafted, accepted, passes) since the session was created."""
+        d, a, p = c_int64(), c_int64(), c_int64()
+        self._check_err(_L().ds8b_session_spec_stats(self._handle(), byref(d), byref(a), byref(p)))
+        return d.value, a.value, p.value
 
     def add_stop(self, stop):
         """Adds a stop string for the rest of the session."""
