@@ -7,6 +7,9 @@
 #include "internal.h"
 #include "formats/gguf.h"
 #include "quant/quant.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
 
 #include <stdint.h>
 #include <sys/stat.h>
@@ -228,8 +231,104 @@ static void test_checksums_bound_to_table(void) {
     unlink(legacy_rq);
 }
 
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static uint32_t rnd32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float rndu(void) { return (float)(rnd32() & 0xFFFFFF) / 16777216.0f; }
+static float rndn(void) { return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f; }
+
+/* Blocks of many kinds: gaussian, heavy outliers, constant, all zero but
+ * one, tiny (denormal) and huge values, exact code multiples. */
+static void fill_block(float *x, float *w, int n, int kind) {
+    float sc = powf(10.0f, (float)(int)(rnd32() % 9) - 4.0f);
+    for (int i = 0; i < n; i++) {
+        switch (kind % 7) {
+        case 0: x[i] = rndn() * sc; break;
+        case 1: x[i] = rndn() * sc * (rnd32() % 11 == 0 ? 20.0f : 1.0f); break;
+        case 2: x[i] = sc; break;
+        case 3: x[i] = i == (int)(rnd32() % (unsigned)n) ? -sc : 0.0f; break;
+        case 4: x[i] = rndn() * 1e-40f; break;
+        case 5: x[i] = rndn() * 1e30f; break;
+        default: x[i] = (float)((int)(rnd32() % 15) - 7) * 0.125f; break;
+        }
+        w[i] = kind & 8 ? 1.0f : (rnd32() % 5 == 0 ? 0.0f : rndu() * 3.0f);
+    }
+}
+
+/* The vectorised searches return exactly the scalar reference's scales. */
+static void test_sym_search_simd_matches_scalar(void) {
+    int maxl = ds8b__isa_max_level();
+    if (maxl < 1) {
+        SKIP("this CPU has neither AVX2 nor AVX-512");
+        return;
+    }
+    static const int ranges[4][2] = {{-8, 7}, {-127, 127}, {-16, 15}, {-32, 31}};
+    float x[16 * 32], w[16 * 32], d0[16], d1[16], d2[16];
+    long cases = 0, mism = 0;
+    for (int rep = 0; rep < 3000; rep++) {
+        int n = rep % 3 == 0 ? 16 : 32;
+        int nblk = 1 + (int)(rnd32() % 16);
+        int r = (int)(rnd32() % 4);
+        for (int b = 0; b < nblk; b++) fill_block(x + b * n, w + b * n, n, (int)(rnd32() % 16));
+        ds8b__sym_search_scalar(x, w, n, nblk, ranges[r][0], ranges[r][1], d0);
+        ds8b__sym_search_avx2(x, w, n, nblk, ranges[r][0], ranges[r][1], d1);
+        if (maxl >= 2) ds8b__sym_search_avx512(x, w, n, nblk, ranges[r][0], ranges[r][1], d2);
+        for (int b = 0; b < nblk; b++) {
+            cases++;
+            if (memcmp(&d0[b], &d1[b], 4) || (maxl >= 2 && memcmp(&d0[b], &d2[b], 4))) {
+                if (mism++ < 5)
+                    printf("  # rep %d block %d n %d: scalar %a avx2 %a avx512 %a\n", rep, b, n, d0[b], d1[b],
+                           maxl >= 2 ? d2[b] : 0.0f);
+            }
+        }
+    }
+    CHECK(mism == 0, "%ld of %ld blocks differ", mism, cases);
+    if (maxl < 2) SKIP("AVX2 checked; no AVX-512 on this CPU");
+}
+
+/* Whole rows through ds8b__quant_row_w at every ISA level: same bytes. */
+static void test_quant_rows_same_bytes_every_isa(void) {
+    int maxl = ds8b__isa_max_level();
+    if (maxl < 1) {
+        SKIP("this CPU has neither AVX2 nor AVX-512");
+        return;
+    }
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q5_0, DS8B_T_Q6_K, DS8B_T_Q4_K, DS8B_T_Q5_K};
+    const int64_t n = 256 * 23;
+    float *x = malloc((size_t)n * sizeof(float)), *imp = malloc((size_t)n * sizeof(float));
+    uint8_t *q[3];
+    for (int i = 0; i < 3; i++) q[i] = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = rndn() * 0.02f * (rnd32() % 50 == 0 ? 8.0f : 1.0f);
+        imp[i] = rndu() * rndu() * 4.0f;
+    }
+    int old = ds8b__isa_level();
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        size_t rb;
+        ds8b__row_bytes(types[ti], n, &rb);
+        for (int wi = 0; wi < 2; wi++) {
+            for (int l = 0; l <= maxl; l++) {
+                ds8b__isa_force(l);
+                CHECK(ds8b__quant_row_w(types[ti], x, wi ? imp : NULL, q[l], n) == 0, "quant");
+            }
+            for (int l = 1; l <= maxl; l++)
+                CHECK(memcmp(q[0], q[l], rb) == 0, "type %d weights %d: level %d differs from scalar", types[ti], wi, l);
+        }
+    }
+    ds8b__isa_force(old);
+    free(x);
+    free(imp);
+    for (int i = 0; i < 3; i++) free(q[i]);
+}
+
 int main(void) {
     RUN(test_checksums_bound_to_table);
+    RUN(test_sym_search_simd_matches_scalar);
+    RUN(test_quant_rows_same_bytes_every_isa);
     rmdir(g_tmpdir);
     T_EXIT();
 }
