@@ -10,6 +10,9 @@
  *                   i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2; output Q6_K
  *   w4a16           every layer matrix and the embeddings W4A16 (group 32,
  *                   f16 scale and min, float activations); output Q8_0
+ *   q5_0            every matrix Q5_0; output Q6_K
+ *   q5_k_m          Q5_K; attn_v and ffn_down Q6_K in the q4_k_m layers; output Q6_K
+ *   q6_k            every matrix Q6_K
  * "The output matrix" is lm_head, or the embeddings when they are tied.
  * Norm weights stay f32.
  *
@@ -50,9 +53,13 @@ static const scheme_info k_schemes[] = {
     {"q4_0", DS8B_T_Q4_0, DS8B_T_Q6_K, DS8B_T_Q4_0, false, 2},
     {"q4_k_m", DS8B_T_Q4_K, DS8B_T_Q6_K, DS8B_T_Q4_K, true, 15},
     {"w4a16", DS8B_T_W4A16, DS8B_T_Q8_0, DS8B_T_W4A16, false, 3},
+    /* llama.cpp's mixes of the same names (src/llama-quant.cpp), so sizes compare */
+    {"q5_0", DS8B_T_Q5_0, DS8B_T_Q6_K, DS8B_T_Q5_0, false, 8},
+    {"q5_k_m", DS8B_T_Q5_K, DS8B_T_Q6_K, DS8B_T_Q5_K, true, 17},
+    {"q6_k", DS8B_T_Q6_K, DS8B_T_Q6_K, DS8B_T_Q6_K, false, 18},
 };
 
-const char *ds8b__scheme_list(void) { return "f32, f16, bf16, q8_0, q4_0, q4_k_m, w4a16"; }
+const char *ds8b__scheme_list(void) { return "f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_0, q4_k_m, q4_0, w4a16"; }
 
 static const scheme_info *find_scheme(const char *name) {
     for (size_t i = 0; i < sizeof k_schemes / sizeof k_schemes[0]; i++)

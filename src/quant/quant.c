@@ -323,6 +323,8 @@ static void search_affine(const float *x, const float *w, int n, int qmax, bool 
     }
     int tq[256];
     float best_err = INFINITY;
+    double XX = 0;
+    for (int i = 0; i < n; i++) XX += (double)w[i] * x[i] * x[i];
     /* the plain candidate (range onto the codes) is the one to beat */
     *pd = (hi - lo) / (float)qmax;
     *pm = lo;
@@ -335,7 +337,7 @@ static void search_affine(const float *x, const float *w, int n, int qmax, bool 
         }
         best_err = (float)err;
     }
-    for (int k = -10; k <= 10; k++) {
+    for (int k = -4; k <= 6; k++) {
         float is = ((float)qmax + 0.1f * (float)k) / (hi - lo);
         double A = 0, B = 0, C = 0, X1 = 0, X0 = 0;
         for (int i = 0; i < n; i++) {
@@ -361,11 +363,9 @@ static void search_affine(const float *x, const float *w, int n, int qmax, bool 
             d = A > 0 ? (float)(X1 / A) : 0.0f;
         }
         if (!(d >= 0.0f)) continue;
-        double err = 0;
-        for (int i = 0; i < n; i++) {
-            double r = (double)d * tq[i] + m - x[i];
-            err += w[i] * r * r;
-        }
+        /* sum w (d q + m - x)^2 from the sums, without another pass */
+        double dd = d, mm = m;
+        double err = dd * dd * A + 2.0 * dd * mm * B + mm * mm * C - 2.0 * (dd * X1 + mm * X0) + XX;
         if (err < best_err) {
             best_err = (float)err;
             *pd = d;
