@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The Python binding: installs bindings/python into a fresh venv with no
-# network (pip --no-index --no-build-isolation over Debian's setuptools),
-# runs its pytest suite against the library under test, and prints one
-# "ok NAME" / "not ok NAME" line per test.
+# The Python binding: installs bindings/python the way its README says, with
+# no package index (pip install --no-index; the package builds with its own
+# standard-library backend, _build/ds8b_build.py: no setuptools, no wheel),
+# into a bare venv and into one that sees Debian's pytest; runs the pytest
+# suite against the library under test, and prints one "ok NAME" /
+# "not ok NAME" line per test.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=${DS8B_ROOT:-$(pwd)}
@@ -12,10 +14,9 @@ MAJOR=$(sed -n 's/^#define DS8B_VERSION_MAJOR \([0-9]*\)/\1/p' include/ds8b.h)
 LIB=$LIBDIR/libds8b.so.$MAJOR
 PY=/usr/bin/python3   # Debian's interpreter: the one python3-pytest belongs to
 
-# 1. Debian packages: python3-venv, python3-pip (ensurepip's wheels),
-#    python3-pytest, python3-setuptools, python3-wheel (setuptools 66 builds wheels with it).
+# 1. Debian packages: python3-venv (venv's pip), python3-pytest (the suite).
 need=""
-for p in python3-venv python3-pip python3-pytest python3-setuptools python3-wheel; do
+for p in python3-venv python3-pytest; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
@@ -41,9 +42,22 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/src"
 (cd bindings/python && tar cf - --exclude=build --exclude='*.egg-info' \
    --exclude=__pycache__ --exclude='libds8b.so*' .) | (cd "$tmp/src" && tar xf -)
+# 2a. The README's command in a bare venv with setuptools taken out, so
+#     that nothing but pip and the package's own backend can build it.
+if "$PY" -m venv "$tmp/bare" >"$tmp/bare.log" 2>&1 &&
+   { "$tmp/bare/bin/python" -m pip uninstall -q -y setuptools >>"$tmp/bare.log" 2>&1; true; } &&
+   ! "$tmp/bare/bin/python" -c "import setuptools" 2>/dev/null &&
+   ! "$tmp/bare/bin/python" -c "import wheel" 2>/dev/null &&
+   "$tmp/bare/bin/pip" install -q --no-index --disable-pip-version-check "$tmp/src" >>"$tmp/bare.log" 2>&1 &&
+   (cd "$tmp" && "$tmp/bare/bin/python" -c "import ds8b, sys; sys.exit(not ds8b.__file__.startswith(sys.prefix))"); then
+  echo "ok python_install_offline_without_setuptools_or_wheel"
+else
+  echo "not ok python_install_offline_without_setuptools_or_wheel"
+  sed 's/^/  # /' "$tmp/bare.log" | tail -20
+fi
+# 2b. The venv the suite runs in: it sees Debian's pytest.
 if "$PY" -m venv --system-site-packages "$tmp/venv" >"$tmp/venv.log" 2>&1 &&
-   "$tmp/venv/bin/python" -m pip install -q --no-index --no-build-isolation \
-     --disable-pip-version-check "$tmp/src" >"$tmp/pip.log" 2>&1; then
+   "$tmp/venv/bin/pip" install -q --no-index --disable-pip-version-check "$tmp/src" >"$tmp/pip.log" 2>&1; then
   echo "ok python_install_offline"
 else
   echo "not ok python_install_offline"
