@@ -232,7 +232,7 @@ DS8B_API int ds8b_model_set_log(ds8b_model *m, ds8b_log_fn fn, void *user);
 /* ------------------------------------------------------------------ */
 /* Quantization                                                        */
 /* ------------------------------------------------------------------ */
-/* Schemes: "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "w4a16". */
+/* Schemes: "f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "w4a16". */
 
 /* Quantizes a loaded float model into a new in-memory model. */
 DS8B_API int ds8b_model_quantize(const ds8b_model *src, const char *scheme,
