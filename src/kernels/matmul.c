@@ -20,12 +20,13 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/kern_impl.h"
+#include "kernels/packing.h"
 
 #include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
-enum { P_INT, P_INTP, P_DOT, P_GEMM };
+enum { P_INT, P_INTP, P_DOT, P_GEMM, P_GRP };
 #ifndef GEMM_RC
 #define GEMM_RC 32
 #endif
@@ -48,6 +49,11 @@ typedef struct mm_job {
     size_t scratch_per; /* floats per thread (P_GEMM) */
     uint8_t *kscratch;  /* per-thread kernel scratch (P_INTP) */
     size_t kscratch_per;
+    uint8_t *wscr;      /* per-thread weight scratch: one packed group (P_GRP) or
+                           rchunk unpacked rows (other paths on packed weights) */
+    size_t wscr_per;
+    bool packed;        /* w is in the row-group layout */
+    int64_t nb;         /* 32-blocks per row (P_GRP) */
     int64_t rchunk, cchunk, nrc, ncc;
     _Atomic int64_t next;
 } mm_job;
@@ -72,10 +78,10 @@ bool ds8b__matmul_supports(int type) {
     }
 }
 
-/* Converts rows [r0, r0+nr) of W to f32 (row-major, cols per row). */
-static void rows_to_f32(const mm_job *j, int64_t r0, int64_t nr, float *dst) {
+/* Converts nr row-major rows at wr to f32 (cols per row). */
+static void rows_to_f32(const mm_job *j, const uint8_t *wr, int64_t nr, float *dst) {
     for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *src = j->w + (size_t)(r0 + r) * j->wstride;
+        const uint8_t *src = wr + (size_t)r * j->wstride;
         float *d = dst + (size_t)r * (size_t)j->cols;
         switch (j->type) {
         case DS8B_T_F16: j->k->f16_to_f32((const uint16_t *)src, d, j->cols); break;
@@ -89,10 +95,41 @@ static void rows_to_f32(const mm_job *j, int64_t r0, int64_t nr, float *dst) {
 static void act_task(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
     void (*quant)(const float *, uint8_t *, int64_t) =
-        j->path == P_INTP ? j->qk->pact_quant : j->qk->act_quant;
+        j->path == P_INTP ? j->qk->pact_quant : j->path == P_GRP ? j->k->gact_quant : j->qk->act_quant;
     for (int64_t i = ith; i < j->n; i += nth)
         quant(j->x + (size_t)i * (size_t)j->cols, j->act + (size_t)i * j->astride,
                          j->cols);
+}
+
+/* Rows [r0, r0+nr) of packed weights, row-major into dst. */
+static void unpack_rows(const mm_job *j, int64_t r0, int64_t nr, uint8_t *dst) {
+    int64_t full = j->rows / DS8B_G * DS8B_G, nb = (int64_t)(j->wstride / ds8b__type_info(j->type)->block_bytes);
+    for (int64_t r = r0; r < r0 + nr; r += DS8B_G) {
+        int64_t n = r0 + nr - r < DS8B_G ? r0 + nr - r : DS8B_G;
+        uint8_t *d = dst + (size_t)(r - r0) * j->wstride;
+        if (r < full) ds8b__unpack_group(j->type, j->w + (size_t)r * j->wstride, nb, d, j->wstride, (int)n);
+        else memcpy(d, j->w + (size_t)r * j->wstride, (size_t)n * j->wstride);
+    }
+}
+
+/* P_GRP: row groups of a chunk against its activation rows. A group that
+ * is not stored packed (row-major weights, or the tail rows of a packed
+ * matrix) is packed into the thread's scratch first, so both layouts run
+ * the same kernel on the same bytes: bit-identical results. */
+static void grp_chunk(const mm_job *j, int ith, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
+    int64_t full = j->packed ? j->rows / DS8B_G * DS8B_G : 0;
+    uint8_t *s = j->wscr + (size_t)ith * j->wscr_per;
+    ds8b__mmg_fn fn = j->k->mmg[j->type];
+    for (int64_t r = r0; r < r0 + nr; r += DS8B_G) {
+        int n = r0 + nr - r < DS8B_G ? (int)(r0 + nr - r) : DS8B_G;
+        const uint8_t *g = j->w + (size_t)r * j->wstride;
+        if (r >= full) {
+            ds8b__pack_group(j->type, g, j->wstride, n, j->nb, s);
+            g = s;
+        }
+        fn(g, j->nb, j->act + (size_t)c0 * j->astride, j->astride, nc,
+           j->y + (size_t)c0 * (size_t)j->rows + (size_t)r, j->rows, n);
+    }
 }
 
 static void mm_task(void *ctx, int ith, int nth) {
@@ -106,6 +143,17 @@ static void mm_task(void *ctx, int ith, int nth) {
         int64_t r0 = rc * j->rchunk, nr = j->rows - r0 < j->rchunk ? j->rows - r0 : j->rchunk;
         int64_t c0 = cc * j->cchunk, nc = j->n - c0 < j->cchunk ? j->n - c0 : j->cchunk;
         const uint8_t *wr = j->w + (size_t)r0 * j->wstride;
+        if (j->path == P_GRP) {
+            grp_chunk(j, ith, r0, nr, c0, nc);
+            continue;
+        }
+        if (j->packed) {
+            /* row-major kernels on packed weights: unpack the chunk's rows
+             * (whole groups: chunks start at multiples of 16) */
+            uint8_t *s = j->wscr + (size_t)ith * j->wscr_per;
+            unpack_rows(j, r0, nr, s);
+            wr = s;
+        }
         switch (j->path) {
         case P_INT:
             j->qk->mm(wr, j->wstride, nr, j->act + (size_t)c0 * j->astride, j->astride, nc,
@@ -138,7 +186,7 @@ static void mm_task(void *ctx, int ith, int nth) {
                 wf = (const float *)wr;
             } else {
                 float *s = j->scratch + (size_t)ith * j->scratch_per;
-                rows_to_f32(j, r0, nr, s);
+                rows_to_f32(j, wr, nr, s);
                 wf = s;
             }
             if (j->k->gemm_f32) {
@@ -219,9 +267,23 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
     else j.path = P_GEMM;
     if (!rowwise && qk->mmp && strcmp(j.k->name, "scalar") && (n >= PROMPT_MIN_N || !qk->batched))
         j.path = P_INTP;
+    if (rowwise && j.k->mmg[w->type] && j.k->gact_quant) j.path = P_GRP;
+    j.packed = w->layout == DS8B_LAYOUT_G16 && ds8b__pack_supported(w->type);
 
     size_t need = 0, off_scratch = 0;
-    if (j.path == P_INT) {
+    if (j.path == P_GRP) {
+        j.nb = cols / 32;
+        j.astride = ((size_t)j.nb * sizeof(ds8b__act32) + 63) & ~(size_t)63;
+        j.wscr_per = (wstride * DS8B_G + 63) & ~(size_t)63;
+        size_t acts, ks;
+        if (!ds8b__mul_ok(j.astride, (size_t)n, &acts) ||
+            !ds8b__mul_ok(j.wscr_per, (size_t)nth, &ks) || !ds8b__add_ok(acts, ks, &need))
+            return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+        off_scratch = acts;
+        /* ~64 KiB of weights per chunk, whole groups */
+        j.rchunk = clamp64((int64_t)(65536 / wstride), DS8B_G, 256) & ~(int64_t)(DS8B_G - 1);
+        j.cchunk = n;
+    } else if (j.path == P_INT) {
         j.astride = (qk->act_size(cols) + 63) & ~(size_t)63;
         if (!ds8b__mul_ok(j.astride, (size_t)n, &need))
             return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
@@ -268,6 +330,21 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
             j.scratch_per = per;
         }
     }
+    size_t off_wscr = 0;
+    if (j.path != P_GRP && ds8b__pack_supported(w->type)) {
+        /* Packed weights on a row-major path: chunks of whole groups and
+         * an unpack scratch per thread. Reserved for every matrix of a
+         * packable type, packed or not, so the workspace depends only on
+         * (type, cols, n, threads), as ds8b_estimate assumes. */
+        j.rchunk = (j.rchunk + DS8B_G - 1) / DS8B_G * DS8B_G;
+        size_t per, all;
+        if (!ds8b__mul_ok((size_t)j.rchunk, wstride, &per) || !ds8b__add_ok(per, 63, &per) ||
+            !ds8b__mul_ok(per & ~(size_t)63, (size_t)nth, &all) || !ds8b__add_ok(need, 63, &off_wscr) ||
+            !ds8b__add_ok(off_wscr & ~(size_t)63, all, &need))
+            return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+        j.wscr_per = per & ~(size_t)63;
+        off_wscr &= ~(size_t)63;
+    }
     if (j.rchunk > rows) j.rchunk = rows;
     if (j.rchunk < 1) j.rchunk = 1;
     j.nrc = (rows + j.rchunk - 1) / j.rchunk;
@@ -276,12 +353,16 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
         int rc = ws_reserve(ws, need, e);
         if (rc) return rc;
         if (j.path == P_INT) j.act = ws->buf;
-        else if (j.path == P_INTP) {
+        else if (j.path == P_GRP) {
+            j.act = ws->buf;
+            j.wscr = (uint8_t *)ws->buf + off_scratch;
+        } else if (j.path == P_INTP) {
             j.act = ws->buf;
             j.kscratch = (uint8_t *)ws->buf + off_scratch;
         } else j.scratch = (float *)((uint8_t *)ws->buf + off_scratch);
+        if (j.path != P_GRP && ds8b__pack_supported(w->type)) j.wscr = (uint8_t *)ws->buf + off_wscr;
     }
-    if (j.path == P_INT || j.path == P_INTP) {
+    if (j.path == P_INT || j.path == P_INTP || j.path == P_GRP) {
         if (n < 4 || nth == 1) act_task(&j, 0, 1);
         else ds8b__pool_run(pool, act_task, &j);
     }
