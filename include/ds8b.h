@@ -272,6 +272,9 @@ DS8B_API int ds8b_sample(ds8b_session *s, int32_t *token);
 
 /* Channels reported by the streaming callback. */
 enum { DS8B_CHANNEL_ANSWER = 0, DS8B_CHANNEL_REASONING = 1 };
+/* Tool-call text of a chat reply (see ds8b_chat_set_tools, docs/tools.md):
+ * the model's call markup and JSON, never passed on the answer channel. */
+enum { DS8B_CHANNEL_TOOL_CALL = 2 };
 /* Called with each piece of generated text. piece is complete UTF-8 (never
  * a split character), not NUL-terminated. Return 0 to continue, nonzero to
  * stop: generation then returns DS8B_E_CANCELLED.
@@ -391,6 +394,28 @@ DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, si
 DS8B_API int ds8b_tokenizer_chat_render(const ds8b_tokenizer *tok, const char *messages_json,
                                         size_t json_len, int add_generation_prompt, char *buf,
                                         size_t cap, size_t *len);
+/* Renders messages with tool definitions and extra template variables, as
+ * transformers' apply_chat_template(messages, tools=tools,
+ * add_generation_prompt=..., **vars) does. Messages may carry "tool_calls"
+ * ([{"type": "function", "function": {"name", "arguments"}}], arguments a
+ * JSON string or an object), role "tool" results, "reasoning_content" and
+ * content null. tools_json: NULL (the template sees tools = none) or a JSON
+ * array of {"type": "function", "function": {"name", "description",
+ * "parameters"}}. vars_json: NULL or a JSON object of variables, e.g.
+ * {"enable_thinking": false}; it may not set messages, tools or
+ * add_generation_prompt (DS8B_E_INVALID). Where the template itself fails
+ * (a string plus null, raise_exception) the result is DS8B_E_TEMPLATE.
+ * Output and errors as ds8b_chat_render. See docs/tools.md. */
+DS8B_API int ds8b_chat_render_tools(const ds8b_model *m, const char *messages_json, size_t messages_len,
+                                    const char *tools_json, size_t tools_len, const char *vars_json,
+                                    size_t vars_len, int add_generation_prompt, char *buf, size_t cap,
+                                    size_t *len);
+/* The same with a tokenizer's own template. */
+DS8B_API int ds8b_tokenizer_chat_render_tools(const ds8b_tokenizer *tok, const char *messages_json,
+                                              size_t messages_len, const char *tools_json,
+                                              size_t tools_len, const char *vars_json, size_t vars_len,
+                                              int add_generation_prompt, char *buf, size_t cap,
+                                              size_t *len);
 
 /* A conversation bound to a session. Each reply re-renders the whole
  * conversation, keeps the KV cache of the prefix it shares with what the
@@ -419,6 +444,50 @@ DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_
  * the next reply or free. */
 DS8B_API const char *ds8b_chat_last_reply(const ds8b_chat *c);
 DS8B_API const char *ds8b_chat_last_reasoning(const ds8b_chat *c);
+
+/* Tools in a conversation (docs/tools.md). Sets the tool definitions that
+ * every render of c passes to the template (a JSON array as in
+ * ds8b_chat_render_tools; NULL or "null" removes them). With tools set,
+ * replies are parsed for tool calls in the template's format: Qwen3's
+ * <tool_call>{"name": ..., "arguments": {...}}</tool_call>, or DeepSeek's
+ * <｜tool▁calls▁begin｜>...<｜tool▁sep｜>NAME + a fenced JSON block. Their
+ * markup and JSON stream on DS8B_CHANNEL_TOOL_CALL, never on the answer
+ * channel. Refused from inside the chat's own reply callback. */
+DS8B_API int ds8b_chat_set_tools(ds8b_chat *c, const char *tools_json, size_t len);
+/* Sets extra template variables for every render of c (a JSON object,
+ * e.g. {"enable_thinking": false}; NULL removes them). They may not set
+ * messages, tools or add_generation_prompt (DS8B_E_INVALID). */
+DS8B_API int ds8b_chat_set_vars(ds8b_chat *c, const char *vars_json, size_t len);
+/* Appends any message object (copied), e.g. {"role": "tool", "name": ...,
+ * "content": ...} or an assistant message with "tool_calls"; it needs a
+ * "role" string. The template decides what renders (see
+ * ds8b_chat_render_tools). */
+DS8B_API int ds8b_chat_add_json(ds8b_chat *c, const char *message_json, size_t len);
+/* Appends {"role": "tool", "name": name, "content": content}; name may be
+ * NULL (then left out). */
+DS8B_API int ds8b_chat_add_tool_result(ds8b_chat *c, const char *name, const char *content);
+/* Tool calls of the last reply (or ds8b_chat_add_output): their count (-1
+ * for an invalid handle), and call i: *name and *arguments_json (the JSON
+ * object as the model wrote it) point into the chat, valid until the next
+ * reply, add_output or free. The reply's assistant message keeps its
+ * "tool_calls" (arguments as JSON text), so the next render is what
+ * apply_chat_template renders for it. A malformed call (no name, arguments
+ * not a JSON object, never closed) is not returned as a call: its raw
+ * text joins the answer (ds8b_chat_last_reply). */
+DS8B_API int64_t ds8b_chat_n_tool_calls(const ds8b_chat *c);
+DS8B_API int ds8b_chat_tool_call(const ds8b_chat *c, int64_t i, const char **name,
+                                 const char **arguments_json);
+/* Appends text as the assistant's reply, as if the model had generated it
+ * after the conversation: it is split and streamed to cb (may be NULL)
+ * into reasoning, answer and tool-call channels, and parsed for tool calls
+ * exactly as ds8b_chat_reply's output. Nothing is evaluated. For scripted
+ * turns and tests. */
+DS8B_API int ds8b_chat_add_output(ds8b_chat *c, const char *text, size_t len, ds8b_stream_fn cb,
+                                  void *user);
+/* The conversation as a JSON array of message objects (what the template
+ * renders), NUL-terminated; *len gets its length; DS8B_E_BUFFER if buf is
+ * NULL or cap < *len + 1. */
+DS8B_API int ds8b_chat_messages_json(const ds8b_chat *c, char *buf, size_t cap, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* Session state: save, restore, fork                                  */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the embedding examples (examples/chat.c, game_npc.c, crowd.c, editor_complete.c)
+# Runs the embedding examples (examples/chat.c, game_npc.c, crowd.c, editor_complete.c, npc_tools.c)
 # on the demo model with short settings and checks what each one claims to
 # show. Prints "ok NAME" / "not ok NAME" lines; details follow as "  # ...".
 # With DS8B_QUICK=1 (make test-asan) the time limits (frame budget, cancel
@@ -153,6 +153,29 @@ if built editor_complete editor_complete_single_line editor_complete_deadline ed
     bad editor_complete_restart_reuses_kv "exit $rc, reused ${reused:-?} then ${reused2:-?} tokens"; show "$tmp/ks.err"
   fi
   grep -E '^(request|  prompt)' "$tmp/ks.err" | sed 's/^/  # /'
+fi
+
+# ------------------------------------------------------------- npc_tools
+if built npc_tools npc_tools_loop npc_tools_loop_qwen_format; then
+  timeout 60 "$EX/npc_tools" -m $MODEL -n 16 --threads 1 >"$tmp/tools.out" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] && grep -q '^LOOP OK' "$tmp/tools.out" && grep -q 'DeepSeek tool-calls format' "$tmp/tools.out" &&
+     grep -q 'player swords 1' "$tmp/tools.out"; then ok npc_tools_loop
+  else bad npc_tools_loop "exit $rc"; show "$tmp/tools.out" 25; fi
+  # the same game on the Qwen3 template: demo-llama's files with qwen3's chat_template
+  q=$tmp/qwen-template; mkdir -p "$q"
+  for f in "$(pwd)/$MODEL"/*; do case $f in */tokenizer_config.json) ;; *) ln -s "$f" "$q/";; esac; done
+  if python3 -c 'import json, sys
+c = json.load(open(sys.argv[1])); c["chat_template"] = json.load(open(sys.argv[2]))["chat_template"]
+json.dump(c, open(sys.argv[3], "w"))' "$MODEL/tokenizer_config.json" "${DS8B_SHARED:-../shared}/tokenizers/qwen3/tokenizer_config.json" "$q/tokenizer_config.json" 2>"$tmp/q.err"; then
+    timeout 60 "$EX/npc_tools" -m "$q" -n 16 --threads 1 >"$tmp/toolsq.out" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ] && grep -q '^LOOP OK' "$tmp/toolsq.out" && grep -q 'Qwen3 <tool_call> format' "$tmp/toolsq.out"; then
+      ok npc_tools_loop_qwen_format
+    else bad npc_tools_loop_qwen_format "exit $rc"; show "$tmp/toolsq.out" 25; fi
+  else
+    echo "ok npc_tools_loop_qwen_format # SKIP no python3 or qwen3 tokenizer_config: $(head -c 100 "$tmp/q.err")"
+  fi
 fi
 
 # ------------------------------------------------------------------ ds8b bench

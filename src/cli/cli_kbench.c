@@ -21,16 +21,11 @@
 
 enum { KB_MAX = 32 };
 
+/* comma-separated positive numbers */
 static int parse_list(const char *s, int64_t *out, int max) {
-    int n = 0;
-    while (s && *s && n < max) {
-        char *end;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || v <= 0) return -1;
-        out[n++] = v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return -1;
-    }
+    int n = cli_parse_ints(s, out, max);
+    for (int i = 0; i < n; i++)
+        if (out[i] <= 0) return -1;
     return n;
 }
 
@@ -53,8 +48,8 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int cli_bench_kernels(int argc, char **argv) {
-    const char *types_s = cli_opt(argc, argv, "--types");
+int cli_bench_kernels(const cli_args *a) {
+    const char *types_s = cli_opt(a, "--types");
     if (!types_s) types_s = "q4_0,q4_1,q5_0,q5_1,q8_0,q2_k,q3_k,q4_k,q5_k,q6_k";
     int types[KB_MAX], nt = 0;
     for (const char *p = types_s; *p && nt < KB_MAX;) {
@@ -67,7 +62,7 @@ int cli_bench_kernels(int argc, char **argv) {
         types[nt++] = t;
         p += len + (p[len] == ',');
     }
-    const char *shapes_s = cli_opt(argc, argv, "--shapes");
+    const char *shapes_s = cli_opt(a, "--shapes");
     if (!shapes_s) shapes_s = "4096x4096,14336x4096";
     int64_t rows[KB_MAX], cols[KB_MAX];
     int ns = 0;
@@ -82,15 +77,15 @@ int cli_bench_kernels(int argc, char **argv) {
         p = *end2 ? end2 + 1 : end2;
     }
     int64_t nlist[KB_MAX], thr[KB_MAX];
-    int nn = parse_list(cli_opt(argc, argv, "--n") ? cli_opt(argc, argv, "--n") : "1", nlist, KB_MAX);
-    int nth = parse_list(cli_opt(argc, argv, "--threads") ? cli_opt(argc, argv, "--threads") : "1,2", thr, KB_MAX);
-    double v;
-    int runs = 5, reps = 5;
-    if (cli_num(cli_opt(argc, argv, "--runs"), &v)) runs = (int)v;
-    if (cli_num(cli_opt(argc, argv, "-r"), &v)) reps = (int)v;
-    if (nn <= 0 || nth <= 0 || runs < 1 || runs > 99 || reps < 1)
+    int nn = parse_list(cli_opt(a, "--n") ? cli_opt(a, "--n") : "1", nlist, KB_MAX);
+    int nth = parse_list(cli_opt(a, "--threads") ? cli_opt(a, "--threads") : "1,2", thr, KB_MAX);
+    int64_t runs64 = 5, reps64 = 5;
+    cli_int(a, "--runs", &runs64);
+    cli_int(a, "-r", &reps64);
+    if (nn <= 0 || nth <= 0 || runs64 < 1 || runs64 > 99 || reps64 < 1 || reps64 > 1000000)
         return cli_usage("bench --kernels: bad --n, --threads, --runs or -r");
-    int flags = cli_flag(argc, argv, "--rowwise") ? DS8B_MM_ROWWISE : 0;
+    int runs = (int)runs64, reps = (int)reps64;
+    int flags = cli_flag(a, "--rowwise") ? DS8B_MM_ROWWISE : 0;
     int q40 = -1;
     for (int i = 0; i < nt; i++)
         if (types[i] == DS8B_T_Q4_0) q40 = i;

@@ -1,542 +1,343 @@
 /*
- * ds8b -- the command-line tool of libds8b.
- *
- *   ds8b generate -m PATH -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P]
- *                 [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
- *                 [--ctx N] [--stop STR] [--special] [--reasoning]
- *   ds8b tokenize -m PATH [--special] [--jsonl]
- *   ds8b detokenize -m PATH
- *   ds8b eval -m PATH --ids JSON_ARRAY --logits-out FILE
- *   ds8b perplexity -m PATH --windows FILE [--base FLOAT_MODEL]
- *   ds8b info PATH
+ * ds8b -- the command-line tool of libds8b: main, the command table, the
+ * one option parser all commands share, and `ds8b help`. The commands live
+ * in cmd_*.c, one file per group.
  *
  * Exit status: 0 on success, 1 on a library error (message on stderr),
- * 2 on a usage error.
+ * 2 on a usage error: an unknown command or option, an option without its
+ * value, a value that is not the number it must be, a required option or
+ * argument missing, an option given twice, an argument too many.
+ *
+ * Adding an option: one line in the command's option array in its cmd_*.c
+ * file, e.g. in generate_opts
+ *     {"--grammar-file", CLI_STR, "FILE"},
+ * (name, CLI_FLAG/CLI_STR/CLI_INT/CLI_FLOAT/CLI_INTS, the value's name for
+ * help, then optionally CLI_REQ|CLI_MULTI and an alias such as "-t"); the
+ * handler reads it with cli_opt/cli_flag/cli_int/cli_float(a, "--grammar-file").
+ * The parser has already refused anything undeclared, a missing value and
+ * a bad number, and `ds8b help` lists the new option. A sampling/session
+ * option that every generating command takes is one line in
+ * cli_session_opts (cli_common.c), with the ds8b_param it sets.
+ *
+ * Adding a command: write `int cmd_NAME(const cli_args *a)` and its
+ * `const cli_optdef NAME_opts[]` (ending with {0}) in the cmd_*.c file of
+ * its group, or in a new cmd_GROUP.c (the Makefile builds every .c file in
+ * src/cli); declare both in cli.h; add its row to `commands` below: name,
+ * handler, group, options, shared option sets (CLI_SET_SESSION for the
+ * sampling options, CLI_SET_LOAD for -v), positionals ("IN OUT [TYPE]":
+ * bracketed ones optional, "..." after the last for any number) and a
+ * help note.
  */
 #include "cli.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-/* ================================================================== */
-/* Shared helpers                                                      */
-/* ================================================================== */
-int cli_fail(const char *what, int rc) {
-    fprintf(stderr, "ds8b: %s: %s (%s)\n", what, ds8b_errmsg(), ds8b_errstr(rc));
-    return 1;
+static int cmd_help(const cli_args *a);
+
+static int cmd_version(const cli_args *a) {
+    printf("ds8b %s\n", ds8b_version());
+    return 0;
 }
 
-int cli_usage(const char *msg) {
-    fprintf(stderr, "ds8b: %s\nRun 'ds8b help' for usage.\n", msg);
-    return 2;
-}
+/* ================================================================== */
+/* The command table                                                   */
+/* ================================================================== */
+enum { S = CLI_SET_SESSION, L = CLI_SET_LOAD };
 
-const char *cli_opt(int argc, char **argv, const char *name) {
-    for (int i = 0; i < argc - 1; i++)
-        if (strcmp(argv[i], name) == 0) return argv[i + 1];
+static const cli_command commands[] = {
+    {"generate", cmd_generate, "text", generate_opts, S | L, NULL, NULL},
+    {"chat", cmd_chat, "text", chat_opts, S | L, NULL, "a conversation: one user message per line on stdin"},
+    {"tokenize", cmd_tokenize, "tokens", tokenize_opts, 0, NULL, "text on stdin; --jsonl: lines {\"text\": ...}"},
+    {"detokenize", cmd_detokenize, "tokens", detokenize_opts, 0, NULL, "a JSON array of ids on stdin"},
+    {"chat-template", cmd_chat_template, "tokens", chat_template_opts, 0, NULL, "JSON messages on stdin"},
+    {"eval", cmd_eval, "evaluation", eval_opts, S | L, NULL, "writes float32 logits, one row per id"},
+    {"perplexity", cmd_perplexity, "evaluation", perplexity_opts, S | L, NULL,
+     "FILE: JSON array of id arrays, or a reference file with perplexity windows"},
+    {"kld", cmd_kld, "evaluation", perplexity_opts, S | L, NULL,
+     "-m QUANT --base FLOAT: KL divergence and top-1 agreement against the base"},
+    {"info", cmd_info, "model files", info_opts, S | L, "[PATH]", "PATH or -m PATH"},
+    {"estimate", cmd_estimate, "model files", info_opts, S, "[PATH]", "memory per category and scheme; PATH or -m PATH"},
+    {"quantize", cmd_quantize, "model files", quantize_opts, 0, "IN OUT SCHEME",
+     "SCHEME: f32 f16 bf16 q8_0 q4_0 q4_k_m w4a16; writes GGUF"},
+    {"convert", cmd_convert, "model files", quantize_opts, 0, "IN OUT [f16|bf16|f32]",
+     "HF checkpoint to GGUF without quantizing"},
+    {"make-random", cmd_make_random, "model files", make_random_opts, 0, "CONFIG.json OUTDIR",
+     "a full-size bf16 checkpoint with random weights"},
+    {"bench", cmd_bench, "benchmarks", bench_opts, L, NULL,
+     "-m PATH: pp/tg speed (--seqs: batched decoding); --kernels: matmul kernels alone, no model"},
+    {"help", cmd_help, "other", NULL, 0, "[COMMAND]", NULL},
+    {"version", cmd_version, "other", NULL, 0, NULL, NULL},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static const struct { int bit; const char *name; const cli_optdef *opts; } sets[] = {
+    {CLI_SET_SESSION, "session options", cli_session_opts},
+    {CLI_SET_LOAD, "loading options", cli_load_opts},
+};
+enum { N_SETS = sizeof sets / sizeof sets[0] };
+
+static const cli_command *find_command(const char *name) {
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
     return NULL;
 }
 
-bool cli_flag(int argc, char **argv, const char *name) {
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return true;
-    return false;
+/* ================================================================== */
+/* Help                                                                */
+/* ================================================================== */
+typedef struct line { FILE *f; int col; } line;
+
+/* Appends one word to a help line, wrapping at 100 columns under the indent. */
+static void word(line *l, const char *w, int indent) {
+    int len = (int)strlen(w);
+    if (l->col > indent && l->col + 1 + len > 100) {
+        fprintf(l->f, "\n%*s", indent, "");
+        l->col = indent;
+    }
+    if (l->col > indent) { fputc(' ', l->f); l->col++; }
+    fputs(w, l->f);
+    l->col += len;
 }
 
-bool cli_num(const char *s, double *v) {
-    if (!s) return false;
+static void opt_words(line *l, const cli_optdef *d, int indent) {
+    char w[160];
+    const char *nm = d->name;
+    char both[64];
+    if (d->alias) { snprintf(both, sizeof both, "%s|%s", d->alias, d->name); nm = both; }
+    const char *meta = d->type == CLI_FLAG ? NULL : d->meta ? d->meta : "VALUE";
+    snprintf(w, sizeof w, "%s%s%s%s%s%s", d->flags & CLI_REQ ? "" : "[", nm, meta ? " " : "", meta ? meta : "",
+             d->flags & CLI_REQ ? "" : "]", d->flags & CLI_MULTI ? "..." : "");
+    word(l, w, indent);
+}
+
+static void usage_of(FILE *f, const cli_command *c) {
+    line l = {f, 0};
+    int indent = 17;
+    fprintf(f, "  %-14s ", c->name);
+    l.col = indent;
+    if (c->args) word(&l, c->args, indent);
+    for (int pass = 0; pass < 2; pass++) /* required options first */
+        for (const cli_optdef *d = c->opts; d && d->name; d++)
+            if ((d->flags & CLI_REQ) ? pass == 0 : pass == 1) opt_words(&l, d, indent);
+    for (int s = 0; s < N_SETS; s++)
+        if (c->sets & sets[s].bit) {
+            char w[64];
+            snprintf(w, sizeof w, "[%s]", sets[s].name);
+            word(&l, w, indent);
+        }
+    fputc('\n', f);
+    if (c->note) fprintf(f, "%*s(%s)\n", indent, "", c->note);
+}
+
+static void usage_sets(FILE *f, int bits) {
+    for (int s = 0; s < N_SETS; s++) {
+        if (!(bits & sets[s].bit)) continue;
+        line l = {f, 0};
+        fprintf(f, "  %s:", sets[s].name);
+        l.col = 3 + (int)strlen(sets[s].name);
+        if (l.col < 17) { fprintf(f, "%*s", 17 - l.col, ""); l.col = 17; }
+        for (const cli_optdef *d = sets[s].opts; d->name; d++) opt_words(&l, d, 17);
+        fputc('\n', f);
+    }
+}
+
+static void usage(FILE *f) {
+    fputs("usage: ds8b COMMAND [options]      (ds8b help COMMAND: one command)\n", f);
+    int bits = 0;
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (i == 0 || strcmp(commands[i].group, commands[i - 1].group) != 0)
+            fprintf(f, "\n%s:\n", commands[i].group);
+        usage_of(f, &commands[i]);
+        bits |= commands[i].sets;
+    }
+    fputs("\nshared by the commands that list them:\n", f);
+    usage_sets(f, bits);
+    fputs("\nexit status: 0 ok, 1 library error, 2 usage error\n", f);
+}
+
+static int cmd_help(const cli_args *a) {
+    if (a->npos == 0) { usage(stdout); return 0; }
+    const cli_command *c = find_command(a->pos[0]);
+    if (!c) {
+        fprintf(stderr, "ds8b: help: unknown command '%s'\n", a->pos[0]);
+        return 2;
+    }
+    usage_of(stdout, c);
+    usage_sets(stdout, c->sets);
+    return 0;
+}
+
+/* ================================================================== */
+/* The option parser                                                   */
+/* ================================================================== */
+static int usage_error(const cli_command *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const cli_command *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ds8b: %s: ", c->name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun 'ds8b help %s' for usage.\n", c->name);
+    return 2;
+}
+
+/* The declaration of option `name` (or of its alias) for command c. */
+static const cli_optdef *find_opt(const cli_command *c, const char *name, size_t len) {
+    for (int s = -1; s < N_SETS; s++) {
+        const cli_optdef *d = s < 0 ? c->opts : c->sets & sets[s].bit ? sets[s].opts : NULL;
+        for (; d && d->name; d++)
+            if ((strlen(d->name) == len && strncmp(d->name, name, len) == 0) ||
+                (d->alias && strlen(d->alias) == len && strncmp(d->alias, name, len) == 0))
+                return d;
+    }
+    return NULL;
+}
+
+static bool is_int(const char *v) {
     char *end;
     errno = 0;
-    *v = strtod(s, &end);
-    return errno == 0 && end != s && *end == 0;
+    (void)strtoll(v, &end, 10);
+    return end != v && *end == 0 && errno == 0;
 }
 
-char *cli_read_all(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    for (;;) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) { free(buf); return NULL; }
-            buf = nb;
+static bool value_ok(cli_type t, const char *v) {
+    double d;
+    switch (t) {
+    case CLI_INT: return is_int(v);
+    case CLI_FLOAT: return cli_num(v, &d) && isfinite(d);
+    case CLI_INTS: {
+        /* every comma-separated item a whole number */
+        for (const char *p = v;;) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            char item[32];
+            if (len == 0 || len >= sizeof item) return false;
+            memcpy(item, p, len);
+            item[len] = 0;
+            if (!is_int(item)) return false;
+            if (!comma) break;
+            p = comma + 1;
         }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
+        return true;
     }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-/* Parses a JSON array of integers. */
-int32_t *cli_parse_ids(const char *json, size_t *n) {
-    cJSON *a = cJSON_Parse(json);
-    if (!a || !cJSON_IsArray(a)) { cJSON_Delete(a); return NULL; }
-    int cnt = cJSON_GetArraySize(a);
-    int32_t *ids = malloc((size_t)(cnt ? cnt : 1) * sizeof *ids);
-    int i = 0;
-    for (cJSON *it = a->child; it && ids; it = it->next) {
-        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-            it->valuedouble < INT32_MIN || it->valuedouble > INT32_MAX) {
-            free(ids);
-            ids = NULL;
-            break;
-        }
-        ids[i++] = (int32_t)it->valuedouble;
+    default: return true;
     }
-    cJSON_Delete(a);
-    *n = (size_t)i;
-    return ids;
 }
 
-static void log_stderr(void *user, int level, const char *msg) {
-    int verbose = *(int *)user;
-    if (level <= DS8B_LOG_WARN || verbose) fprintf(stderr, "ds8b: %s\n", msg);
-}
-static int g_verbose;
-
-/* Loads a model with params built from the common options. */
-int cli_load(int argc, char **argv, const char *path, ds8b_model **m) {
-    ds8b_params *p;
-    if (ds8b_params_create(&p)) return 1;
-    g_verbose = cli_flag(argc, argv, "-v") || cli_flag(argc, argv, "--verbose");
-    ds8b_params_set_log(p, log_stderr, &g_verbose);
-    int rc = ds8b_model_load(path, p, m);
-    ds8b_params_free(p);
-    return rc ? cli_fail("loading the model", rc) : 0;
+static const char *type_name(cli_type t) {
+    return t == CLI_INT ? "a whole number" : t == CLI_FLOAT ? "a number" : "whole numbers separated by commas";
 }
 
-/* Session params from common options. Returns NULL after printing on error. */
-ds8b_params *cli_session_params(int argc, char **argv) {
-    ds8b_params *p;
-    if (ds8b_params_create(&p)) return NULL;
-    struct { const char *opt; ds8b_param key; bool is_float; } map[] = {
-        {"-n", DS8B_PARAM_MAX_TOKENS, false},      {"--temp", DS8B_PARAM_TEMPERATURE, true},
-        {"--top-k", DS8B_PARAM_TOP_K, false},       {"--top-p", DS8B_PARAM_TOP_P, true},
-        {"--min-p", DS8B_PARAM_MIN_P, true},        {"--repeat-penalty", DS8B_PARAM_REPEAT_PENALTY, true},
-        {"--repeat-last-n", DS8B_PARAM_REPEAT_LAST_N, false}, {"--seed", DS8B_PARAM_SEED, false},
-        {"--threads", DS8B_PARAM_N_THREADS, false}, {"-t", DS8B_PARAM_N_THREADS, false},
-        {"--ctx", DS8B_PARAM_N_CTX, false},         {"-c", DS8B_PARAM_N_CTX, false},
-        {"--batch", DS8B_PARAM_N_BATCH, false},     {"--kv-type", DS8B_PARAM_KV_TYPE, false},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        const char *v = cli_opt(argc, argv, map[i].opt);
-        if (!v) continue;
-        double d;
-        if (strcmp(map[i].opt, "--kv-type") == 0) {
-            d = strcmp(v, "f32") == 0 ? DS8B_KV_F32 : strcmp(v, "f16") == 0 ? DS8B_KV_F16
-              : strcmp(v, "q8_0") == 0 ? DS8B_KV_Q8_0 : -1;
-        } else if (!cli_num(v, &d)) {
-            fprintf(stderr, "ds8b: %s needs a number, got '%s'\n", map[i].opt, v);
-            ds8b_params_free(p);
-            return NULL;
-        }
-        int rc = map[i].is_float ? ds8b_params_set_float(p, map[i].key, d)
-                                 : ds8b_params_set_int(p, map[i].key, (int64_t)d);
-        if (rc) {
-            fprintf(stderr, "ds8b: %s %s: %s\n", map[i].opt, v, ds8b_errmsg());
-            ds8b_params_free(p);
-            return NULL;
-        }
-    }
-    for (int i = 0; i < argc - 1; i++)
-        if (strcmp(argv[i], "--stop") == 0 && ds8b_params_add_stop(p, argv[i + 1])) {
-            fprintf(stderr, "ds8b: --stop: %s\n", ds8b_errmsg());
-            ds8b_params_free(p);
-            return NULL;
-        }
-    return p;
-}
-
-/* ================================================================== */
-/* generate                                                            */
-/* ================================================================== */
-typedef struct gen_state {
-    int last_channel;
-    bool color;
-} gen_state;
-
-static int on_piece(void *user, const char *piece, size_t len, int channel) {
-    gen_state *g = user;
-    if (g->color && channel != g->last_channel)
-        fputs(channel == DS8B_CHANNEL_REASONING ? "\x1b[2m" : "\x1b[0m", stdout);
-    g->last_channel = channel;
-    fwrite(piece, 1, len, stdout);
-    fflush(stdout);
-    return 0;
-}
-
-static int cmd_generate(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m"), *prompt = cli_opt(argc, argv, "-p");
-    if (!path || !prompt) return cli_usage("generate needs -m PATH and -p TEXT");
-    ds8b_params *p = cli_session_params(argc, argv);
-    if (!p) return 2;
-    ds8b_model *m;
-    if (cli_load(argc, argv, path, &m)) { ds8b_params_free(p); return 1; }
-    ds8b_session *s;
-    int rc = ds8b_session_create(m, p, &s);
-    ds8b_params_free(p);
-    if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
-    int flags = cli_flag(argc, argv, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
-    if (cli_flag(argc, argv, "--reasoning")) flags |= DS8B_GEN_REASONING;
-    gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(argc, argv, "--color")};
-    int64_t ng = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!cli_flag(argc, argv, "--no-echo")) fputs(prompt, stdout);
-    rc = ds8b_generate(s, prompt, strlen(prompt), flags, on_piece, &g, &ng);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (g.color) fputs("\x1b[0m", stdout);
-    fputc('\n', stdout);
-    int ret = 0;
-    if (rc) ret = cli_fail("generating", rc);
-    if (cli_flag(argc, argv, "--stats")) {
-        double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        fprintf(stderr, "ds8b: %lld tokens in %.2f s\n", (long long)ng, sec);
-    }
-    ds8b_session_free(s);
-    ds8b_model_free(m);
-    return ret;
-}
-
-/* ================================================================== */
-/* tokenize / detokenize                                               */
-/* ================================================================== */
-static int print_ids(const ds8b_tokenizer *t, const char *text, size_t len, int flags) {
-    size_t cap = len + 16, n = 0;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids) return 1;
-    int rc = ds8b_tokenize(t, text, len, flags, ids, cap, &n);
-    if (rc == DS8B_E_BUFFER) {
-        free(ids);
-        ids = malloc((n + 1) * sizeof *ids);
-        cap = n + 1;
-        rc = ids ? ds8b_tokenize(t, text, len, flags, ids, cap, &n) : DS8B_E_NOMEM;
-    }
-    if (rc) { free(ids); return cli_fail("tokenizing", rc); }
-    putchar('[');
-    for (size_t i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
-    putchar(']');
-    free(ids);
-    return 0;
-}
-
-static int cmd_tokenize(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("tokenize needs -m PATH");
-    ds8b_tokenizer *t;
-    int rc = ds8b_tokenizer_load(path, &t);
-    if (rc) return cli_fail("loading the tokenizer", rc);
-    int flags = 0;
-    if (cli_flag(argc, argv, "--special")) flags |= DS8B_TOKENIZE_ADD_SPECIAL;
-    if (cli_flag(argc, argv, "--no-parse-special")) flags |= DS8B_TOKENIZE_NO_PARSE_SPECIAL;
-    int ret = 0;
-    if (cli_flag(argc, argv, "--jsonl")) {
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t l;
-        long lineno = 0;
-        while ((l = getline(&line, &cap, stdin)) > 0) {
-            lineno++;
-            cJSON *o = cJSON_ParseWithLength(line, (size_t)l);
-            cJSON *tx = o ? cJSON_GetObjectItemCaseSensitive(o, "text") : NULL;
-            if (!cJSON_IsString(tx)) {
-                fprintf(stderr, "ds8b: line %ld: expected {\"text\": ...}\n", lineno);
-                cJSON_Delete(o);
-                ret = 1;
-                break;
-            }
-            fputs("{\"ids\": ", stdout);
-            if (print_ids(t, tx->valuestring, strlen(tx->valuestring), flags)) { cJSON_Delete(o); ret = 1; break; }
-            fputs("}\n", stdout);
-            cJSON_Delete(o);
-        }
-        free(line);
-    } else {
-        size_t len;
-        char *text = cli_read_all(stdin, &len);
-        if (!text) ret = 1;
+/* Positionals the command takes: counts the words of c->args; bracketed
+ * ones are optional, a trailing "..." allows any number. */
+static void arg_counts(const cli_command *c, int *min, int *max) {
+    *min = *max = 0;
+    for (const char *p = c->args; p && *p;) {
+        p += strspn(p, " ");
+        if (!*p) break;
+        size_t len = strcspn(p, " ");
+        if (len == 3 && strncmp(p, "...", 3) == 0) *max = 1 << 30;
         else {
-            ret = print_ids(t, text, len, flags);
-            putchar('\n');
+            if (*p != '[') ++*min;
+            ++*max;
         }
-        free(text);
+        p += len;
     }
-    ds8b_tokenizer_free(t);
-    return ret;
 }
 
-static int cmd_detokenize(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("detokenize needs -m PATH");
-    size_t len, n;
-    char *in = cli_read_all(stdin, &len);
-    int32_t *ids = in ? cli_parse_ids(in, &n) : NULL;
-    free(in);
-    if (!ids) return cli_usage("detokenize reads a JSON array of integer ids on stdin");
-    ds8b_tokenizer *t;
-    int rc = ds8b_tokenizer_load(path, &t);
-    if (rc) { free(ids); return cli_fail("loading the tokenizer", rc); }
-    int flags = cli_flag(argc, argv, "--skip-special") ? DS8B_DETOKENIZE_SKIP_SPECIAL : 0;
-    size_t out_len = 0;
-    rc = ds8b_detokenize(t, ids, n, flags, NULL, 0, &out_len);
-    char *out = NULL;
-    if (rc == DS8B_OK || rc == DS8B_E_BUFFER) {
-        out = malloc(out_len + 1);
-        rc = out ? ds8b_detokenize(t, ids, n, flags, out, out_len + 1, &out_len) : DS8B_E_NOMEM;
-    }
-    int ret = 0;
-    if (rc) ret = cli_fail("detokenizing", rc);
-    else fwrite(out, 1, out_len, stdout);
-    free(out);
-    free(ids);
-    ds8b_tokenizer_free(t);
-    return ret;
-}
-
-/* ================================================================== */
-/* eval and perplexity                                                 */
-/* ================================================================== */
-static int cmd_eval(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "-m"), *ids_json = cli_opt(argc, argv, "--ids");
-    const char *out_path = cli_opt(argc, argv, "--logits-out");
-    if (!path || !ids_json || !out_path) return cli_usage("eval needs -m PATH --ids JSON --logits-out FILE");
-    size_t n;
-    int32_t *ids = cli_parse_ids(ids_json, &n);
-    if (!ids || n == 0) { free(ids); return cli_usage("--ids must be a non-empty JSON array of integers"); }
-    ds8b_params *p = cli_session_params(argc, argv);
-    ds8b_model *m;
-    if (!p) { free(ids); return 2; }
-    if ((int64_t)n > 4096) ds8b_params_set_int(p, DS8B_PARAM_N_CTX, (int64_t)n);
-    if (cli_load(argc, argv, path, &m)) { free(ids); ds8b_params_free(p); return 1; }
-    ds8b_session *s;
-    int rc = ds8b_session_create(m, p, &s);
-    ds8b_params_free(p);
-    int64_t vocab = 0;
-    ds8b_model_info(m, DS8B_MODEL_N_VOCAB, &vocab);
-    float *logits = rc ? NULL : malloc(n * (size_t)vocab * sizeof(float));
-    int ret = 0;
-    if (rc) ret = cli_fail("creating the session", rc);
-    else if (!logits) ret = cli_fail("allocating logits", DS8B_E_NOMEM);
-    else if ((rc = ds8b_eval(s, ids, n, logits))) ret = cli_fail("evaluating", rc);
-    else {
-        FILE *f = fopen(out_path, "wb");
-        if (!f || fwrite(logits, sizeof(float), n * (size_t)vocab, f) != n * (size_t)vocab) {
-            fprintf(stderr, "ds8b: cannot write %s: %s\n", out_path, strerror(errno));
-            ret = 1;
+/* Fills a from argv (what follows the command's name). Returns 0, or 2
+ * after printing a usage error; -1 when help was asked for. */
+static int parse(const cli_command *c, int argc, char **argv, cli_args *a) {
+    a->cmd = c;
+    a->npos = a->n = 0;
+    bool opts_end = false;
+    for (int i = 0; i < argc; i++) {
+        char *arg = argv[i];
+        if (opts_end || arg[0] != '-' || arg[1] == 0) { a->pos[a->npos++] = arg; continue; }
+        if (strcmp(arg, "--") == 0) { opts_end = true; continue; }
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
+        /* --name=value */
+        const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const cli_optdef *d = find_opt(c, arg, nlen);
+        if (!d) {
+            char nm[128];
+            snprintf(nm, sizeof nm, "%.*s", (int)(nlen < 100 ? nlen : 100), arg);
+            return usage_error(c, "unknown option '%s'", nm);
         }
-        if (f && fclose(f) != 0) ret = 1;
-    }
-    free(logits);
-    free(ids);
-    ds8b_session_free(s);
-    ds8b_model_free(m);
-    return ret;
-}
-
-/* Mean NLL of each window; optional KL divergence and top-1 agreement
- * against a base model evaluated on the same windows. */
-static int cmd_perplexity(int argc, char **argv, bool kld) {
-    const char *path = cli_opt(argc, argv, "-m"), *wpath = cli_opt(argc, argv, "--windows");
-    const char *base_path = cli_opt(argc, argv, "--base");
-    if (!path || !wpath) return cli_usage("perplexity needs -m PATH --windows FILE");
-    if (kld && !base_path) return cli_usage("kld needs --base FLOAT_MODEL");
-    FILE *wf = fopen(wpath, "rb");
-    if (!wf) { fprintf(stderr, "ds8b: cannot open %s: %s\n", wpath, strerror(errno)); return 1; }
-    size_t len;
-    char *js = cli_read_all(wf, &len);
-    fclose(wf);
-    cJSON *root = js ? cJSON_Parse(js) : NULL;
-    free(js);
-    /* accept a bare array of windows, an object with "windows", or a
-     * reference file with "perplexity": {LANG: {"windows": ...}} (--lang
-     * picks one language; default: all of them) */
-    cJSON *wins = root;
-    const char *lang = cli_opt(argc, argv, "--lang");
-    if (root && cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, "perplexity")) {
-        cJSON *ppl = cJSON_GetObjectItemCaseSensitive(root, "perplexity");
-        cJSON *all = cJSON_CreateArray();
-        for (cJSON *l = ppl ? ppl->child : NULL; l; l = l->next) {
-            if (lang && strcmp(l->string, lang) != 0) continue;
-            cJSON *w = cJSON_GetObjectItemCaseSensitive(l, "windows");
-            for (cJSON *x = w ? w->child : NULL; x; x = x->next) cJSON_AddItemToArray(all, cJSON_Duplicate(x, 1));
+        const char *v = NULL;
+        if (d->type == CLI_FLAG) {
+            if (eq) return usage_error(c, "%s takes no value", d->name);
+        } else if (eq) {
+            v = eq + 1;
+        } else {
+            /* a value is missing at the end, or where an option of this
+             * command follows (unless it could be a negative number) */
+            if (i + 1 >= argc) return usage_error(c, "%s needs a value (%s)", arg, d->meta ? d->meta : "VALUE");
+            const char *nx = argv[i + 1];
+            if (nx[0] == '-' && nx[1] && find_opt(c, nx, strcspn(nx, "=")) && !(d->type != CLI_STR && value_ok(d->type, nx)))
+                return usage_error(c, "%s needs a value (%s)", arg, d->meta ? d->meta : "VALUE");
+            v = argv[++i];
         }
-        cJSON_AddItemToObject(root, "__all", all);
-        wins = all;
-    } else if (root && cJSON_IsObject(root)) {
-        wins = cJSON_GetObjectItemCaseSensitive(root, "windows");
-    }
-    if (!wins || !cJSON_IsArray(wins) || cJSON_GetArraySize(wins) == 0) {
-        cJSON_Delete(root);
-        return cli_usage("--windows must hold a JSON array of id arrays");
-    }
-    ds8b_params *p = cli_session_params(argc, argv);
-    if (!p) { cJSON_Delete(root); return 2; }
-    ds8b_model *m = NULL, *bm = NULL;
-    ds8b_session *s = NULL, *bs = NULL;
-    int ret = 1, rc;
-    int64_t maxlen = 0;
-    for (cJSON *w = wins->child; w; w = w->next) if (cJSON_GetArraySize(w) > maxlen) maxlen = cJSON_GetArraySize(w);
-    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, maxlen > 0 ? maxlen : 1);
-    if (cli_load(argc, argv, path, &m)) goto out;
-    if ((rc = ds8b_session_create(m, p, &s))) { cli_fail("creating the session", rc); goto out; }
-    if (base_path) {
-        if (cli_load(argc, argv, base_path, &bm)) goto out;
-        if ((rc = ds8b_session_create(bm, p, &bs))) { cli_fail("creating the base session", rc); goto out; }
-    }
-    int64_t vocab = 0;
-    ds8b_model_info(m, DS8B_MODEL_N_VOCAB, &vocab);
-    float *lg = malloc((size_t)maxlen * (size_t)vocab * sizeof(float));
-    float *blg = bm ? malloc((size_t)maxlen * (size_t)vocab * sizeof(float)) : NULL;
-    double sum_nll = 0, sum_kl = 0, sum_base_nll = 0;
-    int64_t n_kl = 0, n_agree = 0;
-    int nw = 0;
-    for (cJSON *w = wins->child; w; w = w->next) {
-        char *wj = cJSON_PrintUnformatted(w);
-        size_t n;
-        int32_t *ids = wj ? cli_parse_ids(wj, &n) : NULL;
-        free(wj);
-        if (!ids || n < 2) { free(ids); cli_usage("each window needs at least 2 integer ids"); goto out2; }
-        ds8b_session_reset(s);
-        if ((rc = ds8b_eval(s, ids, n, lg))) { free(ids); cli_fail("evaluating", rc); goto out2; }
-        if (bs) {
-            ds8b_session_reset(bs);
-            if ((rc = ds8b_eval(bs, ids, n, blg))) { free(ids); cli_fail("evaluating the base", rc); goto out2; }
+        if (v && !value_ok(d->type, v)) {
+            return usage_error(c, "%s needs %s, got '%s'", d->name, type_name(d->type), v);
         }
-        double wn = 0, wbn = 0;
-        for (size_t i = 0; i + 1 < n; i++) {
-            const float *r = lg + i * (size_t)vocab;
-            double mx = r[0];
-            int64_t am = 0;
-            for (int64_t k = 1; k < vocab; k++) if (r[k] > mx) { mx = r[k]; am = k; }
-            double z = 0;
-            for (int64_t k = 0; k < vocab; k++) z += exp(r[k] - mx);
-            double lz = mx + log(z);
-            wn += lz - r[ids[i + 1]];
-            if (bs) {
-                const float *b = blg + i * (size_t)vocab;
-                double bmx = b[0];
-                int64_t bam = 0;
-                for (int64_t k = 1; k < vocab; k++) if (b[k] > bmx) { bmx = b[k]; bam = k; }
-                double bz = 0;
-                for (int64_t k = 0; k < vocab; k++) bz += exp(b[k] - bmx);
-                double blz = bmx + log(bz), kl = 0;
-                for (int64_t k = 0; k < vocab; k++) {
-                    double lp = b[k] - blz, lq = r[k] - lz;
-                    kl += exp(lp) * (lp - lq);
-                }
-                sum_kl += kl;
-                n_kl++;
-                n_agree += am == bam;
-                wbn += blz - b[ids[i + 1]];
-            }
-        }
-        sum_nll += wn / (double)(n - 1);
-        sum_base_nll += wbn / (double)(n - 1);
-        nw++;
-        free(ids);
+        if (!(d->flags & CLI_MULTI) && (cli_flag(a, d->name)))
+            return usage_error(c, "%s given twice", d->name);
+        a->given[a->n].def = d;
+        a->given[a->n].value = v;
+        a->n++;
     }
-    double mean = sum_nll / nw;
-    printf("{\"windows\": %d, \"mean_nll\": %.6f, \"ppl\": %.4f", nw, mean, exp(mean));
-    if (bs) {
-        double bmean = sum_base_nll / nw;
-        printf(", \"base_mean_nll\": %.6f, \"base_ppl\": %.4f, \"ppl_change_pct\": %.3f, \"mean_kld\": %.6f, "
-               "\"top1_agreement\": %.4f",
-               bmean, exp(bmean), 100.0 * (exp(mean) / exp(bmean) - 1.0), sum_kl / (double)n_kl,
-               (double)n_agree / (double)n_kl);
+    for (int s = -1; s < N_SETS; s++) {
+        const cli_optdef *d = s < 0 ? c->opts : c->sets & sets[s].bit ? sets[s].opts : NULL;
+        for (; d && d->name; d++)
+            if ((d->flags & CLI_REQ) && !cli_flag(a, d->name))
+                return usage_error(c, "needs %s %s", d->name, d->meta ? d->meta : "");
     }
-    printf("}\n");
-    ret = 0;
-out2:
-    free(lg);
-    free(blg);
-out:
-    ds8b_params_free(p);
-    ds8b_session_free(s);
-    ds8b_session_free(bs);
-    ds8b_model_free(m);
-    ds8b_model_free(bm);
-    cJSON_Delete(root);
-    return ret;
-}
-
-/* ================================================================== */
-/* info                                                                */
-/* ================================================================== */
-static int cmd_info(int argc, char **argv) {
-    const char *path = argc > 0 && argv[0][0] != '-' ? argv[0] : cli_opt(argc, argv, "-m");
-    if (!path) return cli_usage("info needs a model PATH");
-    ds8b_model *m;
-    if (cli_load(argc, argv, path, &m)) return 1;
-    static const struct { ds8b_model_key k; const char *name; } keys[] = {
-        {DS8B_MODEL_N_VOCAB, "vocab"}, {DS8B_MODEL_N_EMBD, "n_embd"}, {DS8B_MODEL_N_LAYER, "n_layer"},
-        {DS8B_MODEL_N_HEAD, "n_head"}, {DS8B_MODEL_N_HEAD_KV, "n_head_kv"}, {DS8B_MODEL_HEAD_DIM, "head_dim"},
-        {DS8B_MODEL_N_FF, "n_ff"}, {DS8B_MODEL_N_CTX_TRAIN, "n_ctx_train"}, {DS8B_MODEL_N_TENSORS, "tensors"},
-        {DS8B_MODEL_N_PARAMS, "parameters"}, {DS8B_MODEL_WEIGHT_BYTES, "weight_bytes"},
-    };
-    int64_t arch = 0;
-    ds8b_model_info(m, DS8B_MODEL_ARCH, &arch);
-    printf("path:          %s\n", path);
-    printf("architecture:  %s\n", arch == DS8B_ARCH_QWEN3 ? "qwen3" : "llama");
-    printf("description:   %s\n", ds8b_model_desc(m));
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        int64_t v = 0;
-        ds8b_model_info(m, keys[i].k, &v);
-        printf("%-14s %lld\n", keys[i].name, (long long)v);
-    }
-    cli_info_extra(m, argc, argv);
-    ds8b_model_free(m);
+    int min, max;
+    arg_counts(c, &min, &max);
+    if (a->npos > max) return usage_error(c, "unexpected argument '%s'", a->pos[max]);
+    if (a->npos < min) return usage_error(c, "needs %s", c->args);
     return 0;
 }
 
 /* ================================================================== */
 /* main                                                                */
 /* ================================================================== */
-static void usage(void) {
-    fputs("usage: ds8b COMMAND [options]\n"
-          "  generate   -m PATH -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-          "             [--repeat-penalty R] [--seed S] [--threads N] [--ctx N] [--stop STR]\n"
-          "             [--reasoning] [--color] [--raw] [--no-echo] [--stats]\n"
-          "  tokenize   -m PATH [--special] [--no-parse-special] [--jsonl]   (text on stdin)\n"
-          "  detokenize -m PATH [--skip-special]                             (JSON ids on stdin)\n"
-          "  eval       -m PATH --ids JSON_ARRAY --logits-out FILE\n"
-          "  perplexity -m PATH --windows FILE [--lang L] [--base FLOAT_MODEL]\n"
-          "  kld        -m QUANT --base FLOAT --windows FILE [--lang L]\n"
-          "             (FILE: JSON array of id arrays, or a reference file with perplexity windows)\n"
-          "  info       PATH\n",
-          stdout);
-    cli_usage_extra();
-}
-
 int main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage();
-        return argc < 2 ? 2 : 0;
+    const char *name = argc < 2 ? "help" : argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) name = "help";
+    if (strcmp(name, "--version") == 0) name = "version";
+    const cli_command *c = find_command(name);
+    if (!c) {
+        fprintf(stderr, "ds8b: unknown command '%s'\n", name);
+        usage(stderr);
+        return 2;
     }
-    const char *cmd = argv[1];
-    int ac = argc - 2;
-    char **av = argv + 2;
-    if (strcmp(cmd, "generate") == 0) return cmd_generate(ac, av);
-    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(ac, av);
-    if (strcmp(cmd, "detokenize") == 0) return cmd_detokenize(ac, av);
-    if (strcmp(cmd, "eval") == 0) return cmd_eval(ac, av);
-    if (strcmp(cmd, "perplexity") == 0) return cmd_perplexity(ac, av, false);
-    if (strcmp(cmd, "kld") == 0) return cmd_perplexity(ac, av, true);
-    if (strcmp(cmd, "info") == 0) return cmd_info(ac, av);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("ds8b %s\n", ds8b_version());
-        return 0;
+    int ac = argc < 2 ? 0 : argc - 2;
+    cli_args a;
+    a.pos = malloc((size_t)(ac + 1) * sizeof *a.pos);
+    a.given = malloc((size_t)(ac + 1) * sizeof *a.given);
+    if (!a.pos || !a.given) {
+        free(a.pos);
+        free(a.given);
+        fprintf(stderr, "ds8b: out of memory\n");
+        return 1;
     }
-    int rc = cli_dispatch_extra(cmd, ac, av);
-    if (rc != -1) return rc;
-    fprintf(stderr, "ds8b: unknown command '%s'\n", cmd);
-    usage();
-    return 2;
+    int rc = parse(c, ac, argv + 2, &a);
+    if (rc < 0) {
+        usage_of(stdout, c);
+        usage_sets(stdout, c->sets);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = c->run(&a);
+    }
+    free(a.pos);
+    free(a.given);
+    return argc < 2 ? 2 : rc;
 }

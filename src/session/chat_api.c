@@ -6,6 +6,7 @@
 #include "session/session.h"
 
 #include "chat/chat_template.h"
+#include "chat/toolcall.h"
 #include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -16,7 +17,10 @@
 struct ds8b_chat {
     uint32_t magic;
     ds8b_session *s;
-    cJSON *messages;     /* [{role, content}, ...] */
+    cJSON *messages;     /* [{role, content, ...}, ...] */
+    cJSON *tools;        /* tool definitions (a JSON array), or NULL */
+    cJSON *vars;         /* extra template variables (a JSON object), or NULL */
+    cJSON *last_calls;   /* tool calls of the last reply: [{type, function: {name, arguments}}] */
     char *last_reply;    /* answer text of the last reply */
     char *last_reasoning;
     bool in_reply;       /* inside ds8b_chat_reply: its callback may run */
@@ -30,10 +34,15 @@ struct ds8b_chat {
 /* The template: the model's (GGUF metadata), else the tokenizer's
  * (tokenizer_config.json), else the DeepSeek-R1 built-in (both 8B models
  * use the R1 format). */
-static int get_template(const char *model_tmpl, const ds8b_tokenizer *tok, ds8b__tmpl **out, ds8b__err *e) {
+static const char *template_src(const char *model_tmpl, const ds8b_tokenizer *tok) {
     const char *src = model_tmpl;
     if (!src && tok) src = ds8b__tok_chat_template(tok);
     if (!src) src = ds8b__tmpl_builtin("deepseek-r1");
+    return src;
+}
+
+static int get_template(const char *model_tmpl, const ds8b_tokenizer *tok, ds8b__tmpl **out, ds8b__err *e) {
+    const char *src = template_src(model_tmpl, tok);
     if (!src) return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "no chat template");
     return ds8b__tmpl_compile(src, strlen(src), out, e);
 }
@@ -52,27 +61,90 @@ static const char *special_str(const ds8b_tokenizer *t, bool bos, char *buf, siz
     return s ? s : "";
 }
 
-static int render_with(const char *model_tmpl, const ds8b_tokenizer *tok, const cJSON *messages, bool add_gen, char **out,
-                       size_t *len, ds8b__err *e) {
+static int render_with(const char *model_tmpl, const ds8b_tokenizer *tok, const cJSON *messages, const cJSON *extra,
+                       bool add_gen, char **out, size_t *len, ds8b__err *e) {
     ds8b__tmpl *t = NULL;
     int rc = get_template(model_tmpl, tok, &t, e);
     if (rc) return rc;
     char b1[256], b2[256];
     rc = ds8b__tmpl_render(t, messages, add_gen, special_str(tok, true, b1, sizeof b1), special_str(tok, false, b2, sizeof b2),
-                           NULL, out, len, e);
+                           extra, out, len, e);
     ds8b__tmpl_free(t);
     return rc;
 }
 
-int ds8b__chat_render(const ds8b_model *m, const cJSON *messages, bool add_gen, char **out, size_t *len,
-                      ds8b__err *e) {
-    return render_with(m->chat_template, m->tok ? m->tok->tok : NULL, messages, add_gen, out, len, e);
+static int chat_render(const ds8b_model *m, const cJSON *messages, const cJSON *extra, bool add_gen, char **out,
+                       size_t *len, ds8b__err *e) {
+    return render_with(m->chat_template, m->tok ? m->tok->tok : NULL, messages, extra, add_gen, out, len, e);
+}
+
+/* Variables the renderer sets itself: vars may not name them. */
+static const char *reserved_var(const cJSON *vars) {
+    static const char *const reserved[] = {"messages", "tools", "add_generation_prompt"};
+    for (const cJSON *it = vars->child; it; it = it->next)
+        for (size_t r = 0; r < sizeof reserved / sizeof *reserved; r++)
+            if (it->string && strcmp(it->string, reserved[r]) == 0) return reserved[r];
+    return NULL;
+}
+
+/* Builds the template's extra globals as transformers passes them:
+ * tools (null when none) plus the caller's variables. tools must be a JSON
+ * array or null, vars a JSON object; vars may not redefine the variables
+ * the renderer sets itself. *out is NULL-free on success. */
+static int build_extra(const char *tools_json, size_t tools_len, const char *vars_json, size_t vars_len, cJSON **out,
+                       ds8b__err *e) {
+    *out = NULL;
+    cJSON *x = cJSON_CreateObject();
+    if (!x) return ds8b__seterr(e, DS8B_E_NOMEM, "template variables");
+    cJSON *tools = NULL;
+    if (tools_json) {
+        tools = cJSON_ParseWithLength(tools_json, tools_len);
+        if (!tools || !(cJSON_IsArray(tools) || cJSON_IsNull(tools))) {
+            cJSON_Delete(tools);
+            cJSON_Delete(x);
+            return ds8b__seterr(e, DS8B_E_INVALID, "tools must be a JSON array of tool definitions (or null)");
+        }
+    } else {
+        tools = cJSON_CreateNull();
+    }
+    if (!tools) { cJSON_Delete(x); return ds8b__seterr(e, DS8B_E_NOMEM, "template variables"); }
+    cJSON_AddItemToObject(x, "tools", tools);
+    if (vars_json) {
+        cJSON *v = cJSON_ParseWithLength(vars_json, vars_len);
+        if (!v || !cJSON_IsObject(v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(x);
+            return ds8b__seterr(e, DS8B_E_INVALID, "vars must be a JSON object of template variables");
+        }
+        const char *r = reserved_var(v);
+        if (r) {
+            ds8b__seterr(e, DS8B_E_INVALID, "vars may not set \"%s\" (the renderer sets it)", r);
+            cJSON_Delete(v);
+            cJSON_Delete(x);
+            return e->code;
+        }
+        while (v->child) {
+            cJSON *it = cJSON_DetachItemViaPointer(v, v->child);
+            const char *k = it->string ? it->string : "";
+            cJSON_DeleteItemFromObjectCaseSensitive(x, k); /* the last of duplicate keys wins, as in json.loads */
+            cJSON_AddItemToObject(x, k, it);
+        }
+        cJSON_Delete(v);
+    }
+    *out = x;
+    return DS8B_OK;
 }
 
 /* Shared by the model and tokenizer entry points. */
 static int render_public(const char *model_tmpl, const ds8b_tokenizer *tok, const char *messages_json, size_t json_len,
+                         const char *tools_json, size_t tools_len, const char *vars_json, size_t vars_len, bool with_extra,
                          int add_generation_prompt, char *buf, size_t cap, size_t *len, ds8b__err *e) {
     if (!messages_json || !len) return ds8b__seterr(e, DS8B_E_INVALID, "messages_json and len are required");
+    cJSON *extra = NULL;
+    if (with_extra) {
+        int rx = build_extra(tools_json, tools_len, vars_json, vars_len, &extra, e);
+        if (rx) return rx;
+    }
     cJSON *msgs = cJSON_ParseWithLength(messages_json, json_len);
     int rc;
     if (!msgs || !cJSON_IsArray(msgs)) {
@@ -80,7 +152,7 @@ static int render_public(const char *model_tmpl, const ds8b_tokenizer *tok, cons
     } else {
         char *out = NULL;
         size_t n = 0;
-        rc = render_with(model_tmpl, tok, msgs, add_generation_prompt != 0, &out, &n, e);
+        rc = render_with(model_tmpl, tok, msgs, extra, add_generation_prompt != 0, &out, &n, e);
         if (!rc) {
             *len = n;
             if (!buf || cap < n + 1) rc = ds8b__seterr(e, DS8B_E_BUFFER, "the rendered prompt needs %zu bytes plus a NUL", n);
@@ -92,6 +164,7 @@ static int render_public(const char *model_tmpl, const ds8b_tokenizer *tok, cons
         ds8b__free(out);
     }
     cJSON_Delete(msgs);
+    cJSON_Delete(extra);
     return rc;
 }
 
@@ -100,8 +173,8 @@ DS8B_API int ds8b_chat_render(const ds8b_model *m, const char *messages_json, si
     ds8b__err e = {0};
     int rc;
     if (!m || m->magic != DS8B_MODEL_MAGIC) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_chat_render: invalid model handle");
-    else rc = render_public(m->chat_template, m->tok ? m->tok->tok : NULL, messages_json, json_len, add_generation_prompt,
-                            buf, cap, len, &e);
+    else rc = render_public(m->chat_template, m->tok ? m->tok->tok : NULL, messages_json, json_len, NULL, 0, NULL, 0, false,
+                            add_generation_prompt, buf, cap, len, &e);
     if (rc) ds8b__set_last_error(&e);
     return rc;
 }
@@ -111,7 +184,33 @@ DS8B_API int ds8b_tokenizer_chat_render(const ds8b_tokenizer *tok, const char *m
     ds8b__err e = {0};
     int rc;
     if (!tok) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_tokenizer_chat_render: invalid tokenizer handle");
-    else rc = render_public(NULL, tok, messages_json, json_len, add_generation_prompt, buf, cap, len, &e);
+    else rc = render_public(NULL, tok, messages_json, json_len, NULL, 0, NULL, 0, false, add_generation_prompt, buf, cap,
+                           len, &e);
+    if (rc) ds8b__set_last_error(&e);
+    return rc;
+}
+
+DS8B_API int ds8b_chat_render_tools(const ds8b_model *m, const char *messages_json, size_t messages_len,
+                                    const char *tools_json, size_t tools_len, const char *vars_json, size_t vars_len,
+                                    int add_generation_prompt, char *buf, size_t cap, size_t *len) {
+    ds8b__err e = {0};
+    int rc;
+    if (!m || m->magic != DS8B_MODEL_MAGIC) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_chat_render_tools: invalid model handle");
+    else rc = render_public(m->chat_template, m->tok ? m->tok->tok : NULL, messages_json, messages_len, tools_json,
+                            tools_len, vars_json, vars_len, true, add_generation_prompt, buf, cap, len, &e);
+    if (rc) ds8b__set_last_error(&e);
+    return rc;
+}
+
+DS8B_API int ds8b_tokenizer_chat_render_tools(const ds8b_tokenizer *tok, const char *messages_json, size_t messages_len,
+                                              const char *tools_json, size_t tools_len, const char *vars_json,
+                                              size_t vars_len, int add_generation_prompt, char *buf, size_t cap,
+                                              size_t *len) {
+    ds8b__err e = {0};
+    int rc;
+    if (!tok) rc = ds8b__seterr(&e, DS8B_E_MISUSE, "ds8b_tokenizer_chat_render_tools: invalid tokenizer handle");
+    else rc = render_public(NULL, tok, messages_json, messages_len, tools_json, tools_len, vars_json, vars_len, true,
+                            add_generation_prompt, buf, cap, len, &e);
     if (rc) ds8b__set_last_error(&e);
     return rc;
 }
@@ -169,6 +268,9 @@ DS8B_API void ds8b_chat_free(ds8b_chat *c) {
     }
     if (c->s && c->s->magic == DS8B_SESSION_MAGIC) atomic_fetch_sub(&c->s->n_chats, 1);
     cJSON_Delete(c->messages);
+    cJSON_Delete(c->tools);
+    cJSON_Delete(c->vars);
+    cJSON_Delete(c->last_calls);
     ds8b__free(c->last_reply);
     ds8b__free(c->last_reasoning);
     c->magic = 0;
@@ -239,13 +341,14 @@ DS8B_API int ds8b_chat_clear(ds8b_chat *c) {
 typedef struct reply_acc {
     ds8b_stream_fn cb;
     void *user;
-    char *ans, *rea;
-    size_t nans, nrea, cans, crea;
+    char *ans, *rea, *tool;
+    size_t nans, nrea, ntool, cans, crea, ctool;
     bool oom;
 } reply_acc;
 
 static void acc_put(reply_acc *a, char **buf, size_t *n, size_t *cap, const char *p, size_t len) {
     if (a->oom) return;
+    if (len > SIZE_MAX / 4 - *n) { a->oom = true; return; }
     if (*n + len + 1 > *cap) {
         size_t nc = *cap ? *cap * 2 : 256;
         while (nc < *n + len + 1) nc *= 2;
@@ -262,6 +365,7 @@ static void acc_put(reply_acc *a, char **buf, size_t *n, size_t *cap, const char
 static int acc_cb(void *user, const char *piece, size_t len, int channel) {
     reply_acc *a = user;
     if (channel == DS8B_CHANNEL_REASONING) acc_put(a, &a->rea, &a->nrea, &a->crea, piece, len);
+    else if (channel == DS8B_CHANNEL_TOOL_CALL) acc_put(a, &a->tool, &a->ntool, &a->ctool, piece, len);
     else acc_put(a, &a->ans, &a->nans, &a->cans, piece, len);
     return a->cb ? a->cb(a->user, piece, len, channel) : 0;
 }
@@ -270,6 +374,223 @@ static size_t common_prefix(const int32_t *a, int64_t na, const int32_t *b, size
     size_t i = 0;
     while ((int64_t)i < na && i < nb && a[i] == b[i]) i++;
     return i;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tools and structured messages                                       */
+/* ------------------------------------------------------------------ */
+/* The template's tool-call family, when the chat has tools. */
+static int chat_family(const ds8b_chat *c) {
+    if (!c->tools) return DS8B__TC_NONE;
+    const ds8b_model *m = c->s->model;
+    return ds8b__tc_family(template_src(m->chat_template, m->tok ? m->tok->tok : NULL));
+}
+
+/* The extra template globals of the chat: NULL when it has neither tools
+ * nor variables (then renders are those of ds8b_chat_render). */
+static int chat_extra(const ds8b_chat *c, cJSON **out, ds8b__err *e) {
+    *out = NULL;
+    if (!c->tools && !c->vars) return DS8B_OK;
+    cJSON *x = c->vars ? cJSON_Duplicate(c->vars, 1) : cJSON_CreateObject();
+    cJSON *t = c->tools ? cJSON_Duplicate(c->tools, 1) : cJSON_CreateNull();
+    if (!x || !t) {
+        cJSON_Delete(x);
+        cJSON_Delete(t);
+        return ds8b__seterr(e, DS8B_E_NOMEM, "template variables");
+    }
+    cJSON_AddItemToObject(x, "tools", t);
+    *out = x;
+    return DS8B_OK;
+}
+
+static int parse_json(const char *json, size_t len, cJSON **out, const char *what, ds8b__err *e) {
+    *out = NULL;
+    if (!json) return ds8b__seterr(e, DS8B_E_INVALID, "%s: no JSON text", what);
+    cJSON *j = cJSON_ParseWithLength(json, len);
+    if (!j) return ds8b__seterr(e, DS8B_E_INVALID, "%s: not valid JSON", what);
+    *out = j;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_chat_set_tools(ds8b_chat *c, const char *tools_json, size_t len) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_set_tools")) return DS8B_E_MISUSE;
+    cJSON *j = NULL;
+    if (tools_json) {
+        if (parse_json(tools_json, len, &j, "ds8b_chat_set_tools", &e)) return cfail(c, &e);
+        if (cJSON_IsNull(j)) {
+            cJSON_Delete(j);
+            j = NULL;
+        } else if (!cJSON_IsArray(j)) {
+            cJSON_Delete(j);
+            ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_set_tools: tools must be a JSON array of tool definitions");
+            return cfail(c, &e);
+        }
+    }
+    cJSON_Delete(c->tools);
+    c->tools = j;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_chat_set_vars(ds8b_chat *c, const char *vars_json, size_t len) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_set_vars")) return DS8B_E_MISUSE;
+    cJSON *j = NULL;
+    if (vars_json) {
+        if (parse_json(vars_json, len, &j, "ds8b_chat_set_vars", &e)) return cfail(c, &e);
+        const char *r = cJSON_IsObject(j) ? reserved_var(j) : NULL;
+        if (!cJSON_IsObject(j) || r) {
+            cJSON_Delete(j);
+            if (r) ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_set_vars: vars may not set \"%s\" (the renderer sets it)", r);
+            else ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_set_vars: vars must be a JSON object");
+            return cfail(c, &e);
+        }
+    }
+    cJSON_Delete(c->vars);
+    c->vars = j;
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_chat_add_json(ds8b_chat *c, const char *message_json, size_t len) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_add_json")) return DS8B_E_MISUSE;
+    cJSON *j = NULL;
+    if (parse_json(message_json, len, &j, "ds8b_chat_add_json", &e)) return cfail(c, &e);
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "role");
+    if (!cJSON_IsObject(j) || !cJSON_IsString(r) || !r->valuestring[0]) {
+        cJSON_Delete(j);
+        ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_add_json: a message is a JSON object with a \"role\" string");
+        return cfail(c, &e);
+    }
+    cJSON_AddItemToArray(c->messages, j);
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_chat_add_tool_result(ds8b_chat *c, const char *name, const char *content) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_add_tool_result")) return DS8B_E_MISUSE;
+    if (!content) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_add_tool_result: content is required"); return cfail(c, &e); }
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "role", "tool") || (name && !cJSON_AddStringToObject(o, "name", name)) ||
+        !cJSON_AddStringToObject(o, "content", content)) {
+        cJSON_Delete(o);
+        ds8b__seterr(&e, DS8B_E_NOMEM, "chat message");
+        return cfail(c, &e);
+    }
+    cJSON_AddItemToArray(c->messages, o);
+    return DS8B_OK;
+}
+
+DS8B_API int ds8b_chat_messages_json(const ds8b_chat *c, char *buf, size_t cap, size_t *len) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); ds8b__set_last_error(&e); return e.code; }
+    if (!len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_messages_json: len is required"); ds8b__set_last_error(&e); return e.code; }
+    char *t = cJSON_PrintUnformatted(c->messages);
+    if (!t) { ds8b__seterr(&e, DS8B_E_NOMEM, "ds8b_chat_messages_json"); ds8b__set_last_error(&e); return e.code; }
+    size_t n = strlen(t);
+    *len = n;
+    int rc = DS8B_OK;
+    if (!buf || cap < n + 1) {
+        rc = ds8b__seterr(&e, DS8B_E_BUFFER, "the messages need %zu bytes plus a NUL", n);
+        ds8b__set_last_error(&e);
+    } else {
+        memcpy(buf, t, n + 1);
+    }
+    cJSON_free(t);
+    return rc;
+}
+
+DS8B_API int64_t ds8b_chat_n_tool_calls(const ds8b_chat *c) {
+    if (!chat_ok(c)) return -1;
+    return c->last_calls ? cJSON_GetArraySize(c->last_calls) : 0;
+}
+
+DS8B_API int ds8b_chat_tool_call(const ds8b_chat *c, int64_t i, const char **name, const char **arguments_json) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); ds8b__set_last_error(&e); return e.code; }
+    int64_t n = c->last_calls ? cJSON_GetArraySize(c->last_calls) : 0;
+    if (i < 0 || i >= n) {
+        ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_tool_call: index %lld outside the %lld calls of the last reply",
+                     (long long)i, (long long)n);
+        ds8b__set_last_error(&e);
+        return e.code;
+    }
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(c->last_calls, (int)i), "function");
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name"), *ar = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+    if (name) *name = cJSON_IsString(nm) ? nm->valuestring : "";
+    if (arguments_json) *arguments_json = cJSON_IsString(ar) ? ar->valuestring : "{}";
+    return DS8B_OK;
+}
+
+/* Turns what a reply streamed into the chat's last reply and the assistant
+ * message: tool calls parsed by the template family; the raw text of a
+ * malformed call joins the answer. With calls, Qwen-style messages keep the
+ * answer as content (trailing whitespace dropped: the template puts a line
+ * break before each call); DeepSeek's templates render calls only when
+ * content is null, so the answer then lives only in last_reply. */
+static int take_reply(ds8b_chat *c, reply_acc *a, bool append, ds8b__err *e) {
+    int family = chat_family(c);
+    cJSON *calls = cJSON_CreateArray();
+    char *bad = NULL;
+    size_t nbad = 0;
+    int rc = calls ? DS8B_OK : ds8b__seterr(e, DS8B_E_NOMEM, "tool calls");
+    if (!rc && a->ntool) rc = ds8b__tc_parse(family, a->tool, a->ntool, calls, &bad, &nbad, e);
+    if (!rc && nbad) {
+        acc_put(a, &a->ans, &a->nans, &a->cans, bad, nbad);
+        if (a->oom) rc = ds8b__seterr(e, DS8B_E_NOMEM, "chat reply text");
+    }
+    ds8b__free(bad);
+    ds8b__free(a->tool);
+    a->tool = NULL;
+    ds8b__free(c->last_reply);
+    ds8b__free(c->last_reasoning);
+    cJSON_Delete(c->last_calls);
+    c->last_reply = a->ans;
+    c->last_reasoning = a->rea;
+    c->last_calls = NULL;
+    a->ans = a->rea = NULL;
+    if (rc) { cJSON_Delete(calls); return rc; }
+    c->last_calls = calls;
+    if (!append) return DS8B_OK;
+    const char *ans = c->last_reply ? c->last_reply : "";
+    int ncalls = cJSON_GetArraySize(calls);
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && cJSON_AddStringToObject(o, "role", "assistant");
+    if (ok && ncalls && family == DS8B__TC_DEEPSEEK) ok = cJSON_AddNullToObject(o, "content") != NULL;
+    else if (ok && ncalls) {
+        size_t n = strlen(ans);
+        while (n && (ans[n - 1] == '\n' || ans[n - 1] == ' ' || ans[n - 1] == '\r' || ans[n - 1] == '\t')) n--;
+        cJSON *str = cJSON_CreateString("");
+        char *t = str ? ds8b__malloc(DS8B_MEM_SESSION, n + 1) : NULL;
+        ok = t != NULL;
+        if (ok) {
+            memcpy(t, ans, n);
+            t[n] = 0;
+            ok = cJSON_SetValuestring(str, t) != NULL;
+        }
+        ds8b__free(t);
+        if (ok) cJSON_AddItemToObject(o, "content", str);
+        else cJSON_Delete(str);
+    } else if (ok) ok = cJSON_AddStringToObject(o, "content", ans) != NULL;
+    /* with tools, the reasoning stays with the message: templates that show
+     * it in a tool-calling chain (Qwen3) render what the model wrote */
+    if (ok && c->tools && c->last_reasoning && c->last_reasoning[0])
+        ok = cJSON_AddStringToObject(o, "reasoning_content", c->last_reasoning) != NULL;
+    if (ok && ncalls) {
+        cJSON *dup = cJSON_Duplicate(calls, 1);
+        ok = dup != NULL;
+        if (ok) cJSON_AddItemToObject(o, "tool_calls", dup);
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return ds8b__seterr(e, DS8B_E_NOMEM, "chat message");
+    }
+    cJSON_AddItemToArray(c->messages, o);
+    return DS8B_OK;
 }
 
 /* Renders the conversation with the generation prompt, reuses the cached
@@ -302,12 +623,20 @@ DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_
     return rc;
 }
 
+static int tool_flags(const ds8b_chat *c) {
+    int f = chat_family(c);
+    return f == DS8B__TC_QWEN ? DS8B__GEN_TOOLS_QWEN : f == DS8B__TC_DEEPSEEK ? DS8B__GEN_TOOLS_DEEPSEEK : 0;
+}
+
 static int chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated) {
     ds8b__err e = {0};
     ds8b_session *s = c->s;
     char *prompt = NULL;
     size_t plen = 0;
-    int rc = ds8b__chat_render(s->model, c->messages, true, &prompt, &plen, &e);
+    cJSON *extra = NULL;
+    int rc = chat_extra(c, &extra, &e);
+    if (!rc) rc = chat_render(s->model, c->messages, extra, true, &prompt, &plen, &e);
+    cJSON_Delete(extra);
     if (rc) return cfail(c, &e);
     /* tokenize the whole prompt (the template carries BOS itself) */
     int32_t *ids = NULL;
@@ -324,31 +653,68 @@ static int chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_ge
     ds8b__memscope_leave(old);
     ds8b__free(ids);
     if (rc) { ds8b__free(prompt); return cfail(c, &e); }
-    reply_acc a = {cb, user, NULL, NULL, 0, 0, 0, 0, false};
+    reply_acc a = {0};
+    a.cb = cb;
+    a.user = user;
     /* the prompt's tail decides whether generation starts inside <think> */
     size_t tail = plen > 64 ? plen - 64 : 0;
     char *t = prompt + tail;
     bool think = strstr(t, "<think>") && !strstr(t, "</think>");
-    rc = ds8b__generate(s, "", 0, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0), acc_cb, &a,
+    rc = ds8b__generate(s, "", 0, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0) | tool_flags(c), acc_cb, &a,
                         n_generated, &e);
     if (rc) s->err = e;
     c->in_reply = false; /* no more callbacks: the reply may now be appended */
     ds8b__free(prompt);
     if (a.oom) { ds8b__seterr(&e, DS8B_E_NOMEM, "chat reply text"); rc = DS8B_E_NOMEM; }
-    ds8b__free(c->last_reply);
-    ds8b__free(c->last_reasoning);
-    c->last_reply = a.ans;
-    c->last_reasoning = a.rea;
-    if (rc == DS8B_OK || rc == DS8B_E_CANCELLED) {
-        /* keep what was said, even when cancelled, so the conversation is consistent */
-        int rc2 = ds8b_chat_add(c, "assistant", a.ans ? a.ans : "");
-        if (rc == DS8B_OK) rc = rc2;
-    }
+    /* keep what was said, even when cancelled, so the conversation is consistent */
+    int rc2 = take_reply(c, &a, rc == DS8B_OK || rc == DS8B_E_CANCELLED, &e);
+    ds8b__free(a.ans);
+    ds8b__free(a.rea);
+    ds8b__free(a.tool);
+    if (rc == DS8B_OK) rc = rc2;
     if (rc) {
         if (!e.code) { e.code = rc; snprintf(e.msg, sizeof e.msg, "%s", ds8b_errmsg()); }
         return cfail(c, &e);
     }
     return DS8B_OK;
+}
+
+DS8B_API int ds8b_chat_add_output(ds8b_chat *c, const char *text, size_t len, ds8b_stream_fn cb, void *user) {
+    ds8b__err e = {0};
+    if (!chat_ok(c)) { ds8b__seterr(&e, DS8B_E_MISUSE, "invalid chat handle"); return cfail(NULL, &e); }
+    if (chat_busy(c, "ds8b_chat_add_output")) return DS8B_E_MISUSE;
+    if (!text && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_chat_add_output: text is NULL"); return cfail(c, &e); }
+    ds8b_session *s = c->s;
+    if (!s || s->magic != DS8B_SESSION_MAGIC) { ds8b__seterr(&e, DS8B_E_MISUSE, "the chat's session was freed"); return cfail(c, &e); }
+    if (ds8b__sess_busy(s, "ds8b_chat_add_output", &e)) return cfail(c, &e);
+    if (!text) text = "";
+    /* the output starts inside reasoning when it closes </think> before opening one */
+    bool think = false;
+    for (size_t i = 0; i + 8 <= len; i++) {
+        if (memcmp(text + i, "<think>", 7) == 0) break;
+        if (memcmp(text + i, "</think>", 8) == 0) { think = true; break; }
+    }
+    reply_acc a = {0};
+    a.cb = cb;
+    a.user = user;
+    c->in_reply = true;
+    s->in_gen = true;
+    int rc = ds8b__gen_feed(s, text, len, 0, DS8B_GEN_REASONING | (think ? DS8B_GEN_START_REASONING : 0) | tool_flags(c),
+                            acc_cb, &a, &e);
+    c->in_reply = false;
+    s->in_gen = false;
+    if (a.oom) { ds8b__seterr(&e, DS8B_E_NOMEM, "chat reply text"); rc = DS8B_E_NOMEM; }
+    int rc2 = take_reply(c, &a, rc == DS8B_OK || rc == DS8B_E_CANCELLED, &e);
+    ds8b__free(a.ans);
+    ds8b__free(a.rea);
+    ds8b__free(a.tool);
+    if (rc == DS8B_OK) rc = rc2;
+    bool freed_c = c->free_deferred, freed_s = s->free_deferred;
+    c->free_deferred = s->free_deferred = false;
+    if (rc) cfail(freed_c ? NULL : c, &e);
+    if (freed_c) ds8b_chat_free(c);
+    if (freed_s) ds8b_session_free(s);
+    return rc;
 }
 
 DS8B_API const char *ds8b_chat_last_reply(const ds8b_chat *c) { return chat_ok(c) && c->last_reply ? c->last_reply : ""; }

@@ -5,6 +5,7 @@
  */
 #include "session/session.h"
 
+#include "chat/toolcall.h"
 #include "tokenizer/tokenizer.h"
 
 /* ================================================================== */
@@ -18,6 +19,10 @@ struct ds8b__gen {
     bool reasoning;       /* split <think> ... </think> */
     bool stopped;         /* a stop string matched */
     bool cancelled;       /* the callback asked to stop */
+    const char *tc_open, *tc_close; /* tool-call markers (chat with tools), or NULL */
+    size_t tc_open_n, tc_close_n;
+    bool after_tool;      /* a call just closed: whitespace before the next is held */
+    bool skip_nl;         /* </think> just closed: line breaks that follow are dropped */
     char hold[4096 + 64]; /* text not yet emitted */
     size_t nhold;
 
@@ -33,6 +38,16 @@ static void emit(gen_out *g, const char *p, size_t n) {
     if (g->cb(g->user, p, n, g->channel)) g->cancelled = true;
 }
 
+/* Emits on channel ch without changing the current one. */
+static void emit_on(gen_out *g, int ch, const char *p, size_t n) {
+    int keep = g->channel;
+    g->channel = ch;
+    emit(g, p, n);
+    g->channel = keep;
+}
+
+static bool is_ws(char ch) { return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'; }
+
 /* Is the tail of hold (from i) a proper prefix of some marker? */
 static bool may_start_marker(const gen_out *g, size_t i) {
     const char *t = g->hold + i;
@@ -41,10 +56,14 @@ static bool may_start_marker(const gen_out *g, size_t i) {
         size_t l = strlen(g->s->stops[k]);
         if (n < l && memcmp(g->s->stops[k], t, n) == 0) return true;
     }
+    if (g->channel == DS8B_CHANNEL_TOOL_CALL) /* inside a call only its end counts */
+        return n < g->tc_close_n && memcmp(g->tc_close, t, n) == 0;
     if (g->reasoning) {
         if (n < sizeof k_think_open - 1 && memcmp(k_think_open, t, n) == 0) return true;
         if (n < sizeof k_think_close - 1 && memcmp(k_think_close, t, n) == 0) return true;
     }
+    if (g->tc_open && g->channel == DS8B_CHANNEL_ANSWER && n < g->tc_open_n && memcmp(g->tc_open, t, n) == 0)
+        return true;
     return false;
 }
 
@@ -54,11 +73,56 @@ static void drain(gen_out *g, bool final) {
     while (i < g->nhold && !g->stopped) {
         const char *t = g->hold + i;
         size_t n = g->nhold - i;
+        if (g->skip_nl) { /* also when the line breaks come in later pieces */
+            if (*t == '\n' && i == start) {
+                i = ++start;
+                continue;
+            }
+            g->skip_nl = false;
+        }
         int matched = 0;
         size_t mlen = 0;
         for (int k = 0; k < g->s->n_stops && !matched; k++) {
             size_t l = strlen(g->s->stops[k]);
             if (n >= l && memcmp(g->s->stops[k], t, l) == 0) { matched = 1; mlen = l; }
+        }
+        if (!matched && g->channel == DS8B_CHANNEL_TOOL_CALL) {
+            /* tool-call text, markers included, goes on its own channel */
+            if (n >= g->tc_close_n && memcmp(g->tc_close, t, g->tc_close_n) == 0) {
+                emit(g, g->hold + start, i + g->tc_close_n - start);
+                g->channel = DS8B_CHANNEL_ANSWER;
+                g->after_tool = true;
+                i += g->tc_close_n;
+                start = i;
+                continue;
+            }
+            if (!final && may_start_marker(g, i)) break;
+            i++;
+            continue;
+        }
+        if (!matched && g->tc_open && g->channel == DS8B_CHANNEL_ANSWER) {
+            size_t w = 0;
+            if (g->after_tool) /* whitespace between two calls belongs to the calls */
+                while (w < n && is_ws(t[w])) w++;
+            if (g->after_tool && w == n) {
+                if (!final) break; /* held until the next call opens or text follows */
+                emit(g, g->hold + start, i - start);
+                emit_on(g, DS8B_CHANNEL_TOOL_CALL, t, w);
+                i = start = g->nhold;
+                break;
+            }
+            if (n - w >= g->tc_open_n && memcmp(g->tc_open, t + w, g->tc_open_n) == 0) {
+                emit(g, g->hold + start, i - start);
+                g->channel = DS8B_CHANNEL_TOOL_CALL;
+                g->after_tool = false;
+                emit(g, t, w + g->tc_open_n);
+                i += w + g->tc_open_n;
+                start = i;
+                continue;
+            }
+            if (g->after_tool && w > 0 && !final && n - w < g->tc_open_n && memcmp(g->tc_open, t + w, n - w) == 0)
+                break;
+            g->after_tool = false;
         }
         if (!matched && g->reasoning) {
             if (n >= sizeof k_think_open - 1 && memcmp(k_think_open, t, sizeof k_think_open - 1) == 0) {
@@ -76,8 +140,7 @@ static void drain(gen_out *g, bool final) {
             g->channel = matched == 2 ? DS8B_CHANNEL_REASONING : DS8B_CHANNEL_ANSWER;
             i += mlen;
             /* the answer conventionally starts after blank lines */
-            if (matched == 3)
-                while (i < g->nhold && g->hold[i] == '\n') i++;
+            if (matched == 3) g->skip_nl = true;
             start = i;
             continue;
         }
@@ -125,6 +188,17 @@ int ds8b__gen_create(ds8b_session *s, ds8b_stream_fn cb, void *user, int flags, 
     g->cb = cb;
     g->user = user;
     g->reasoning = (flags & DS8B_GEN_REASONING) != 0;
+    if (flags & DS8B__GEN_TOOLS_QWEN) {
+        g->tc_open = DS8B__TC_QWEN_OPEN;
+        g->tc_close = DS8B__TC_QWEN_CLOSE;
+    } else if (flags & DS8B__GEN_TOOLS_DEEPSEEK) {
+        g->tc_open = DS8B__TC_DS_CALLS_BEGIN;
+        g->tc_close = DS8B__TC_DS_CALLS_END;
+    }
+    if (g->tc_open) {
+        g->tc_open_n = strlen(g->tc_open);
+        g->tc_close_n = strlen(g->tc_close);
+    }
     g->channel = DS8B_CHANNEL_ANSWER;
     *out = g;
     return DS8B_OK;
@@ -241,7 +315,7 @@ DS8B_API int ds8b_generate(ds8b_session *s, const char *prompt, size_t len, int 
     if (ds8b__sess_busy(s, "ds8b_generate", &e)) return ds8b__sess_fail(s, &e);
     if (!prompt && len) { ds8b__seterr(&e, DS8B_E_INVALID, "ds8b_generate: prompt is NULL"); return ds8b__sess_fail(s, &e); }
     s->in_gen = true;
-    int rc = ds8b__generate(s, prompt ? prompt : "", len, flags, cb, user, n_generated, &e);
+    int rc = ds8b__generate(s, prompt ? prompt : "", len, flags & ~DS8B__GEN_INTERNAL, cb, user, n_generated, &e);
     s->in_gen = false;
     if (rc) ds8b__sess_fail(s, &e);
     if (s->free_deferred) { /* the callback freed the session: do it now */
@@ -261,6 +335,21 @@ int ds8b__generate(ds8b_session *s, const char *prompt, size_t len, int flags, d
     ds8b__gen_free(g);
     ds8b__memscope_leave(old);
     ds8b__gen_outcome(s, rc);
+    return rc;
+}
+
+int ds8b__gen_feed(ds8b_session *s, const char *text, size_t len, size_t step, int flags, ds8b_stream_fn cb,
+                   void *user, ds8b__err *e) {
+    ds8b__gen *g = NULL;
+    int rc = ds8b__gen_create(s, cb, user, flags, &g, e);
+    if (rc) return rc;
+    if (g->reasoning && (flags & DS8B_GEN_START_REASONING)) g->channel = DS8B_CHANNEL_REASONING;
+    if (!step) step = len;
+    for (size_t i = 0; i < len && !g->stopped && !g->cancelled; i += step)
+        push_text(g, text + i, len - i < step ? len - i : step);
+    drain(g, true);
+    rc = g->cancelled ? ds8b__seterr(e, DS8B_E_CANCELLED, "the stream callback stopped") : DS8B_OK;
+    ds8b__gen_free(g);
     return rc;
 }
 

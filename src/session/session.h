@@ -179,6 +179,16 @@ int ds8b__session_slide(ds8b_session *s, int64_t need, ds8b__err *e);
  * checked s and set s->in_gen around the call. */
 int ds8b__generate(ds8b_session *s, const char *prompt, size_t len, int flags, ds8b_stream_fn cb, void *user,
                    int64_t *n_generated, ds8b__err *e);
+/* Internal generation flags (masked out of ds8b_generate's): stream the
+ * tool-call markup of a template family on DS8B_CHANNEL_TOOL_CALL. */
+#define DS8B__GEN_TOOLS_QWEN     (1 << 24) /* <tool_call> ... </tool_call> */
+#define DS8B__GEN_TOOLS_DEEPSEEK (1 << 25) /* <｜tool▁calls▁begin｜> ... <｜tool▁calls▁end｜> */
+#define DS8B__GEN_INTERNAL       (DS8B__GEN_TOOLS_QWEN | DS8B__GEN_TOOLS_DEEPSEEK)
+/* Streams text as if s had generated it (stop strings, the reasoning and
+ * tool-call channels as flags ask), step bytes at a time (0: at once, as
+ * tokens arrive otherwise), without evaluating anything. */
+int ds8b__gen_feed(ds8b_session *s, const char *text, size_t len, size_t step, int flags, ds8b_stream_fn cb,
+                   void *user, ds8b__err *e);
 
 /* Generation as a step machine (generate.c). create binds a state to s
  * and the stream callback; start tokenizes and evaluates the prompt; next

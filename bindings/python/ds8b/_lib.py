@@ -118,6 +118,17 @@ _SIGNATURES = {
     "ds8b_chat_reply": (c_int, [_h, STREAM_FN, c_void_p, POINTER(c_int64)]),
     "ds8b_chat_last_reply": (c_char_p, [_h]),
     "ds8b_chat_last_reasoning": (c_char_p, [_h]),
+    # tools in chat
+    "ds8b_chat_render_tools": (c_int, [_h, c_char_p, c_size_t, c_char_p, c_size_t, c_char_p, c_size_t,
+                                       c_int, c_void_p, c_size_t, POINTER(c_size_t)]),
+    "ds8b_chat_set_tools": (c_int, [_h, c_char_p, c_size_t]),
+    "ds8b_chat_set_vars": (c_int, [_h, c_char_p, c_size_t]),
+    "ds8b_chat_add_json": (c_int, [_h, c_char_p, c_size_t]),
+    "ds8b_chat_add_tool_result": (c_int, [_h, c_char_p, c_char_p]),
+    "ds8b_chat_n_tool_calls": (c_int64, [_h]),
+    "ds8b_chat_tool_call": (c_int, [_h, c_int64, POINTER(c_char_p), POINTER(c_char_p)]),
+    "ds8b_chat_add_output": (c_int, [_h, c_char_p, c_size_t, STREAM_FN, c_void_p]),
+    "ds8b_chat_messages_json": (c_int, [_h, c_void_p, c_size_t, POINTER(c_size_t)]),
     # session state
     "ds8b_session_save": (c_int, [_h, c_void_p, c_size_t, POINTER(c_size_t)]),
     "ds8b_session_save_file": (c_int, [_h, c_char_p]),
