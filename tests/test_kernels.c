@@ -543,6 +543,70 @@ static void test_packed_matmul(void) {
     }
 }
 
+/* ds8b__matmul_multi equals separate calls bit for bit (one job over
+ * several matrices, mixed types and layouts; fallback with a type that
+ * has no row-group kernel), for 1-3 threads at every level. */
+static void test_matmul_multi(void) {
+    const int64_t cols = 320;
+    const int types[4] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_0, DS8B_T_Q4_K};
+    const int64_t rows[4] = {37, 16, 160, 21};
+    ds8b__tensor w[4];
+    uint8_t *pd = NULL;
+    for (int i = 0; i < 4; i++) make_weights(types[i], rows[i], types[i] == DS8B_T_Q4_K ? 256 : cols, &w[i]);
+    /* the K-quant needs cols % 256: give it its own width, used only in the fallback set */
+    pd = malloc(w[2].nbytes);
+    ds8b__pack_matrix(DS8B_T_Q4_0, w[2].data, rows[2], cols / 32, pd);
+    ds8b__tensor wp = w[2];
+    wp.data = pd;
+    wp.layout = DS8B_LAYOUT_G16;
+    float *x = malloc(3 * cols * sizeof(float));
+    for (int64_t i = 0; i < 3 * cols; i++) x[i] = rndn();
+    float *ya[3], *yb[3];
+    for (int i = 0; i < 3; i++) {
+        ya[i] = malloc(3 * 160 * sizeof(float));
+        yb[i] = malloc(3 * 160 * sizeof(float));
+    }
+    ds8b__workspace ws = {0};
+    ds8b__err e = {0};
+    const ds8b__tensor *set[3] = {&w[0], &w[1], &wp};
+    for (int lvl = 0; lvl < levels_available(); lvl++) {
+        ds8b__isa_force(lvl);
+        for (int64_t n = 1; n <= 3; n++) {
+            int flags = n > 1 ? DS8B_MM_ROWWISE : 0;
+            for (int i = 0; i < 3; i++) CHECK(ds8b__matmul_ex(g_pools[0], set[i], x, n, ya[i], &ws, flags, &e) == 0, "%s", e.msg);
+            for (int t = 0; t < 3; t++) {
+                CHECK(ds8b__matmul_multi(g_pools[t], set, 3, x, n, yb, &ws, flags, &e) == 0, "%s", e.msg);
+                for (int i = 0; i < 3; i++)
+                    CHECK(memcmp(ya[i], yb[i], (size_t)(n * rows[i == 2 ? 2 : i]) * sizeof(float)) == 0,
+                          "lvl %d n %lld threads %d: matrix %d differs from a separate call", lvl, (long long)n, t + 1, i);
+            }
+        }
+        /* fallback: a matrix without a row-group kernel */
+        float *x2 = malloc(256 * sizeof(float));
+        for (int i = 0; i < 256; i++) x2[i] = rndn();
+        ds8b__tensor w0;
+        make_weights(DS8B_T_Q4_0, 19, 256, &w0);
+        const ds8b__tensor *set2[2] = {&w0, &w[3]};
+        float *y2a[2] = {ya[0], ya[1]}, *y2b[2] = {yb[0], yb[1]};
+        CHECK(ds8b__matmul(g_pools[0], &w0, x2, 1, ya[0], &ws, &e) == 0, "%s", e.msg);
+        CHECK(ds8b__matmul(g_pools[0], &w[3], x2, 1, ya[1], &ws, &e) == 0, "%s", e.msg);
+        CHECK(ds8b__matmul_multi(g_pools[1], set2, 2, x2, 1, y2b, &ws, 0, &e) == 0, "%s", e.msg);
+        CHECK(memcmp(y2a[0], y2b[0], 19 * sizeof(float)) == 0 && memcmp(y2a[1], y2b[1], 21 * sizeof(float)) == 0,
+              "lvl %d: fallback differs", lvl);
+        free(x2);
+        free((void *)w0.data);
+    }
+    ds8b__isa_force(-1);
+    ds8b__free(ws.buf);
+    for (int i = 0; i < 3; i++) {
+        free(ya[i]);
+        free(yb[i]);
+    }
+    for (int i = 0; i < 4; i++) free((void *)w[i].data);
+    free(pd);
+    free(x);
+}
+
 int main(void) {
     printf("  # isa: %s (max level %d)\n", ds8b__isa_name(), ds8b__isa_max_level());
     for (int i = 0; i < 3; i++) ds8b__pool_create(i + 1, &g_pools[i], NULL);
@@ -554,6 +618,7 @@ int main(void) {
     RUN(test_matmul_large);
     RUN(test_group_kernels);
     RUN(test_packed_matmul);
+    RUN(test_matmul_multi);
     for (int i = 0; i < 3; i++) ds8b__pool_free(g_pools[i]);
     T_EXIT();
 }

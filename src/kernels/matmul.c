@@ -112,24 +112,30 @@ static void unpack_rows(const mm_job *j, int64_t r0, int64_t nr, uint8_t *dst) {
     }
 }
 
-/* P_GRP: row groups of a chunk against its activation rows. A group that
- * is not stored packed (row-major weights, or the tail rows of a packed
- * matrix) is packed into the thread's scratch first, so both layouts run
- * the same kernel on the same bytes: bit-identical results. */
-static void grp_chunk(const mm_job *j, int ith, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
-    int64_t full = j->packed ? j->rows / DS8B_G * DS8B_G : 0;
-    uint8_t *s = j->wscr + (size_t)ith * j->wscr_per;
-    ds8b__mmg_fn fn = j->k->mmg[j->type];
+/* Row groups [r0, r0+nr) of one matrix against nc activation rows. A group
+ * that is not stored packed (row-major weights, or the tail rows of a
+ * packed matrix) is packed into the thread's scratch s first, so both
+ * layouts run the same kernel on the same bytes: bit-identical results. */
+static void grp_rows(ds8b__mmg_fn fn, int type, const uint8_t *w, size_t wstride, int64_t rows, bool packed,
+                     int64_t nb, const uint8_t *act, size_t astride, int64_t nc, float *y, uint8_t *s, int64_t r0,
+                     int64_t nr) {
+    int64_t full = packed ? rows / DS8B_G * DS8B_G : 0;
     for (int64_t r = r0; r < r0 + nr; r += DS8B_G) {
         int n = r0 + nr - r < DS8B_G ? (int)(r0 + nr - r) : DS8B_G;
-        const uint8_t *g = j->w + (size_t)r * j->wstride;
+        const uint8_t *g = w + (size_t)r * wstride;
         if (r >= full) {
-            ds8b__pack_group(j->type, g, j->wstride, n, j->nb, s);
+            ds8b__pack_group(type, g, wstride, n, nb, s);
             g = s;
         }
-        fn(g, j->nb, j->act + (size_t)c0 * j->astride, j->astride, nc,
-           j->y + (size_t)c0 * (size_t)j->rows + (size_t)r, j->rows, n);
+        fn(g, nb, act, astride, nc, y + r, rows, n);
     }
+}
+
+/* P_GRP: one chunk of the job's matrix. */
+static void grp_chunk(const mm_job *j, int ith, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
+    grp_rows(j->k->mmg[j->type], j->type, j->w, j->wstride, j->rows, j->packed, j->nb,
+             j->act + (size_t)c0 * j->astride, j->astride, nc, j->y + (size_t)c0 * (size_t)j->rows,
+             j->wscr + (size_t)ith * j->wscr_per, r0, nr);
 }
 
 static void mm_task(void *ctx, int ith, int nth) {
@@ -368,5 +374,100 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
     }
     if (nth == 1 || j.nrc * j.ncc == 1) mm_task(&j, 0, 1);
     else ds8b__pool_run(pool, mm_task, &j);
+    return DS8B_OK;
+}
+
+/* ================================================================== */
+/* Several matrices on the same activations (Q/K/V, gate/up)           */
+/* ================================================================== */
+enum { MULTI_MAX = 4 };
+typedef struct multi_job {
+    const ds8b__kops *k;
+    int nm;
+    struct {
+        const ds8b__tensor *t;
+        float *y;
+        size_t wstride;
+        int64_t rows, rchunk, nrc, first;
+        bool packed;
+    } m[MULTI_MAX];
+    int64_t nb, n, total;
+    uint8_t *act, *wscr;
+    size_t astride, wscr_per;
+    _Atomic int64_t next;
+} multi_job;
+
+static void multi_task(void *ctx, int ith, int nth) {
+    multi_job *j = ctx;
+    (void)nth;
+    for (;;) {
+        int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= j->total) break;
+        int i = 0;
+        while (i + 1 < j->nm && it >= j->m[i + 1].first) i++;
+        int64_t r0 = (it - j->m[i].first) * j->m[i].rchunk;
+        int64_t nr = j->m[i].rows - r0 < j->m[i].rchunk ? j->m[i].rows - r0 : j->m[i].rchunk;
+        int type = j->m[i].t->type;
+        grp_rows(j->k->mmg[type], type, j->m[i].t->data, j->m[i].wstride, j->m[i].rows, j->m[i].packed, j->nb,
+                 j->act, j->astride, j->n, j->m[i].y, j->wscr + (size_t)ith * j->wscr_per, r0, nr);
+    }
+}
+
+int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, const float *x, int64_t n,
+                       float *const *y, ds8b__workspace *ws, int flags, ds8b__err *e) {
+    const ds8b__kops *k = ds8b__kops_get();
+    bool ok = nw >= 1 && nw <= MULTI_MAX && n >= 1 && n < 4 && (n == 1 || (flags & DS8B_MM_ROWWISE)) && x && y &&
+              ws && k->gact_quant;
+    int64_t cols = ok ? w[0]->ne[0] : 0;
+    for (int i = 0; ok && i < nw; i++) {
+        size_t rb, wb;
+        ok = w[i] && y[i] && k->mmg[w[i]->type] && w[i]->ne[0] == cols && w[i]->data && w[i]->n_dims >= 2 &&
+             w[i]->ne[1] > 0 && w[i]->ne[1] <= INT32_MAX && cols > 0 && cols <= INT32_MAX &&
+             ds8b__row_bytes(w[i]->type, cols, &rb) && ds8b__mul_ok(rb, (size_t)w[i]->ne[1], &wb) &&
+             wb <= w[i]->nbytes;
+    }
+    if (!ok) { /* not all on the row-group kernels: one call each */
+        for (int i = 0; i < nw; i++) {
+            int rc = ds8b__matmul_ex(pool, w[i], x, n, y[i], ws, flags, e);
+            if (rc) return rc;
+        }
+        return DS8B_OK;
+    }
+    multi_job j;
+    memset(&j, 0, sizeof j);
+    j.k = k;
+    j.nm = nw;
+    j.n = n;
+    j.nb = cols / 32;
+    j.astride = ((size_t)j.nb * sizeof(ds8b__act32) + 63) & ~(size_t)63;
+    int nth = ds8b__pool_size(pool);
+    size_t maxws = 0;
+    for (int i = 0; i < nw; i++) {
+        ds8b__row_bytes(w[i]->type, cols, &j.m[i].wstride);
+        j.m[i].t = w[i];
+        j.m[i].y = y[i];
+        j.m[i].rows = w[i]->ne[1];
+        j.m[i].packed = w[i]->layout == DS8B_LAYOUT_G16 && ds8b__pack_supported(w[i]->type);
+        /* the same chunks as a single call: every output identical */
+        j.m[i].rchunk = clamp64((int64_t)(65536 / j.m[i].wstride), DS8B_G, 256) & ~(int64_t)(DS8B_G - 1);
+        if (j.m[i].rchunk > j.m[i].rows) j.m[i].rchunk = j.m[i].rows;
+        j.m[i].nrc = (j.m[i].rows + j.m[i].rchunk - 1) / j.m[i].rchunk;
+        j.m[i].first = j.total;
+        j.total += j.m[i].nrc;
+        if (j.m[i].wstride > maxws) maxws = j.m[i].wstride;
+    }
+    j.wscr_per = (maxws * DS8B_G + 63) & ~(size_t)63;
+    size_t acts, ks, need;
+    if (!ds8b__mul_ok(j.astride, (size_t)n, &acts) || !ds8b__mul_ok(j.wscr_per, (size_t)nth, &ks) ||
+        !ds8b__add_ok(acts, ks, &need))
+        return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+    int rc = ws_reserve(ws, need, e);
+    if (rc) return rc;
+    j.act = ws->buf;
+    j.wscr = (uint8_t *)ws->buf + acts;
+    for (int64_t i = 0; i < n; i++) k->gact_quant(x + (size_t)i * (size_t)cols, j.act + (size_t)i * j.astride, cols);
+    atomic_init(&j.next, 0);
+    if (nth == 1) multi_task(&j, 0, 1);
+    else ds8b__pool_run(pool, multi_task, &j);
     return DS8B_OK;
 }
