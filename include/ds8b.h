@@ -130,8 +130,13 @@ typedef enum ds8b_param {
                                       DS8B_PARAM_N_BATCH - 1 (default 16) */
     DS8B_PARAM_SPEC_NGRAM = 32,    /* int: longest n-gram the lookup drafter matches, 2..16 (default 3) */
     /* loading */
-    DS8B_PARAM_USE_MMAP = 40,      /* int: reserved; accepted but not read yet: weights are always
-                                      mapped from the file (default 1) */
+    DS8B_PARAM_USE_MMAP = 40,      /* int: GGUF loads (default 1). 1: weights used as stored,
+                                      mapped from the file and shared with other processes
+                                      through the page cache. 0: the Q4_0/Q8_0 matrices are
+                                      repacked into private heap copies (DS8B_MEM_WEIGHTS) in
+                                      the layout of the decode kernels, the file's pages
+                                      released as each is copied. Results are bit-identical
+                                      either way. */
     DS8B_PARAM_VERIFY_CRC = 41     /* int: 1 = verify per-tensor CRC32 when present (default 1) */
 } ds8b_param;
 

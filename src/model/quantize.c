@@ -143,6 +143,13 @@ static void conv_task(void *ctx, int ith, int nth) {
 /* Converts nrows rows starting at row0 of src into dst. */
 static int convert_rows(ds8b__pool *pool, const ds8b__tensor *src, int dst_type, int64_t row0, int64_t nrows,
                         int64_t permute_hd, uint8_t *dst, float *tmp, ds8b__err *e) {
+    if (src->layout != DS8B_LAYOUT_ROWS) { /* repacked at load: convert a row-major copy */
+        ds8b__tensor u;
+        int rc = ds8b__tensor_rowmajor(src, &u, e);
+        if (!rc) rc = convert_rows(pool, &u, dst_type, row0, nrows, permute_hd, dst, tmp, e);
+        ds8b__free(u.owned);
+        return rc;
+    }
     if (src->type == dst_type && permute_hd == 0) {
         size_t rb;
         ds8b__row_bytes(src->type, src->ne[0], &rb);
