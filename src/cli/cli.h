@@ -36,6 +36,10 @@ int cmd_make_random(int argc, char **argv);
 /* cmd_bench.c; cli_kbench.c: `ds8b bench --kernels` (matmul throughput per weight type) */
 int cmd_bench(int argc, char **argv);
 int cli_bench_kernels(int argc, char **argv);
+/* cmd_grammar.c: ds8b grammar --check; generate --grammar-file; bench --grammar */
+int cmd_grammar(int argc, char **argv);
+ds8b_grammar *cli_grammar_load(const char *path);
+int cli_bench_grammar(ds8b_model *m, const char *gpath, int tg, int reps, int threads);
 /* cmd_template.c */
 int cmd_chat_template(int argc, char **argv);
 

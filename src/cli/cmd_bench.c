@@ -137,6 +137,12 @@ int cmd_bench(int argc, char **argv) {
     if (pp == 0 && tg == 0) return cli_usage("bench: nothing to measure with -p 0 -n 0");
     ds8b_model *m;
     if (cli_load(argc, argv, path, &m)) return 1;
+    const char *gfile = cli_opt(argc, argv, "--grammar");
+    if (gfile) {
+        int grc = cli_bench_grammar(m, gfile, tg > 0 ? tg : 32, reps, threads);
+        ds8b_model_free(m);
+        return grc;
+    }
     const char *seqs = cli_opt(argc, argv, "--seqs");
     if (seqs) {
         int brc = cmd_bench_seqs(m, seqs, tg, reps, threads);

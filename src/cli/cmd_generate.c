@@ -38,6 +38,14 @@ int cmd_generate(int argc, char **argv) {
     int rc = ds8b_session_create(m, p, &s);
     ds8b_params_free(p);
     if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
+    ds8b_grammar *gram = NULL;
+    const char *gfile = cli_opt(argc, argv, "--grammar-file");
+    if (gfile && (!(gram = cli_grammar_load(gfile)) || ds8b_session_set_grammar(s, gram))) {
+        ds8b_session_free(s);
+        ds8b_grammar_free(gram);
+        ds8b_model_free(m);
+        return 1;
+    }
     int flags = cli_flag(argc, argv, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
     if (cli_flag(argc, argv, "--reasoning")) flags |= DS8B_GEN_REASONING;
     gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(argc, argv, "--color")};
@@ -48,7 +56,7 @@ int cmd_generate(int argc, char **argv) {
     rc = ds8b_generate(s, prompt, strlen(prompt), flags, on_piece, &g, &ng);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (g.color) fputs("\x1b[0m", stdout);
-    fputc('\n', stdout);
+    if (!cli_flag(argc, argv, "--no-echo")) fputc('\n', stdout); /* --no-echo: stdout is the generated text only */
     int ret = 0;
     if (rc) ret = cli_fail("generating", rc);
     if (cli_flag(argc, argv, "--stats")) {
@@ -56,6 +64,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "ds8b: %lld tokens in %.2f s\n", (long long)ng, sec);
     }
     ds8b_session_free(s);
+    ds8b_grammar_free(gram);
     ds8b_model_free(m);
     return ret;
 }
