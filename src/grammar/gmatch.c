@@ -182,7 +182,7 @@ static int add_out(ds8b__gset *out, ds8b__gscr *sc, const uint32_t *w, uint32_t 
         uint64_t v = sc->ht[j];
         if ((uint32_t)(v >> 32) != sc->stamp || (uint32_t)v == 0) break;
         size_t off = (uint32_t)v - 1;
-        if (out->buf[off] == n && memcmp(out->buf + off + 1, w, n * sizeof *w) == 0) return 0; /* seen */
+        if (out->buf[off] == n && (n == 0 || memcmp(out->buf + off + 1, w, n * sizeof *w) == 0)) return 0; /* seen */
         j = (j + 1) & (HT_CAP - 1);
     }
     if (out->n >= DS8B__GM_MAX_STACKS)
@@ -192,7 +192,7 @@ static int add_out(ds8b__gset *out, ds8b__gscr *sc, const uint32_t *w, uint32_t 
         return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory matching the grammar");
     sc->ht[j] = ((uint64_t)sc->stamp << 32) | (uint32_t)(out->len + 1);
     out->buf[out->len] = n;
-    memcpy(out->buf + out->len + 1, w, n * sizeof *w);
+    if (n) memcpy(out->buf + out->len + 1, w, n * sizeof *w);
     out->len += n + 1;
     out->n++;
     return 0;
