@@ -10,7 +10,7 @@
 #define DS8B__JS_MAX_DEPTH 64           /* nesting of subschemas (and of merges, refs) */
 #define DS8B__JS_MAX_OUTPUT (1u << 20)  /* bytes of generated GBNF */
 #define DS8B__JS_MAX_RULES 4096         /* rules in the generated grammar */
-#define DS8B__JS_MAX_REPEAT 4096        /* minLength, maxLength, minItems, maxItems, {m,n} */
+#define DS8B__JS_MAX_REPEAT 1000        /* minLength, maxLength, minItems, maxItems, {m,n} (the GBNF bound) */
 #define DS8B__JS_MAX_REF_CHAIN 32       /* $ref that point to $ref ... */
 #define DS8B__JS_MAX_PATTERN 4096       /* bytes of one pattern */
 #define DS8B__JS_INT_DIGITS 16          /* digits of an integer without a maximum */
