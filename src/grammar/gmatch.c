@@ -38,7 +38,37 @@ struct ds8b__gscr {
     ds8b__gset alt;        /* the other buffer of a step */
     ds8b__gmatch probe;    /* for ds8b__gm_allows */
     bool probe_init;
+    ds8b__gset *lv;        /* vocabulary walk: a set per depth */
+    const ds8b__gset **cur;
+    uint32_t *lcp;
+    uint8_t *lst;          /* need, nbytes, lead per depth */
+    size_t nlv;
 };
+
+int ds8b__gscr_levels(ds8b__gscr *sc, size_t n, ds8b__gset **lv, const ds8b__gset ***cur, uint32_t **cp,
+                      uint8_t **st, ds8b__err *e) {
+    if (sc->nlv < n) {
+        ds8b__gset *l = ds8b__realloc(DS8B_MEM_SESSION, sc->lv, n * sizeof *l);
+        if (!l) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
+        memset(l + sc->nlv, 0, (n - sc->nlv) * sizeof *l);
+        sc->lv = l;
+        const ds8b__gset **c = ds8b__realloc(DS8B_MEM_SESSION, (void *)sc->cur, n * sizeof *c);
+        if (!c) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
+        sc->cur = c;
+        uint32_t *q = ds8b__realloc(DS8B_MEM_SESSION, sc->lcp, n * sizeof *q);
+        if (!q) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
+        sc->lcp = q;
+        uint8_t *t = ds8b__realloc(DS8B_MEM_SESSION, sc->lst, n * 3);
+        if (!t) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
+        sc->lst = t;
+        sc->nlv = n;
+    }
+    *lv = sc->lv;
+    *cur = sc->cur;
+    *cp = sc->lcp;
+    *st = sc->lst;
+    return 0;
+}
 
 static bool words_reserve(uint32_t **p, size_t *cap, size_t need) {
     if (need <= *cap) return true;
@@ -63,6 +93,11 @@ void ds8b__gscr_free(ds8b__gscr *s) {
     ds8b__free(s->tmp);
     ds8b__free(s->alt.buf);
     if (s->probe_init) ds8b__gm_free(&s->probe);
+    for (size_t i = 0; i < s->nlv; i++) ds8b__free(s->lv[i].buf);
+    ds8b__free(s->lv);
+    ds8b__free((void *)s->cur);
+    ds8b__free(s->lcp);
+    ds8b__free(s->lst);
     ds8b__free(s);
 }
 

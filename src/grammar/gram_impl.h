@@ -46,6 +46,9 @@ int ds8b__gset_step(const ds8b_grammar *g, const ds8b__gset *in, uint32_t cp, ds
 /* Some stack can take a code point in [lo, hi]. */
 bool ds8b__gset_prefix_ok(const ds8b_grammar *g, const ds8b__gset *in, uint32_t lo, uint32_t hi);
 bool ds8b__gset_has_empty(const ds8b__gset *in);
+/* Per-depth buffers for the vocabulary walk (kept in the scratch). */
+int ds8b__gscr_levels(ds8b__gscr *sc, size_t n, ds8b__gset **lv, const ds8b__gset ***cur, uint32_t **cp,
+                      uint8_t **st, ds8b__err *e);
 /* UTF-8 decoding one byte at a time: 0 rejected, 1 pending, 2 *out complete. */
 int ds8b__utf8_byte(uint32_t *cp, uint8_t *need, uint8_t *nbytes, uint8_t *lead, uint8_t b, uint32_t *out);
 void ds8b__utf8_partial_range(uint32_t cp, uint8_t need, uint8_t nbytes, uint8_t lead, uint32_t *lo, uint32_t *hi);

@@ -98,6 +98,42 @@ int ds8b__gm_mask(const ds8b__gmatch *m, const ds8b__vtrie *t, uint8_t *allow, i
 /* Does the token byte string p[0..n) keep m alive? (m unchanged) */
 int ds8b__gm_allows(const ds8b__gmatch *m, const uint8_t *p, size_t n, bool *ok, ds8b__err *e);
 
+/* ---- A session's grammar (gsample.c) ------------------------------ */
+typedef struct ds8b__gsess {
+    const ds8b_grammar *g;  /* attached (holds a reference), or NULL */
+    ds8b__gmatch m;         /* state of the current generation */
+    bool live;              /* m belongs to a generation not yet ended by EOS or the grammar */
+    uint8_t *allow;         /* (n_vocab) mask scratch */
+    int force_full;         /* tests: always compute the full mask */
+    int64_t n_fast, n_full; /* tokens sampled by each path */
+} ds8b__gsess;
+struct ds8b_session;
+void ds8b__gsess_free(ds8b__gsess *gs);
+int ds8b__gsess_attach(struct ds8b_session *s, const ds8b_grammar *g, ds8b__err *e);
+/* At the start of a generation: restart from the root unless may_continue
+ * and the state is live. */
+int ds8b__gsess_begin(struct ds8b_session *s, bool may_continue, ds8b__err *e);
+/* Samples from s's logits over the tokens the grammar allows. */
+int ds8b__gsess_sample(struct ds8b_session *s, int32_t *out, ds8b__err *e);
+/* Advances the grammar by token id (EOG: no change). */
+int ds8b__gsess_accept(struct ds8b_session *s, int32_t id, ds8b__err *e);
+/* dst gets src's grammar and state (fork). */
+int ds8b__gsess_copy(struct ds8b_session *dst, const struct ds8b_session *src, ds8b__err *e);
+
+/* ---- Sampling over allowed tokens (sampler.c) ---------------------- */
+typedef struct ds8b__tfilter {
+    int (*allows)(void *ctx, int32_t id, bool *ok, ds8b__err *e);
+    int (*mask)(void *ctx, uint8_t *allow, ds8b__err *e); /* allow[0..n_vocab) */
+    void *ctx;
+    uint8_t *allow;         /* (n_vocab) */
+    int force_full;
+    int64_t n_fast, n_full;
+} ds8b__tfilter;
+struct ds8b__sampler;
+/* Exactly the session sampler over the allowed tokens only; see sampler.c. */
+int ds8b__sample_filtered(struct ds8b__sampler *s, const float *logits, const int32_t *history,
+                          int64_t n_history, ds8b__tfilter *f, int32_t *out, ds8b__err *e);
+
 /* ---- Generation hooks (generate.c), for speculative decoding too ----
  * With the session's grammar active in generation g: *ok = token t may be
  * sampled now (always true when no grammar is active); accept advances the

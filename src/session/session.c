@@ -1,5 +1,6 @@
 /* session.c -- session lifetime, evaluation and generation. */
 #include "session/session.h"
+#include "grammar/grammar.h"
 
 #include "tokenizer/tokenizer.h"
 
@@ -61,6 +62,7 @@ static void session_destroy(ds8b_session *s) {
     ds8b__sampler_free(&s->sampler);
     ds8b__free(s->tokens);
     for (int i = 0; i < s->n_stops; i++) ds8b__free(s->stops[i]);
+    ds8b__gsess_free(s->gram);
     ds8b__memscope_leave(old);
     if (s->model) atomic_fetch_sub(&s->model->n_sessions, 1);
     s->magic = 0;
