@@ -106,6 +106,7 @@ typedef struct ds8b__gsess {
     uint8_t *allow;         /* (n_vocab) mask scratch */
     int force_full;         /* tests: always compute the full mask */
     int64_t n_fast, n_full; /* tokens sampled by each path */
+    double ms_fast, ms_full; /* time spent sampling on each path */
 } ds8b__gsess;
 struct ds8b_session;
 void ds8b__gsess_free(ds8b__gsess *gs);

@@ -21,6 +21,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #define VT_MAX_TOKEN 1024 /* longer tokens are never allowed under a grammar */
 
@@ -312,9 +313,15 @@ int ds8b__gsess_sample(ds8b_session *s, int32_t *out, ds8b__err *e) {
         if (!gs->allow) return DS8B_E_NOMEM;
     }
     ds8b__tfilter f = {f_allows, f_mask, s, gs->allow, gs->force_full, 0, 0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = ds8b__sample_filtered(&s->sampler, s->sc.logits, s->tokens, s->n_past, &f, out, e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
     gs->n_fast += f.n_fast;
     gs->n_full += f.n_full;
+    if (f.n_full) gs->ms_full += ms;
+    else gs->ms_fast += ms;
     return rc;
 }
 

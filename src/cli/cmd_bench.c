@@ -1,0 +1,240 @@
+/*
+ * cmd_bench.c -- ds8b bench: prompt and decode speed on a model, with the
+ * memory-bandwidth roofline; --seqs for batched decoding; --kernels hands
+ * over to cli_kbench.c. Uses internals (bandwidth probe, bytes per token).
+ */
+#include "cli.h"
+
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "session/session.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ================================================================== */
+/* bench                                                               */
+/* ================================================================== */
+static void mean_sd(const double *x, int n, double *mean, double *sd) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) q += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+/* Weight bytes one decoded token reads: every matrix once, one embedding row. */
+static double bytes_per_token(const ds8b_model *m) {
+    double b = (double)m->weight_bytes;
+    if (!m->output_is_embd) b -= (double)m->tok_embd.nbytes;
+    return b;
+}
+
+/* Aggregate decoding speed of `seqs` sequences generating tg tokens each
+ * together in one ds8b_batch: tokens of all sequences per second. */
+static int bench_seqs(ds8b_model *m, int seqs, int tg, int threads, double *tps) {
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, tg + 16);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
+    ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, tg);
+    ds8b_params_set_int(p, DS8B_PARAM_STOP_AT_EOS, 0);
+    ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0.8);
+    ds8b_session **ss = calloc((size_t)seqs, sizeof *ss);
+    ds8b_batch *b = NULL;
+    int rc = ss ? ds8b_batch_create(m, p, &b) : DS8B_E_NOMEM;
+    int64_t vocab = m->hp.n_vocab;
+    for (int i = 0; i < seqs && !rc; i++) {
+        ds8b_params_set_int(p, DS8B_PARAM_SEED, 1000 + i);
+        rc = ds8b_session_create(m, p, &ss[i]);
+        /* a different one-token prompt per sequence, evaluated before timing */
+        int32_t id = (int32_t)((i * 7919 + 11) % vocab);
+        if (!rc) rc = ds8b_eval(ss[i], &id, 1, NULL);
+        if (!rc) rc = ds8b_batch_add(b, ss[i], "", 0, 0, NULL, NULL);
+    }
+    int64_t active = seqs;
+    double t0 = cli_now_s();
+    while (!rc && active > 0) rc = ds8b_batch_step(b, &active);
+    double dt = cli_now_s() - t0;
+    int64_t total = 0;
+    for (int i = 0; i < seqs; i++) total += ss[i] ? ds8b_session_n_generated(ss[i]) : 0;
+    *tps = dt > 0 ? (double)total / dt : 0;
+    ds8b_batch_free(b);
+    for (int i = 0; i < seqs; i++) ds8b_session_free(ss[i]);
+    free(ss);
+    ds8b_params_free(p);
+    return rc;
+}
+
+static int cmd_bench_seqs(ds8b_model *m, const char *list, int tg, int reps, int threads) {
+    int rc = 0;
+    double base = 0;
+    int nth = threads;
+    if (nth <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nth = c > 0 ? (int)c : 1;
+    }
+    printf("| model | scheme | threads | isa | sequences | test | t/s (all sequences) | t/s per sequence | vs 1 sequence |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
+    const char *q = list;
+    while (*q && !rc) {
+        char *end;
+        long seqs = strtol(q, &end, 10);
+        if (end == q || seqs < 1 || seqs > DS8B_BATCH_MAX) {
+            fprintf(stderr, "ds8b: --seqs wants numbers from 1 to %d separated by commas\n", DS8B_BATCH_MAX);
+            return 2;
+        }
+        q = *end == ',' ? end + 1 : end;
+        double warm, *x = calloc((size_t)reps, sizeof *x), mean, sd;
+        rc = bench_seqs(m, (int)seqs, 4, threads, &warm);
+        for (int r = 0; r < reps && !rc; r++) rc = bench_seqs(m, (int)seqs, tg, threads, &x[r]);
+        if (!rc) {
+            mean_sd(x, reps, &mean, &sd);
+            if (seqs == 1 || base == 0) base = mean / (double)seqs;
+            printf("| %s | %s | %d | %s | %ld | tg%d | %.2f ± %.2f | %.2f | %.2fx |\n", m->desc,
+                   m->scheme ? m->scheme : "?", nth, ds8b__isa_name(), seqs, tg, mean, sd, mean / (double)seqs,
+                   mean / base);
+            fflush(stdout);
+        }
+        free(x);
+    }
+    if (rc) return cli_fail("benchmarking batched decoding", rc);
+    double bw = ds8b__measure_read_bandwidth(nth);
+    printf("\nmemory read bandwidth: %.1f GB/s (%d threads); one sequence's roofline: %.2f t/s\n", bw, nth,
+           bw * 1e9 / bytes_per_token(m));
+    return 0;
+}
+
+/* Multiply-adds per token in the layers' weight matrices (what a prompt
+ * batch spends its arithmetic on; the output matrix runs for one row). */
+static double layer_macs(const ds8b_model *m) {
+    double t = 0;
+    for (int64_t l = 0; l < m->hp.n_layer; l++) {
+        const ds8b__layer *L = &m->layers[l];
+        const ds8b__tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) t += (double)ws[i]->ne[0] * (double)ws[i]->ne[1];
+    }
+    return t;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (cli_flag(argc, argv, "--kernels")) return cli_bench_kernels(argc, argv);
+    const char *path = cli_opt(argc, argv, "-m");
+    if (!path) return cli_usage("bench needs -m PATH");
+    double v;
+    int pp = 512, tg = 128, reps = 3, threads = 0;
+    if (cli_opt(argc, argv, "-p") && cli_num(cli_opt(argc, argv, "-p"), &v)) pp = (int)v;
+    if (cli_opt(argc, argv, "-n") && cli_num(cli_opt(argc, argv, "-n"), &v)) tg = (int)v;
+    if (cli_opt(argc, argv, "-r") && cli_num(cli_opt(argc, argv, "-r"), &v)) reps = (int)v;
+    if (cli_opt(argc, argv, "--threads") && cli_num(cli_opt(argc, argv, "--threads"), &v)) threads = (int)v;
+    if (cli_opt(argc, argv, "-t") && cli_num(cli_opt(argc, argv, "-t"), &v)) threads = (int)v;
+    if (reps < 1) reps = 1;
+    if (pp < 0 || tg < 0 || pp > 1000000 || tg > 1000000 || reps > 1000)
+        return cli_usage("bench: -p and -n must be 0..1000000, -r 1..1000");
+    if (pp == 0 && tg == 0) return cli_usage("bench: nothing to measure with -p 0 -n 0");
+    ds8b_model *m;
+    if (cli_load(argc, argv, path, &m)) return 1;
+    const char *gfile = cli_opt(argc, argv, "--grammar");
+    if (gfile) {
+        int grc = cli_bench_grammar(m, gfile, tg > 0 ? tg : 32, reps, threads);
+        ds8b_model_free(m);
+        return grc;
+    }
+    const char *seqs = cli_opt(argc, argv, "--seqs");
+    if (seqs) {
+        int brc = cmd_bench_seqs(m, seqs, tg, reps, threads);
+        ds8b_model_free(m);
+        return brc;
+    }
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    /* room for the warm-up (32 + 4 tokens) as well */
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, pp + tg + 8 > 64 ? pp + tg + 8 : 64);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
+    const char *nb = cli_opt(argc, argv, "--batch");
+    if (nb && cli_num(nb, &v)) ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, (int64_t)v);
+    else ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, pp > 32 ? pp : 32);
+    ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0.0);
+    ds8b_session *s;
+    int rc = ds8b_session_create(m, p, &s);
+    ds8b_params_free(p);
+    if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
+    int nth = s->n_threads;
+    int64_t vocab = m->hp.n_vocab;
+    int nids = pp > tg ? pp : tg;
+    if (nids < 32) nids = 32;
+    int32_t *ids = malloc((size_t)nids * sizeof *ids);
+    if (!ids) { ds8b_session_free(s); ds8b_model_free(m); return cli_fail("allocating the prompt", DS8B_E_NOMEM); }
+    for (int i = 0; i < nids; i++) ids[i] = (int32_t)((i * 7919 + 11) % vocab);
+    double *tpp = calloc((size_t)reps, sizeof *tpp), *ttg = calloc((size_t)reps, sizeof *ttg);
+    /* warm-up: a short prompt and a few generated tokens */
+    ds8b_session_reset(s);
+    rc = ds8b_eval(s, ids, 32, NULL);
+    for (int i = 0; i < 4 && !rc; i++) {
+        int32_t t;
+        ds8b_sample(s, &t);
+        rc = ds8b_eval(s, &t, 1, NULL);
+    }
+    for (int r = 0; r < reps && !rc; r++) {
+        ds8b_session_reset(s);
+        double t0 = cli_now_s();
+        if (pp > 0) {
+            rc = ds8b_eval(s, ids, (size_t)pp, NULL);
+            tpp[r] = pp / (cli_now_s() - t0);
+        }
+        ds8b_session_reset(s);
+        rc = rc ? rc : ds8b_eval(s, ids, 1, NULL);
+        t0 = cli_now_s();
+        for (int i = 0; i < tg && !rc; i++) {
+            int32_t t;
+            ds8b_sample(s, &t);
+            rc = ds8b_eval(s, &t, 1, NULL);
+        }
+        ttg[r] = tg / (cli_now_s() - t0);
+    }
+    if (rc) {
+        cli_fail("benchmarking", rc);
+        free(ids);
+        free(tpp);
+        free(ttg);
+        ds8b_session_free(s);
+        ds8b_model_free(m);
+        return 1;
+    }
+    double bw = ds8b__measure_read_bandwidth(nth);
+    double bpt = bytes_per_token(m);
+    double ppm, pps, tgm, tgs;
+    mean_sd(tpp, reps, &ppm, &pps);
+    mean_sd(ttg, reps, &tgm, &tgs);
+    double roof = bw * 1e9 / bpt;
+    printf("| model | scheme | threads | isa | test | t/s |\n|---|---|---|---|---|---|\n");
+    if (pp > 0)
+        printf("| %s | %s | %d | %s | pp%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
+               ds8b__isa_name(), pp, ppm, pps);
+    if (tg > 0)
+        printf("| %s | %s | %d | %s | tg%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
+               ds8b__isa_name(), tg, tgm, tgs);
+    printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw, nth);
+    printf("weight bytes read per token: %.3f GB\n", bpt / 1e9);
+    if (tg > 0) printf("decode roofline: %.2f t/s; tg%d reaches %.0f%% of it\n", roof, tg, 100.0 * tgm / roof);
+    else printf("decode roofline: %.2f t/s\n", roof);
+    if (pp > 0) {
+        double gops = 2.0 * layer_macs(m) * ppm / 1e9, peak = ds8b__measure_vnni_peak(nth);
+        printf("pp%d: %.0f GOPS in the layer matrices", pp, gops);
+        if (peak > 0)
+            printf(" = %.0f%% of the int8 VNNI peak measured now (%.0f GOPS, %d threads)", 100.0 * gops / peak, peak,
+                   nth);
+        printf("\n");
+    }
+    free(ids);
+    free(tpp);
+    free(ttg);
+    ds8b_session_free(s);
+    ds8b_model_free(m);
+    return rc ? 1 : 0;
+}
+
+
