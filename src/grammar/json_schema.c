@@ -2013,6 +2013,13 @@ int ds8b__json_schema_to_gbnf(const char *json, size_t len, char **gbnf, size_t 
     if (len > DS8B__JS_MAX_INPUT)
         return ds8b__seterr(e, DS8B_E_LIMIT, "json schema: %zu bytes, more than the limit of %u", len,
                             (unsigned)DS8B__JS_MAX_INPUT);
+    /* JSON text is UTF-8; the grammar's literals must be too. */
+    for (const char *p = json, *end = json ? json + len : NULL; p && p < end;) {
+        uint32_t cp;
+        size_t k = utf8_dec(p, end, &cp);
+        if (!k) return ds8b__seterr(e, DS8B_E_FORMAT, "json schema: not valid UTF-8 at byte %zu", (size_t)(p - json));
+        p += k;
+    }
     cJSON *doc = json ? cJSON_ParseWithLength(json, len) : NULL;
     if (!doc) return ds8b__seterr(e, DS8B_E_FORMAT, "json schema: not valid JSON");
     jsc c = {.doc = doc, .e = e};
