@@ -409,7 +409,7 @@ static int run_generations(const char *dump, int *completed_out, int *total_out)
             ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, 1);
             ds8b_params_set_int(p, DS8B_PARAM_SEED, seed);
             ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 1.0);
-            ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, 96);
+            ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, 128);
             ds8b_session *s = NULL;
             int rc = ds8b_session_create(g_model, p, &s);
             ds8b_params_free(p);

@@ -1869,7 +1869,7 @@ static int gen_inner(jsc *c, const cJSON *s, const char *hint, sb *out) {
     if (!cJSON_IsObject(s)) return js_fail(c, DS8B_E_INVALID, "a schema must be an object or a boolean");
     if ((rc = check_keywords(c, s))) return rc;
     const cJSON *ref = get(s, "$ref");
-    if (ref && !has_siblings(s, "$ref", "$defs") && !get(s, "definitions")) return gen_ref(c, ref, out);
+    if (ref && !has_siblings(s, "$ref", NULL)) return gen_ref(c, ref, out);
     if (ref || get(s, "allOf")) {
         cJSON *m = keep(c, cJSON_CreateObject());
         if (!m) return js_nomem(c);
