@@ -475,6 +475,30 @@ DS8B_API int ds8b_grammar_accepts(const ds8b_grammar *g, const char *text, size_
  * after </think>. s keeps a reference: g must outlive the attachment. */
 DS8B_API int ds8b_session_set_grammar(ds8b_session *s, const ds8b_grammar *g);
 
+/* JSON Schema grammars (see docs/json-schema.md). Compiles a grammar whose
+ * sentences are JSON texts valid under the schema (len bytes of JSON):
+ * type (all, and arrays of types), properties, required,
+ * additionalProperties, items, prefixItems, minItems/maxItems, enum,
+ * const, anyOf/oneOf/allOf, local $ref (#/$defs/..., #/definitions/...,
+ * recursive ones too), minLength/maxLength, pattern (a regex subset),
+ * format (date, time, date-time, uuid), minimum/maximum and their
+ * exclusive forms. "{}" or "true" give any JSON value. Whitespace between
+ * tokens is bounded: nothing, one space, or one newline and up to 20
+ * spaces or tabs. Errors: DS8B_E_FORMAT (not JSON), DS8B_E_UNSUPPORTED (a
+ * keyword, format or regex feature not handled; ds8b_errmsg() names it
+ * and its JSON-pointer path, e.g. "unsupported keyword 'not' at
+ * /properties/a"), DS8B_E_INVALID (malformed, or a schema that matches
+ * nothing), DS8B_E_LIMIT (nesting, size or $ref chain bounds). */
+DS8B_API int ds8b_grammar_from_json_schema(const char *schema_json, size_t len, ds8b_grammar **out);
+/* The grammar of any JSON value, with the same whitespace bound. */
+DS8B_API int ds8b_grammar_any_json(ds8b_grammar **out);
+/* The GBNF text the schema converts to (start rule "root"), to inspect
+ * or edit and pass to ds8b_grammar_compile. Writes a NUL-terminated
+ * string; *out_len gets its length; DS8B_E_BUFFER if buf is NULL or
+ * cap < *out_len + 1. Errors as ds8b_grammar_from_json_schema. */
+DS8B_API int ds8b_json_schema_to_gbnf(const char *schema_json, size_t len, char *buf, size_t cap,
+                                      size_t *out_len);
+
 /* ------------------------------------------------------------------ */
 /* Memory accounting                                                   */
 /* ------------------------------------------------------------------ */
