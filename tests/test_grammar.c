@@ -9,6 +9,7 @@
 #include "session/session.h"
 #include "tokenizer/tokenizer.h"
 
+#include <pthread.h>
 #include <time.h>
 
 static ds8b_model *g_model;
@@ -640,6 +641,63 @@ static void test_reasoning_and_stops(void) {
     ds8b_grammar_free(l);
 }
 
+/* Two threads generate under grammars on a fresh model at once: the
+ * vocabulary trie is built lazily: both may build one, the first to
+ * publish it wins and the other frees its copy; both results equal a
+ * sequential run. */
+typedef struct thr { ds8b_model *m; const ds8b_grammar *g; int seed; obuf out; int rc; } thr;
+static void *thr_run(void *u) {
+    thr *t = u;
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, 256);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, 1);
+    ds8b_params_set_int(p, DS8B_PARAM_SEED, t->seed);
+    ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 1.0);
+    ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, 16);
+    ds8b_session *s = NULL;
+    t->rc = ds8b_session_create(t->m, p, &s);
+    ds8b_params_free(p);
+    if (!t->rc) t->rc = ds8b_session_set_grammar(s, t->g);
+    if (!t->rc) t->rc = ds8b_generate(s, "Go", 2, DS8B_GEN_ADD_SPECIAL, collect, &t->out, NULL);
+    ds8b_session_free(s);
+    return NULL;
+}
+
+static void test_threads_share(void) {
+    char p[1024];
+    ds8b_grammar *g = load_shared("json");
+    thr seq[2], par[2];
+    for (int round = 0; round < 2; round++) {
+        ds8b_model *m = NULL;
+        CHECK(ds8b_model_load(t_path(p, sizeof p, "models/demo-llama"), NULL, &m) == 0, "load");
+        thr *t = round ? par : seq;
+        for (int i = 0; i < 2; i++) {
+            memset(&t[i], 0, sizeof t[i]);
+            t[i].m = m;
+            t[i].g = g;
+            t[i].seed = 40 + i;
+        }
+        if (round == 0) {
+            thr_run(&t[0]);
+            thr_run(&t[1]);
+        } else {
+            pthread_t a, b;
+            pthread_create(&a, NULL, thr_run, &t[0]);
+            pthread_create(&b, NULL, thr_run, &t[1]);
+            pthread_join(a, NULL);
+            pthread_join(b, NULL);
+        }
+        ds8b_model_free(m);
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK(seq[i].rc == 0 && par[i].rc == 0, "rc %d %d", seq[i].rc, par[i].rc);
+        CHECK(seq[i].out.n == par[i].out.n && memcmp(seq[i].out.t, par[i].out.t, seq[i].out.n) == 0,
+              "thread %d: [%s] != [%s]", i, par[i].out.t, seq[i].out.t);
+    }
+    ds8b_grammar_free(g);
+}
+
 /* Full mask over the real 128k vocabulary: the per-token cost. */
 static void test_mask_cost(void) {
     char p[1024];
@@ -719,6 +777,7 @@ int main(void) {
     RUN(test_save_restore_fork);
     RUN(test_batch);
     RUN(test_reasoning_and_stops);
+    RUN(test_threads_share);
     RUN(test_mask_cost);
     ds8b_model_free(g_model);
     T_EXIT();
