@@ -80,7 +80,8 @@ enum {
     DS8B_E_LIMIT = -11,        /* a sandbox or size bound was exceeded */
     DS8B_E_CHECKSUM = -12,     /* CRC mismatch */
     DS8B_E_MISMATCH = -13,     /* data belongs to another model/version */
-    DS8B_E_INTERNAL = -14      /* a bug in libds8b; please report */
+    DS8B_E_INTERNAL = -14,     /* a bug in libds8b; please report */
+    DS8B_E_GRAMMAR = -15       /* GBNF grammar error (message: "line L, column C: ...") */
 };
 
 /* Static English text for a code; never NULL. */
@@ -329,7 +330,8 @@ enum {
     DS8B_FINISH_STOP_STRING = 3,  /* a stop string matched */
     DS8B_FINISH_CONTEXT = 4,      /* context full under DS8B_CTX_STOP */
     DS8B_FINISH_CANCELLED = 5,    /* callback or ds8b_session_cancel */
-    DS8B_FINISH_ERROR = 6
+    DS8B_FINISH_ERROR = 6,
+    DS8B_FINISH_GRAMMAR = 7       /* the grammar is complete and nothing can follow */
 };
 DS8B_API int ds8b_session_finish_reason(const ds8b_session *s);
 /* Removes every stop string of the session. */
@@ -561,6 +563,61 @@ DS8B_API int ds8b_session_load_file(ds8b_session *s, const char *path);
 /* A new session on the same model holding a copy of s's state (for
  * branching dialogues). Free it with ds8b_session_free. */
 DS8B_API int ds8b_session_fork(ds8b_session *s, ds8b_session **out);
+
+/* ------------------------------------------------------------------ */
+/* Grammars: GBNF-constrained generation (see docs/grammars.md)        */
+/* ------------------------------------------------------------------ */
+/* A compiled GBNF grammar (llama.cpp's format). Read-only once compiled:
+ * any number of sessions and threads may use one grammar at once. */
+typedef struct ds8b_grammar ds8b_grammar;
+
+/* Compiles len bytes of GBNF. root names the start rule (NULL = "root").
+ * Syntax errors, undefined rules, a missing root and left recursion give
+ * DS8B_E_GRAMMAR with ds8b_errmsg() "line L, column C: message"; a grammar
+ * past the size, nesting or repetition bounds gives DS8B_E_LIMIT. */
+DS8B_API int ds8b_grammar_compile(const char *gbnf, size_t len, const char *root, ds8b_grammar **out);
+/* Frees g. Refused (nothing freed, message in ds8b_errmsg) while sessions
+ * still have g attached: detach it (ds8b_session_set_grammar(s, NULL)) or
+ * free them first. NULL is a no-op. */
+DS8B_API void ds8b_grammar_free(ds8b_grammar *g);
+/* *accept = 1 when the whole text (len bytes of UTF-8) is a complete
+ * sentence of g, else 0. DS8B_E_LIMIT when matching passes the matcher's
+ * bounds (a highly ambiguous grammar). */
+DS8B_API int ds8b_grammar_accepts(const ds8b_grammar *g, const char *text, size_t len, int *accept);
+/* Constrains s's generations by g (NULL removes the grammar). Applies from
+ * the next ds8b_generate / ds8b_chat_reply / ds8b_batch_add: each starts
+ * g from its root, except a generation with an empty prompt, which
+ * continues a grammar left incomplete by the previous one (MAX_TOKENS,
+ * cancel). Tokens that cannot continue are masked before sampling; an
+ * end-of-generation token only where g can end; when g is complete and
+ * nothing can follow, generation ends with DS8B_FINISH_GRAMMAR. With
+ * DS8B_GEN_REASONING the grammar constrains the answer only: it starts
+ * after </think>. s keeps a reference: g must outlive the attachment. */
+DS8B_API int ds8b_session_set_grammar(ds8b_session *s, const ds8b_grammar *g);
+
+/* JSON Schema grammars (see docs/json-schema.md). Compiles a grammar whose
+ * sentences are JSON texts valid under the schema (len bytes of JSON):
+ * type (all, and arrays of types), properties, required,
+ * additionalProperties, items, prefixItems, minItems/maxItems, enum,
+ * const, anyOf/oneOf/allOf, local $ref (#/$defs/..., #/definitions/...,
+ * recursive ones too), minLength/maxLength, pattern (a regex subset),
+ * format (date, time, date-time, uuid), minimum/maximum and their
+ * exclusive forms. "{}" or "true" give any JSON value. Whitespace between
+ * tokens is bounded: nothing, one space, or one newline and up to 20
+ * spaces or tabs. Errors: DS8B_E_FORMAT (not JSON), DS8B_E_UNSUPPORTED (a
+ * keyword, format or regex feature not handled; ds8b_errmsg() names it
+ * and its JSON-pointer path, e.g. "unsupported keyword 'not' at
+ * /properties/a"), DS8B_E_INVALID (malformed, or a schema that matches
+ * nothing), DS8B_E_LIMIT (nesting, size or $ref chain bounds). */
+DS8B_API int ds8b_grammar_from_json_schema(const char *schema_json, size_t len, ds8b_grammar **out);
+/* The grammar of any JSON value, with the same whitespace bound. */
+DS8B_API int ds8b_grammar_any_json(ds8b_grammar **out);
+/* The GBNF text the schema converts to (start rule "root"), to inspect
+ * or edit and pass to ds8b_grammar_compile. Writes a NUL-terminated
+ * string; *out_len gets its length; DS8B_E_BUFFER if buf is NULL or
+ * cap < *out_len + 1. Errors as ds8b_grammar_from_json_schema. */
+DS8B_API int ds8b_json_schema_to_gbnf(const char *schema_json, size_t len, char *buf, size_t cap,
+                                      size_t *out_len);
 
 /* ------------------------------------------------------------------ */
 /* Memory accounting                                                   */

@@ -100,6 +100,22 @@ if built game_npc game_npc_runs game_npc_save_restore_match game_npc_frame_budge
   echo "  # $(grep '^cancel latency' "$tmp/game.out")"
 fi
 
+# -------------------------------------------------------------- npc_json
+# Answers under a JSON Schema grammar: every complete answer must parse (three seeds).
+if built npc_json npc_json_every_answer_parses; then
+  fails=0; total=0
+  for seed in 1 2 3; do
+    timeout 60 "$EX/npc_json" -m $MODEL --turns 6 --seed $seed >"$tmp/npc.$seed.out" 2>&1 || fails=$((fails+1))
+    c=$(num "$tmp/npc.$seed.out" '^answers: ([0-9]+) complete.*')
+    p=$(num "$tmp/npc.$seed.out" '^answers: [0-9]+ complete, ([0-9]+) parsed.*')
+    if [ -z "$c" ] || [ "$c" != "$p" ]; then fails=$((fails+1)); fi
+    total=$((total+${p:-0}))
+  done
+  if [ $fails -eq 0 ] && [ $total -gt 0 ]; then ok npc_json_every_answer_parses
+  else bad npc_json_every_answer_parses "$fails failing runs, $total parsed answers"; show "$tmp/npc.1.out"; fi
+  echo "  # $total answers parsed and carried out over 3 seeds"
+fi
+
 # ----------------------------------------------------------------- crowd
 if built crowd crowd_runs crowd_batched_matches_alone crowd_cancel_one; then
   timeout 120 "$EX/crowd" -m $MODEL --npcs 6 --tokens 24 --frames 1200 >"$tmp/crowd.out" 2>"$tmp/crowd.err"

@@ -116,6 +116,12 @@ int cli_bench_kernels(const cli_args *a);                             /* cli_kbe
 /* cli_spec.c: bench --pass-cost and --spec-prompt FILE (speculative decoding) */
 int cli_bench_pass_cost(const cli_args *a, ds8b_model *m);
 int cli_bench_spec(const cli_args *a, ds8b_model *m);
+/* cmd_grammar.c: ds8b grammar --check; generate --grammar-file/--json-schema; bench --grammar */
+extern const cli_optdef grammar_opts[];
+int cmd_grammar(const cli_args *a);
+ds8b_grammar *cli_grammar_load(const char *path);
+ds8b_grammar *cli_schema_load(const char *path);
+int cli_bench_grammar(ds8b_model *m, const char *gpath, int tg, int reps, int threads);
 
 /* ------------------------------------------------------------------ */
 /* Helpers (cli_common.c)                                              */

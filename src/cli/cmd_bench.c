@@ -141,6 +141,7 @@ const cli_optdef bench_opts[] = {
     {"--temp", CLI_FLOAT, "T"},
     {"--seed", CLI_INT, "S"},
     {"--mmap", CLI_INT, "0|1"},
+    {"--grammar", CLI_STR, "FILE.gbnf"},
     {0},
 };
 
@@ -194,6 +195,12 @@ int cmd_bench(const cli_args *a) {
     if (cli_load(a, path, &m)) return 1;
     clock_gettime(CLOCK_MONOTONIC, &l1);
     fprintf(stderr, "load: %.2f s\n", (double)(l1.tv_sec - l0.tv_sec) + 1e-9 * (double)(l1.tv_nsec - l0.tv_nsec));
+    const char *gfile = cli_opt(a, "--grammar");
+    if (gfile) {
+        int grc = cli_bench_grammar(m, gfile, tg > 0 ? tg : 32, reps, threads);
+        ds8b_model_free(m);
+        return grc;
+    }
     if (nseqs > 0) {
         int brc = cmd_bench_seqs(m, seqs, nseqs, tg, reps, threads);
         ds8b_model_free(m);

@@ -21,6 +21,8 @@ const cli_optdef generate_opts[] = {
     {"--no-echo", CLI_FLAG},
     {"--stats", CLI_FLAG},
     {"--draft-model", CLI_STR, "PATH"},
+    {"--grammar-file", CLI_STR, "FILE.gbnf"},
+    {"--json-schema", CLI_STR, "FILE.json"},
     {0},
 };
 
@@ -55,6 +57,22 @@ int cmd_generate(const cli_args *a) {
         ds8b_model_free(m);
         return 1;
     }
+    ds8b_grammar *gram = NULL;
+    const char *gfile = cli_opt(a, "--grammar-file"), *sfile = cli_opt(a, "--json-schema");
+    if (gfile && sfile) {
+        ds8b_session_free(s);
+        ds8b_model_free(dm);
+        ds8b_model_free(m);
+        return cli_usage(a, "--grammar-file and --json-schema exclude each other");
+    }
+    if ((gfile || sfile) &&
+        (!(gram = gfile ? cli_grammar_load(gfile) : cli_schema_load(sfile)) || ds8b_session_set_grammar(s, gram))) {
+        ds8b_session_free(s);
+        ds8b_grammar_free(gram);
+        ds8b_model_free(dm);
+        ds8b_model_free(m);
+        return 1;
+    }
     int flags = cli_flag(a, "--raw") ? 0 : DS8B_GEN_ADD_SPECIAL;
     if (cli_flag(a, "--reasoning")) flags |= DS8B_GEN_REASONING;
     gen_state g = {DS8B_CHANNEL_ANSWER, cli_flag(a, "--color")};
@@ -65,7 +83,7 @@ int cmd_generate(const cli_args *a) {
     rc = ds8b_generate(s, prompt, strlen(prompt), flags, on_piece, &g, &ng);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (g.color) fputs("\x1b[0m", stdout);
-    fputc('\n', stdout);
+    if (!cli_flag(a, "--no-echo")) fputc('\n', stdout); /* --no-echo: stdout is the generated text only */
     int ret = 0;
     if (rc) ret = cli_fail("generating", rc);
     if (cli_flag(a, "--stats")) {
@@ -78,6 +96,7 @@ int cmd_generate(const cli_args *a) {
     }
     ds8b_session_free(s);
     ds8b_model_free(dm);
+    ds8b_grammar_free(gram);
     ds8b_model_free(m);
     return ret;
 }

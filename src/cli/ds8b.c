@@ -75,7 +75,10 @@ static const cli_command commands[] = {
      "a full-size bf16 checkpoint with random weights"},
     {"bench", cmd_bench, "benchmarks", bench_opts, L, NULL,
      "-m PATH: pp/tg speed (--seqs: batched decoding); --kernels: matmul kernels alone, no model; "
-     "--pass-cost: a speculation pass of k+1 positions vs 1; --spec-prompt FILE: speculation end to end"},
+     "--pass-cost: a speculation pass of k+1 positions vs 1; --spec-prompt FILE: speculation end to end; "
+     "--grammar FILE.gbnf: decoding with and without the grammar"},
+    {"grammar", cmd_grammar, "grammars", grammar_opts, 0, NULL,
+     "--check FILE.gbnf or --json-schema FILE.json: lines {\"text\": ...} on stdin, one {\"accept\": true|false} per line"},
     {"help", cmd_help, "other", NULL, 0, "[COMMAND]", NULL},
     {"version", cmd_version, "other", NULL, 0, NULL, NULL},
 };

@@ -51,6 +51,7 @@ DS8B_API const char *ds8b_errstr(int code) {
     case DS8B_E_CHECKSUM: return "checksum mismatch";
     case DS8B_E_MISMATCH: return "data does not match this model or version";
     case DS8B_E_INTERNAL: return "internal error";
+    case DS8B_E_GRAMMAR: return "grammar error";
     default: return "unknown error code";
     }
 }

@@ -3,6 +3,7 @@
 
 #include "formats/safetensors.h"
 #include "tokenizer/tokenizer.h"
+#include "grammar/grammar.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ ds8b__tokref *ds8b__tokref_new(ds8b_model *m, ds8b__err *e) {
     if (!tr) return NULL;
     tr->tok = NULL;
     atomic_init(&tr->refs, 1);
+    atomic_init(&tr->gtrie, NULL);
     ds8b__memscope_init(&tr->mem, &m->mem);
     return tr;
 }
@@ -43,6 +45,7 @@ ds8b__tokref *ds8b__tokref_new(ds8b_model *m, ds8b__err *e) {
 void ds8b__tokref_release(ds8b__tokref *r) {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
         ds8b__tok_free(r->tok);
+        ds8b__vtrie_free(atomic_load(&r->gtrie));
         ds8b__free(r);
     }
 }

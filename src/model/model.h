@@ -37,6 +37,7 @@ typedef struct ds8b__tokref {
     ds8b_tokenizer *tok;
     _Atomic int refs;
     ds8b__memscope mem;
+    struct ds8b__vtrie *_Atomic gtrie; /* grammar vocabulary trie, built on first use (src/grammar) */
 } ds8b__tokref;
 
 #define DS8B_MODEL_MAGIC 0x4d38b0d1u

@@ -6,6 +6,7 @@
  * -> top-k -> top-p -> min-p -> renormalise -> draw.
  */
 #include "session/session.h"
+#include "grammar/grammar.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -130,7 +131,9 @@ static int64_t select_top(int32_t *idx, float *val, int64_t n, int64_t k) {
     return k;
 }
 
-int32_t ds8b__sample(ds8b__sampler *s, const float *logits, const int32_t *history, int64_t n_history) {
+/* Candidates = logits with the repetition penalty over the last
+ * repeat_last_n tokens (each id once). */
+static void fill_penalized(ds8b__sampler *s, const float *logits, const int32_t *history, int64_t n_history) {
     const ds8b__sampler_params *p = &s->p;
     int64_t n = s->n_vocab;
     int32_t *idx = s->idx;
@@ -139,7 +142,6 @@ int32_t ds8b__sample(ds8b__sampler *s, const float *logits, const int32_t *histo
         idx[i] = (int32_t)i;
         val[i] = logits[i];
     }
-    /* repetition penalty over the last repeat_last_n tokens (each id once) */
     if (p->repeat_penalty != 1.0 && p->repeat_last_n != 0 && n_history > 0) {
         int64_t from = p->repeat_last_n < 0 || p->repeat_last_n > n_history ? 0 : n_history - p->repeat_last_n;
         for (int64_t i = from; i < n_history; i++) {
@@ -153,14 +155,14 @@ int32_t ds8b__sample(ds8b__sampler *s, const float *logits, const int32_t *histo
             val[t] = v > 0 ? v / (float)p->repeat_penalty : v * (float)p->repeat_penalty;
         }
     }
-    /* greedy: first index of the maximum */
-    if (p->temperature <= 0.0) {
-        int64_t best = 0;
-        for (int64_t i = 1; i < n; i++)
-            if (val[i] > val[best]) best = i;
-        return (int32_t)best;
-    }
-    int64_t k = select_top(idx, val, n, p->top_k);
+}
+
+/* The k best candidates, sorted, in idx/val[0..k): temperature, softmax,
+ * top-p, min-p, one uniform draw. */
+static int32_t draw_sorted(ds8b__sampler *s, int64_t k) {
+    const ds8b__sampler_params *p = &s->p;
+    int32_t *idx = s->idx;
+    float *val = s->prob;
     float mx = val[0], inv_t = (float)(1.0 / p->temperature);
     double sum = 0.0;
     for (int64_t i = 0; i < k; i++) {
@@ -191,4 +193,90 @@ int32_t ds8b__sample(ds8b__sampler *s, const float *logits, const int32_t *histo
         if (r < acc) return idx[i];
     }
     return idx[k - 1];
+}
+
+int32_t ds8b__sample(ds8b__sampler *s, const float *logits, const int32_t *history, int64_t n_history) {
+    const ds8b__sampler_params *p = &s->p;
+    int64_t n = s->n_vocab;
+    fill_penalized(s, logits, history, n_history);
+    int32_t *idx = s->idx;
+    float *val = s->prob;
+    /* greedy: first index of the maximum */
+    if (p->temperature <= 0.0) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < n; i++)
+            if (val[i] > val[best]) best = i;
+        return (int32_t)best;
+    }
+    int64_t k = select_top(idx, val, n, p->top_k);
+    return draw_sorted(s, k);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sampling over allowed tokens only (grammars)                        */
+/* ------------------------------------------------------------------ */
+/* The result is exactly the sampler above run over the allowed tokens
+ * alone (as if every other logit were -inf): penalty, then greedy = the
+ * first allowed token in the order (value desc, id asc), or the top_k best
+ * allowed tokens in that order -> temperature, top-p, min-p, one draw.
+ * Both depend only on the first top_k (greedy: 1) allowed tokens of the
+ * sorted order, so the fast path sorts a few more than top_k candidates
+ * and tests them one by one; when fewer than needed pass, the full mask
+ * (f->mask) is computed and the same selection runs over all allowed
+ * tokens. Either way the same tokens in the same order reach the same
+ * arithmetic, and exactly one uniform draw is made (none for greedy): the
+ * RNG advances identically on both paths. top_k == 0 (off) always takes
+ * the full mask, since softmax then normalises over every allowed token. */
+#define FAST_EXTRA 32
+
+int ds8b__sample_filtered(ds8b__sampler *s, const float *logits, const int32_t *history, int64_t n_history,
+                          ds8b__tfilter *f, int32_t *out, ds8b__err *e) {
+    const ds8b__sampler_params *p = &s->p;
+    int64_t n = s->n_vocab;
+    int32_t *idx = s->idx;
+    float *val = s->prob;
+    bool greedy = p->temperature <= 0.0;
+    int64_t need = greedy ? 1 : p->top_k;
+    int rc;
+    fill_penalized(s, logits, history, n_history);
+    if (need > 0 && !f->force_full) {
+        int64_t K = need + FAST_EXTRA < n ? need + FAST_EXTRA : n;
+        select_top(idx, val, n, K);
+        int64_t got = 0;
+        for (int64_t i = 0; i < K && got < need; i++) {
+            bool ok = false;
+            if ((rc = f->allows(f->ctx, idx[i], &ok, e))) return rc;
+            if (!ok) continue;
+            idx[got] = idx[i];
+            val[got] = val[i];
+            got++;
+        }
+        if (got == need || (K == n && got > 0)) {
+            f->n_fast++;
+            *out = greedy ? idx[0] : draw_sorted(s, got);
+            return 0;
+        }
+        if (K == n) return ds8b__seterr(e, DS8B_E_GRAMMAR, "no token of the vocabulary can continue the grammar");
+        fill_penalized(s, logits, history, n_history);
+    }
+    f->n_full++;
+    if ((rc = f->mask(f->ctx, f->allow, e))) return rc;
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!f->allow[i]) continue;
+        idx[m] = idx[i];
+        val[m] = val[i];
+        m++;
+    }
+    if (m == 0) return ds8b__seterr(e, DS8B_E_GRAMMAR, "no token of the vocabulary can continue the grammar");
+    if (greedy) { /* first allowed id of the maximum */
+        int64_t best = 0;
+        for (int64_t i = 1; i < m; i++)
+            if (val[i] > val[best]) best = i;
+        *out = idx[best];
+        return 0;
+    }
+    int64_t k = select_top(idx, val, m, p->top_k);
+    *out = draw_sorted(s, k);
+    return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "chat/toolcall.h"
 #include "tokenizer/tokenizer.h"
+#include "grammar/grammar.h"
 
 /* ================================================================== */
 /* Streaming with stop strings and the reasoning channel               */
@@ -225,11 +226,43 @@ int ds8b__gen_start(ds8b__gen *g, const char *prompt, size_t len, int flags, ds8
     if (n) rc = ds8b__session_eval(s, ids, (int64_t)n, NULL, e);
     ds8b__free(ids);
     if (rc) return rc;
+    /* the grammar starts at its root; an empty prompt continues it */
+    if ((rc = ds8b__gsess_begin(s, n == 0, e))) return rc;
     if (g->reasoning && ((flags & DS8B_GEN_START_REASONING) || ends_with_think(prompt, len)))
         g->channel = DS8B_CHANNEL_REASONING;
     s->finish = DS8B_FINISH_NONE;
     s->n_generated = 0;
     return DS8B_OK;
+}
+
+/* The session's grammar constrains this token: attached, in progress, and
+ * (with DS8B_GEN_REASONING) the answer channel, i.e. after </think>. */
+static bool gen_grammar_on(const gen_out *g) {
+    const ds8b_session *s = g->s;
+    return s->gram && s->gram->g && s->gram->live && (!g->reasoning || g->channel == DS8B_CHANNEL_ANSWER);
+}
+
+int ds8b__gen_grammar_allows(ds8b__gen *g, int32_t t, bool *ok, ds8b__err *e) {
+    *ok = true;
+    if (!gen_grammar_on(g)) return DS8B_OK;
+    ds8b_session *s = g->s;
+    const ds8b_tokenizer *tok = s->model->tok->tok;
+    if (ds8b__tok_is_eog(tok, t)) {
+        *ok = s->stop_at_eos && ds8b__gm_can_end(&s->gram->m);
+        return DS8B_OK;
+    }
+    char buf[1024];
+    size_t n = 0;
+    if (!ds8b__tok_token_bytes(tok, t, buf, sizeof buf, &n) || ds8b__tok_is_special(tok, t)) {
+        *ok = false;
+        return DS8B_OK;
+    }
+    return ds8b__gm_allows(&s->gram->m, (const uint8_t *)buf, n, ok, e);
+}
+
+int ds8b__gen_grammar_accept(ds8b__gen *g, int32_t t, ds8b__err *e) {
+    if (!gen_grammar_on(g)) return DS8B_OK;
+    return ds8b__gsess_accept(g->s, t, e);
 }
 
 int ds8b__gen_next(ds8b__gen *g, int32_t *token, bool *done, ds8b__err *e) {
@@ -244,8 +277,17 @@ int ds8b__gen_next(ds8b__gen *g, int32_t *token, bool *done, ds8b__err *e) {
         *done = true;
         return DS8B_OK;
     }
-    int32_t t = ds8b__sample(&s->sampler, s->sc.logits, s->tokens, s->n_past);
+    /* sampling, under the session's grammar when one is active */
+    bool gram = gen_grammar_on(g);
+    int32_t t;
+    if (gram) {
+        int rc = ds8b__gsess_sample(s, &t, e);
+        if (!rc) rc = ds8b__gsess_accept(s, t, e);
+        if (rc) return rc;
+    } else
+        t = ds8b__sample(&s->sampler, s->sc.logits, s->tokens, s->n_past);
     if (s->stop_at_eos && ds8b__tok_is_eog(tok, t)) {
+        if (gram) s->gram->live = false;
         s->finish = DS8B_FINISH_EOS;
         *done = true;
         return DS8B_OK;
@@ -260,6 +302,12 @@ int ds8b__gen_next(ds8b__gen *g, int32_t *token, bool *done, ds8b__err *e) {
                             (long long)g->n_gen);
     if (g->stopped) {
         s->finish = DS8B_FINISH_STOP_STRING;
+        *done = true;
+        return DS8B_OK;
+    }
+    if (gram && ds8b__gm_must_end(&s->gram->m)) { /* complete, nothing can follow */
+        s->gram->live = false;
+        s->finish = DS8B_FINISH_GRAMMAR;
         *done = true;
         return DS8B_OK;
     }

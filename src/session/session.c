@@ -1,6 +1,7 @@
 /* session.c -- session lifetime, evaluation and generation. */
 #include "session/session.h"
 #include "session/spec.h"
+#include "grammar/grammar.h"
 
 #include "tokenizer/tokenizer.h"
 
@@ -63,6 +64,7 @@ static void session_destroy(ds8b_session *s) {
     ds8b__spec_free(s);
     ds8b__free(s->tokens);
     for (int i = 0; i < s->n_stops; i++) ds8b__free(s->stops[i]);
+    ds8b__gsess_free(s->gram);
     ds8b__memscope_leave(old);
     if (s->model) atomic_fetch_sub(&s->model->n_sessions, 1);
     s->magic = 0;

@@ -118,6 +118,7 @@ struct ds8b_session {
     bool in_gen;              /* inside ds8b_generate: its callback may run */
     bool free_deferred;       /* ds8b_session_free was called from that callback */
     struct ds8b__spec *spec;  /* speculative decoding (session/spec.h) */
+    struct ds8b__gsess *gram; /* grammar attached by ds8b_session_set_grammar, or NULL (src/grammar) */
     ds8b__err err;
 };
 

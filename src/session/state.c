@@ -14,9 +14,14 @@
  * Payload: a sequence of little-endian fields written by put_*() below:
  * parameters, sampler state (including the RNG), tokens, the last logits,
  * and the KV rows of every held position in the cache's own element type.
+ * Version 2 appends the grammar section: i64 1 and the grammar's
+ * fingerprint (u64), the state's byte size (i64) and the matcher state
+ * (ds8b__gm_save) when a grammar generation is in progress, else i64 0.
+ * Version 1 states (no grammar section) are still read.
  */
 #include "session/session.h"
 #include "session/spec.h"
+#include "grammar/grammar.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,7 +29,7 @@
 #include <zlib.h>
 
 #define STATE_MAGIC "DS8BSES"
-#define STATE_VERSION 1u
+#define STATE_VERSION 2u
 #define HDR_SIZE 48u
 
 /* ------------------------------------------------------------------ */
@@ -137,6 +142,19 @@ static int build_payload(const ds8b_session *s, wbuf *b, ds8b__err *e) {
         put(b, s->kv.k + off, (size_t)s->n_past * s->kv.row_bytes);
         put(b, s->kv.v + off, (size_t)s->n_past * s->kv.row_bytes);
     }
+    /* version 2: the grammar section */
+    if (s->gram && s->gram->g && s->gram->live) {
+        size_t gl = ds8b__gm_saved_size(&s->gram->m);
+        uint8_t *gb = ds8b__malloc(DS8B_MEM_OTHER, gl);
+        if (!gb) return ds8b__seterr(e, DS8B_E_NOMEM, "cannot allocate the grammar state");
+        ds8b__gm_save(&s->gram->m, gb);
+        put_i64(b, 1);
+        put_i64(b, (int64_t)ds8b__grammar_fingerprint(s->gram->g));
+        put_i64(b, (int64_t)gl);
+        put(b, gb, gl);
+        ds8b__free(gb);
+    } else
+        put_i64(b, 0);
     if (b->fail) return ds8b__seterr(e, DS8B_E_NOMEM, "cannot allocate the session state buffer");
     return DS8B_OK;
 }
@@ -175,7 +193,7 @@ static int restore(ds8b_session *s, const uint8_t *data, size_t len, ds8b__err *
     if (r_le32(data + 44) != (uint32_t)crc32(0L, data, 44))
         return ds8b__seterr(e, DS8B_E_CHECKSUM, "session state header is corrupt (CRC mismatch)");
     uint32_t ver = r_le32(data + 8);
-    if (ver != STATE_VERSION)
+    if (ver != STATE_VERSION && ver != 1)
         return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "session state format version %u is not supported (this library reads %u)",
                             ver, STATE_VERSION);
     if (r_le64(data + 16) != ds8b__model_fingerprint(s->model))
@@ -188,7 +206,8 @@ static int restore(ds8b_session *s, const uint8_t *data, size_t len, ds8b__err *
     /* the payload can be no larger than a full cache plus bookkeeping */
     size_t kvb = 0;
     ds8b__kv_bytes(DS8B_KV_F32, s->model->hp.n_layer, s->n_ctx, s->kv.kvd, &kvb);
-    size_t cap = kvb + (size_t)s->n_ctx * 4 + (size_t)s->model->hp.n_vocab * 4 + (1u << 20);
+    size_t cap = kvb + (size_t)s->n_ctx * 4 + (size_t)s->model->hp.n_vocab * 4 + (1u << 20) +
+                 (size_t)DS8B__GM_MAX_STACKS * (DS8B__GM_MAX_DEPTH + 1) * 4 + 64; /* grammar state */
     if (raw > cap) return ds8b__seterr(e, DS8B_E_FORMAT, "session state payload of %llu bytes is too large for this session",
                                        (unsigned long long)raw);
     uint8_t *pl = ds8b__xmalloc(DS8B_MEM_OTHER, raw ? (size_t)raw : 1, "the session state payload", e);
@@ -248,10 +267,46 @@ static int restore(ds8b_session *s, const uint8_t *data, size_t len, ds8b__err *
     int64_t have_logits = get_i64(&b);
     size_t lbytes = have_logits ? (size_t)s->model->hp.n_vocab * 4 : 0;
     size_t kbytes = (size_t)n_past * s->kv.row_bytes * 2 * (size_t)s->kv.n_layer;
-    if (b.fail || lbytes > b.len - b.off || kbytes != b.len - b.off - lbytes) {
+    if (b.fail || lbytes > b.len - b.off || kbytes > b.len - b.off - lbytes ||
+        (ver == 1 && kbytes != b.len - b.off - lbytes)) {
         rc = ds8b__seterr(e, DS8B_E_FORMAT, "session state sizes do not match this model's cache");
         goto out;
     }
+    /* the grammar section (version 2), checked before anything changes */
+    bool gram_live = false;
+    if (ver >= 2) {
+        rbuf gr = {b.p, b.len, b.off + lbytes + kbytes, false};
+        int64_t has = get_i64(&gr);
+        if (gr.fail || (has != 0 && has != 1)) { rc = ds8b__seterr(e, DS8B_E_FORMAT, "session state grammar section is corrupt"); goto out; }
+        if (has) {
+            uint64_t fp = (uint64_t)get_i64(&gr);
+            int64_t gl = get_i64(&gr);
+            if (gr.fail || gl < 0 || (uint64_t)gl != gr.len - gr.off) {
+                rc = ds8b__seterr(e, DS8B_E_FORMAT, "session state grammar section is corrupt");
+                goto out;
+            }
+            if (!s->gram || !s->gram->g || ds8b__grammar_fingerprint(s->gram->g) != fp) {
+                rc = ds8b__seterr(e, DS8B_E_MISMATCH, "session state was saved in the middle of a generation under a "
+                                  "grammar that this session does not have; attach the same grammar first");
+                goto out;
+            }
+            /* load into a fresh matcher: s keeps its own on failure */
+            ds8b__gmatch tmp = {0};
+            rc = ds8b__gm_load(&tmp, s->gram->g, gr.p + gr.off, (size_t)gl, e);
+            if (!rc) {
+                ds8b__gm_free(&s->gram->m);
+                s->gram->m = tmp;
+                gram_live = true;
+            } else {
+                ds8b__gm_free(&tmp);
+                goto out;
+            }
+        } else if (gr.off != gr.len) {
+            rc = ds8b__seterr(e, DS8B_E_FORMAT, "session state has trailing bytes");
+            goto out;
+        }
+    }
+    if (s->gram) s->gram->live = gram_live;
     /* all checks passed: commit */
     memcpy(s->tokens, tokp, (size_t)n_past * 4);
     if (have_logits) get(&b, s->sc.logits, lbytes);
@@ -402,6 +457,10 @@ DS8B_API int ds8b_session_fork(ds8b_session *s, ds8b_session **out) {
     memcpy(c->sc.logits, s->sc.logits, (size_t)s->model->hp.n_vocab * 4);
     c->have_logits = s->have_logits;
     c->n_past = s->n_past;
+    ds8b__memscope *old = ds8b__memscope_enter(&c->mem);
+    rc = ds8b__gsess_copy(c, s, &e);
+    ds8b__memscope_leave(old);
+    if (rc) { ds8b_session_free(c); return ds8b__sess_fail(s, &e); }
     *out = c;
     return DS8B_OK;
 }
