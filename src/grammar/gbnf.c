@@ -344,6 +344,7 @@ static int copy_items(parser *p, elvec *out, const ds8b__gel *item, size_t n) {
 static int repeat_item(parser *p, elvec *out, size_t start, long mn, long mx) {
     size_t n = out->n - start;
     ds8b__gel item;
+    if (n == 0) return 0; /* repeating nothing ("") is nothing */
     if (n == 1) item = out->v[start];
     else {
         /* wrap the item in a rule of its own */

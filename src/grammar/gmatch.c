@@ -39,19 +39,46 @@ struct ds8b__gscr {
     ds8b__gmatch probe;    /* for ds8b__gm_allows */
     bool probe_init;
     ds8b__gset *lv;        /* vocabulary walk: a set per depth */
+    ds8b__gset *views;     /* the set of each depth (into lv or the cache) */
+    uint64_t *hs;          /* its hash */
     const ds8b__gset **cur;
     uint32_t *lcp;
     uint8_t *lst;          /* need, nbytes, lead per depth */
     size_t nlv;
+    /* transition cache of the vocabulary walk: (set, code point) -> set */
+    const ds8b_grammar *tc_g;
+    uint64_t tc_fp;
+    uint32_t *tc_words;    /* arena, fixed size: pointers into it stay valid */
+    size_t tc_len;
+    struct tc_entry *tc_ent;
+    uint32_t tc_n;
+    uint32_t *tc_tab;      /* entry index + 1, open addressing */
+    bool tc_full;
 };
 
-int ds8b__gscr_levels(ds8b__gscr *sc, size_t n, ds8b__gset **lv, const ds8b__gset ***cur, uint32_t **cp,
-                      uint8_t **st, ds8b__err *e) {
+#define TC_WORDS (1u << 18)
+#define TC_ENTRIES 8192u
+#define TC_TAB (2u * TC_ENTRIES)
+
+struct tc_entry {
+    uint64_t key;          /* hash of (input set, cp) */
+    uint64_t out_hash;
+    uint32_t cp, in_off, in_len, in_n, out_off, out_len, out_n;
+};
+
+int ds8b__gscr_levels(ds8b__gscr *sc, size_t n, ds8b__gset **lv, ds8b__gset **views, uint64_t **hs,
+                      const ds8b__gset ***cur, uint32_t **cp, uint8_t **st, ds8b__err *e) {
     if (sc->nlv < n) {
         ds8b__gset *l = ds8b__realloc(DS8B_MEM_SESSION, sc->lv, n * sizeof *l);
         if (!l) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
         memset(l + sc->nlv, 0, (n - sc->nlv) * sizeof *l);
         sc->lv = l;
+        ds8b__gset *v = ds8b__realloc(DS8B_MEM_SESSION, sc->views, n * sizeof *v);
+        if (!v) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
+        sc->views = v;
+        uint64_t *h = ds8b__realloc(DS8B_MEM_SESSION, sc->hs, n * sizeof *h);
+        if (!h) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
+        sc->hs = h;
         const ds8b__gset **c = ds8b__realloc(DS8B_MEM_SESSION, (void *)sc->cur, n * sizeof *c);
         if (!c) return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask");
         sc->cur = c;
@@ -64,6 +91,8 @@ int ds8b__gscr_levels(ds8b__gscr *sc, size_t n, ds8b__gset **lv, const ds8b__gse
         sc->nlv = n;
     }
     *lv = sc->lv;
+    *views = sc->views;
+    *hs = sc->hs;
     *cur = sc->cur;
     *cp = sc->lcp;
     *st = sc->lst;
@@ -95,9 +124,14 @@ void ds8b__gscr_free(ds8b__gscr *s) {
     if (s->probe_init) ds8b__gm_free(&s->probe);
     for (size_t i = 0; i < s->nlv; i++) ds8b__free(s->lv[i].buf);
     ds8b__free(s->lv);
+    ds8b__free(s->views);
+    ds8b__free(s->hs);
     ds8b__free((void *)s->cur);
     ds8b__free(s->lcp);
     ds8b__free(s->lst);
+    ds8b__free(s->tc_words);
+    ds8b__free(s->tc_ent);
+    ds8b__free(s->tc_tab);
     ds8b__free(s);
 }
 
@@ -148,7 +182,7 @@ static int add_out(ds8b__gset *out, ds8b__gscr *sc, const uint32_t *w, uint32_t 
         uint64_t v = sc->ht[j];
         if ((uint32_t)(v >> 32) != sc->stamp || (uint32_t)v == 0) break;
         size_t off = (uint32_t)v - 1;
-        if (out->buf[off] == n && memcmp(out->buf + off + 1, w, n * sizeof *w) == 0) return 0; /* seen */
+        if (out->buf[off] == n && (n == 0 || memcmp(out->buf + off + 1, w, n * sizeof *w) == 0)) return 0; /* seen */
         j = (j + 1) & (HT_CAP - 1);
     }
     if (out->n >= DS8B__GM_MAX_STACKS)
@@ -158,7 +192,7 @@ static int add_out(ds8b__gset *out, ds8b__gscr *sc, const uint32_t *w, uint32_t 
         return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory matching the grammar");
     sc->ht[j] = ((uint64_t)sc->stamp << 32) | (uint32_t)(out->len + 1);
     out->buf[out->len] = n;
-    memcpy(out->buf + out->len + 1, w, n * sizeof *w);
+    if (n) memcpy(out->buf + out->len + 1, w, n * sizeof *w);
     out->len += n + 1;
     out->n++;
     return 0;
@@ -287,6 +321,93 @@ bool ds8b__gset_has_empty(const ds8b__gset *in) {
         off += (size_t)in->buf[off] + 1;
     }
     return false;
+}
+
+uint64_t ds8b__gset_hash(const ds8b__gset *s) { return hash_words(s->buf, (uint32_t)s->len) ^ ((uint64_t)s->n << 40); }
+
+static uint64_t tc_key(uint64_t h, uint32_t cp) {
+    uint64_t k = (h ^ ((uint64_t)cp * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    return k ^ (k >> 31);
+}
+
+/* Prepares the cache for a walk of g: cleared when g changed or it filled
+ * up during the last walk (never during a walk, so views stay valid). */
+int ds8b__gscr_cache_begin(ds8b__gscr *sc, const ds8b_grammar *g, ds8b__err *e) {
+    if (!sc->tc_words) {
+        sc->tc_words = ds8b__malloc(DS8B_MEM_SESSION, TC_WORDS * sizeof *sc->tc_words);
+        sc->tc_ent = ds8b__malloc(DS8B_MEM_SESSION, TC_ENTRIES * sizeof *sc->tc_ent);
+        sc->tc_tab = ds8b__calloc(DS8B_MEM_SESSION, TC_TAB, sizeof *sc->tc_tab);
+        if (!sc->tc_words || !sc->tc_ent || !sc->tc_tab) {
+            ds8b__free(sc->tc_words);
+            ds8b__free(sc->tc_ent);
+            ds8b__free(sc->tc_tab);
+            sc->tc_words = NULL;
+            sc->tc_ent = NULL;
+            sc->tc_tab = NULL;
+            return ds8b__seterr(e, DS8B_E_NOMEM, "out of memory for the grammar mask cache");
+        }
+        sc->tc_g = NULL;
+    }
+    if (sc->tc_g != g || sc->tc_fp != g->fp || sc->tc_full) {
+        memset(sc->tc_tab, 0, TC_TAB * sizeof *sc->tc_tab);
+        sc->tc_n = 0;
+        sc->tc_len = 0;
+        sc->tc_full = false;
+        sc->tc_g = g;
+        sc->tc_fp = g->fp;
+    }
+    return 0;
+}
+
+/* out = in advanced by cp, as a view: into the cache when the transition
+ * is known or could be stored, else into spare (computed). *out_hash is the
+ * hash of the result. Valid until the next ds8b__gscr_cache_begin. */
+int ds8b__gset_step_cached(const ds8b_grammar *g, const ds8b__gset *in, uint64_t in_hash, uint32_t cp,
+                           ds8b__gset *view, ds8b__gset *spare, uint64_t *out_hash, ds8b__gscr *sc, ds8b__err *e) {
+    uint64_t k = tc_key(in_hash, cp);
+    size_t j = (size_t)k & (TC_TAB - 1);
+    while (sc->tc_tab[j]) {
+        const struct tc_entry *x = &sc->tc_ent[sc->tc_tab[j] - 1];
+        if (x->key == k && x->cp == cp && x->in_len == in->len && x->in_n == in->n &&
+            memcmp(sc->tc_words + x->in_off, in->buf, in->len * sizeof *in->buf) == 0) {
+            view->buf = sc->tc_words + x->out_off;
+            view->len = x->out_len;
+            view->n = x->out_n;
+            view->cap = 0;
+            *out_hash = x->out_hash;
+            return 0;
+        }
+        j = (j + 1) & (TC_TAB - 1);
+    }
+    int rc = ds8b__gset_step(g, in, cp, spare, sc, e);
+    if (rc) return rc;
+    uint64_t oh = ds8b__gset_hash(spare);
+    *out_hash = oh;
+    if (!sc->tc_full && sc->tc_n < TC_ENTRIES && sc->tc_n * 2 < TC_TAB && sc->tc_len + in->len + spare->len <= TC_WORDS) {
+        struct tc_entry *x = &sc->tc_ent[sc->tc_n];
+        x->key = k;
+        x->out_hash = oh;
+        x->cp = cp;
+        x->in_off = (uint32_t)sc->tc_len;
+        x->in_len = (uint32_t)in->len;
+        x->in_n = in->n;
+        if (in->len) memcpy(sc->tc_words + sc->tc_len, in->buf, in->len * sizeof *in->buf);
+        sc->tc_len += in->len;
+        x->out_off = (uint32_t)sc->tc_len;
+        x->out_len = (uint32_t)spare->len;
+        x->out_n = spare->n;
+        if (spare->len) memcpy(sc->tc_words + sc->tc_len, spare->buf, spare->len * sizeof *spare->buf);
+        sc->tc_len += spare->len;
+        sc->tc_tab[j] = ++sc->tc_n;
+        view->buf = sc->tc_words + x->out_off;
+        view->len = x->out_len;
+        view->n = x->out_n;
+        view->cap = 0;
+    } else {
+        sc->tc_full = true;
+        *view = *spare;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -46,9 +46,14 @@ int ds8b__gset_step(const ds8b_grammar *g, const ds8b__gset *in, uint32_t cp, ds
 /* Some stack can take a code point in [lo, hi]. */
 bool ds8b__gset_prefix_ok(const ds8b_grammar *g, const ds8b__gset *in, uint32_t lo, uint32_t hi);
 bool ds8b__gset_has_empty(const ds8b__gset *in);
+uint64_t ds8b__gset_hash(const ds8b__gset *s);
+/* Transition cache for the vocabulary walk (gmatch.c). */
+int ds8b__gscr_cache_begin(ds8b__gscr *sc, const ds8b_grammar *g, ds8b__err *e);
+int ds8b__gset_step_cached(const ds8b_grammar *g, const ds8b__gset *in, uint64_t in_hash, uint32_t cp,
+                           ds8b__gset *view, ds8b__gset *spare, uint64_t *out_hash, ds8b__gscr *sc, ds8b__err *e);
 /* Per-depth buffers for the vocabulary walk (kept in the scratch). */
-int ds8b__gscr_levels(ds8b__gscr *sc, size_t n, ds8b__gset **lv, const ds8b__gset ***cur, uint32_t **cp,
-                      uint8_t **st, ds8b__err *e);
+int ds8b__gscr_levels(ds8b__gscr *sc, size_t n, ds8b__gset **lv, ds8b__gset **views, uint64_t **hs,
+                      const ds8b__gset ***cur, uint32_t **cp, uint8_t **st, ds8b__err *e);
 /* UTF-8 decoding one byte at a time: 0 rejected, 1 pending, 2 *out complete. */
 int ds8b__utf8_byte(uint32_t *cp, uint8_t *need, uint8_t *nbytes, uint8_t *lead, uint8_t b, uint32_t *out);
 void ds8b__utf8_partial_range(uint32_t cp, uint8_t need, uint8_t nbytes, uint8_t lead, uint32_t *lo, uint32_t *hi);

@@ -184,13 +184,16 @@ int ds8b__gm_mask(const ds8b__gmatch *m, const ds8b__vtrie *t, uint8_t *allow, i
     if (ds8b__gm_dead(m) || !t->n_nodes) return 0;
     ds8b__gmatch *mm = (ds8b__gmatch *)m;
     if (!mm->scr && !(mm->scr = ds8b__gscr_new(e))) return DS8B_E_NOMEM;
-    ds8b__gset *lv;
+    ds8b__gset *lv, *views;
+    uint64_t *hs;
     const ds8b__gset **cur;
     uint32_t *pcp;
     uint8_t *pst;
-    int rc = ds8b__gscr_levels(mm->scr, (size_t)t->max_depth + 1, &lv, &cur, &pcp, &pst, e);
+    int rc = ds8b__gscr_levels(mm->scr, (size_t)t->max_depth + 1, &lv, &views, &hs, &cur, &pcp, &pst, e);
+    if (!rc) rc = ds8b__gscr_cache_begin(mm->scr, m->g, e);
     if (rc) return rc;
     cur[0] = &m->set;
+    hs[0] = ds8b__gset_hash(&m->set);
     pcp[0] = m->cp;
     pst[0] = m->need;
     pst[1] = m->nbytes;
@@ -209,11 +212,12 @@ int ds8b__gm_mask(const ds8b__gmatch *m, const ds8b__vtrie *t, uint8_t *allow, i
             ds8b__utf8_partial_range(cp, need, nb, lead, &lo, &hi);
             if (!ds8b__gset_prefix_ok(g, cur[d - 1], lo, hi)) { i = v->end; continue; }
             cur[d] = cur[d - 1];
+            hs[d] = hs[d - 1];
         } else {
-            rc = ds8b__gset_step(g, cur[d - 1], got, &lv[d], mm->scr, e);
+            rc = ds8b__gset_step_cached(g, cur[d - 1], hs[d - 1], got, &views[d], &lv[d], &hs[d], mm->scr, e);
             if (rc) return rc;
-            if (!lv[d].n) { i = v->end; continue; }
-            cur[d] = &lv[d];
+            if (!views[d].n) { i = v->end; continue; }
+            cur[d] = &views[d];
         }
         pcp[d] = cp;
         pst[3 * d] = need;
