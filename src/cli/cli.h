@@ -39,6 +39,7 @@ int cli_bench_kernels(int argc, char **argv);
 /* cmd_grammar.c: ds8b grammar --check; generate --grammar-file; bench --grammar */
 int cmd_grammar(int argc, char **argv);
 ds8b_grammar *cli_grammar_load(const char *path);
+ds8b_grammar *cli_schema_load(const char *path);
 int cli_bench_grammar(ds8b_model *m, const char *gpath, int tg, int reps, int threads);
 /* cmd_template.c */
 int cmd_chat_template(int argc, char **argv);

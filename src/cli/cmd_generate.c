@@ -39,8 +39,14 @@ int cmd_generate(int argc, char **argv) {
     ds8b_params_free(p);
     if (rc) { ds8b_model_free(m); return cli_fail("creating the session", rc); }
     ds8b_grammar *gram = NULL;
-    const char *gfile = cli_opt(argc, argv, "--grammar-file");
-    if (gfile && (!(gram = cli_grammar_load(gfile)) || ds8b_session_set_grammar(s, gram))) {
+    const char *gfile = cli_opt(argc, argv, "--grammar-file"), *sfile = cli_opt(argc, argv, "--json-schema");
+    if (gfile && sfile) {
+        ds8b_session_free(s);
+        ds8b_model_free(m);
+        return cli_usage("generate: --grammar-file and --json-schema exclude each other");
+    }
+    if ((gfile || sfile) &&
+        (!(gram = gfile ? cli_grammar_load(gfile) : cli_schema_load(sfile)) || ds8b_session_set_grammar(s, gram))) {
         ds8b_session_free(s);
         ds8b_grammar_free(gram);
         ds8b_model_free(m);

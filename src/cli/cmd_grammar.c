@@ -38,15 +38,37 @@ ds8b_grammar *cli_grammar_load(const char *path) {
     return g;
 }
 
-/* ds8b grammar --check FILE.gbnf: one {"accept": ...} line per input line. */
-int cmd_grammar(int argc, char **argv) {
-    const char *path = cli_opt(argc, argv, "--check");
-    if (!path) {
-        if (cli_flag(argc, argv, "--json-schema"))
-            return cli_usage("grammar --json-schema is not available in this build (see the schema work)");
-        return cli_usage("grammar needs --check FILE.gbnf");
+/* Reads a JSON Schema file and converts it (ds8b_grammar_from_json_schema). */
+ds8b_grammar *cli_schema_load(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "ds8b: cannot open %s\n", path);
+        return NULL;
     }
-    ds8b_grammar *g = cli_grammar_load(path);
+    size_t n = 0;
+    char *src = cli_read_all(f, &n);
+    fclose(f);
+    if (!src) {
+        fprintf(stderr, "ds8b: cannot read %s\n", path);
+        return NULL;
+    }
+    ds8b_grammar *g = NULL;
+    int rc = ds8b_grammar_from_json_schema(src, n, &g);
+    free(src);
+    if (rc) {
+        fprintf(stderr, "ds8b: %s: %s\n", path, ds8b_errmsg());
+        return NULL;
+    }
+    return g;
+}
+
+/* ds8b grammar --check FILE.gbnf, or --json-schema FILE.json (with or
+ * without --check): one {"accept": ...} line per input line. */
+int cmd_grammar(int argc, char **argv) {
+    const char *schema = cli_opt(argc, argv, "--json-schema");
+    const char *path = schema ? NULL : cli_opt(argc, argv, "--check");
+    if (!path && !schema) return cli_usage("grammar needs --check FILE.gbnf or --json-schema FILE.json");
+    ds8b_grammar *g = schema ? cli_schema_load(schema) : cli_grammar_load(path);
     if (!g) return 1;
     char *line = NULL;
     size_t cap = 0;

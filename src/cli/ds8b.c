@@ -24,7 +24,7 @@ static const cli_command commands[] = {
      "-m PATH -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
      "[--repeat-penalty R] [--seed S] [--threads N] [--ctx N] [--stop STR]\n"
      "[--reasoning] [--color] [--raw] [--no-echo] [--stats]\n"
-     "[--grammar-file FILE.gbnf]"},
+     "[--grammar-file FILE.gbnf | --json-schema FILE.json]"},
     {"chat", cmd_chat, "text", "-m PATH [--system TEXT] [sampling options]"},
     {"tokenize", cmd_tokenize, "tokens", "-m PATH [--special] [--no-parse-special] [--jsonl]   (text on stdin)"},
     {"detokenize", cmd_detokenize, "tokens", "-m PATH [--skip-special]                             (JSON ids on stdin)"},
@@ -43,7 +43,8 @@ static const cli_command commands[] = {
      "-m PATH [-p 512] [-n 128] [-r 3] [--threads N] [--seqs 1,2,4,8,16]\n"
      "-m PATH -n 128 -r 3 --grammar FILE.gbnf     (decode with and without the grammar)\n"
      "--kernels [--types q4_0,q2_k,...] [--shapes 4096x4096,...] [--n 1,16] [--threads 1,2] [--rowwise]"},
-    {"grammar", cmd_grammar, "grammars", "--check FILE.gbnf   (lines {\"text\": ...} on stdin; one {\"accept\": true|false} per line)"},
+    {"grammar", cmd_grammar, "grammars", "--check FILE.gbnf | --json-schema FILE.json\n"
+     "(lines {\"text\": ...} on stdin; one {\"accept\": true|false} per line)"},
     {"version", cmd_version, "other", ""},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
