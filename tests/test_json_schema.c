@@ -151,6 +151,7 @@ static void test_errors(void) {
         {"{\"enum\":[]}", DS8B_E_INVALID, "'enum' must be"},
         {"{\"properties\":{\"a\":false},\"required\":[\"a\"]}", DS8B_E_INVALID, "schema is false"},
         {"false", DS8B_E_INVALID, "matches nothing"},
+        {"{\"enum\":[1,[2e999]]}", DS8B_E_INVALID, "out of the double range"},
         {"42", DS8B_E_INVALID, "must be an object or a boolean"},
         {"{\"type\":\"array\",\"items\":false,\"minItems\":1}", DS8B_E_INVALID, "no array length"},
         {"{\"type\":", DS8B_E_FORMAT, "not valid JSON"},

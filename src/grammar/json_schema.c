@@ -1261,7 +1261,15 @@ static int merge_into(jsc *c, cJSON *acc, const cJSON *part, const char *skip) {
 /* ================================================================== */
 static int gen(jsc *c, const cJSON *s, const char *hint, sb *out);
 
+static bool all_finite(const cJSON *v) {
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) return false;
+    for (const cJSON *k = v->child; k; k = k->next)
+        if (!all_finite(k)) return false;
+    return true;
+}
+
 static int put_value_literal(jsc *c, const cJSON *v, sb *out) {
+    if (!all_finite(v)) return js_fail(c, DS8B_E_INVALID, "a number in 'enum' or 'const' is out of the double range");
     char *t = cJSON_PrintUnformatted(v);
     if (!t) return js_nomem(c);
     gbnf_literal(out, t, strlen(t));
