@@ -657,7 +657,7 @@ int ds8b__quant_row_w(int type, const float *src, const float *imp, void *dst, i
     if (type == DS8B_T_Q8_0 || type == DS8B_T_Q4_0 || type == DS8B_T_Q5_0) {
         /* 16 blocks at a time through the (vectorised) scale search */
         float xb[16 * 32], wb[16 * 32], d[16];
-        if (!imp && type != DS8B_T_Q4_0)
+        if (!imp && type == DS8B_T_Q8_0)
             for (int j = 0; j < 16 * 32; j++) wb[j] = 1.0f;
         int qmin = type == DS8B_T_Q8_0 ? -127 : type == DS8B_T_Q4_0 ? -8 : -16;
         ds8b__sym_search_fn search = sym_search();
@@ -666,7 +666,7 @@ int ds8b__quant_row_w(int type, const float *src, const float *imp, void *dst, i
             for (int j = 0; j < nb * 32; j++) xb[j] = finite_or0(src[i + j]);
             if (imp)
                 for (int k = 0; k < nb; k++) weights_or_ones(imp + i + 32 * k, wb + 32 * k, 32);
-            else if (type == DS8B_T_Q4_0) /* rms + |x|: lower NLL than plain error at 4 bits */
+            else if (type != DS8B_T_Q8_0) /* rms + |x|: lower NLL than plain error (Q4_0, Q5_0) */
                 for (int k = 0; k < nb; k++) k_weights(xb + 32 * k, NULL, wb + 32 * k, 32);
             search(xb, wb, 32, nb, qmin, -qmin - 1 + (type == DS8B_T_Q8_0), d);
             for (int k = 0; k < nb; k++, o += t->block_bytes) {
