@@ -480,10 +480,17 @@ static void k_weights(const float *x, const float *imp, float *w, int n) {
 static void k_affine(const float *x, const float *imp, int qmax, uint16_t *pd, uint16_t *pdmin,
                      uint8_t scales[12], int q[256]) {
     float w[256], sc[8], mn[8];
-    /* Without an importance matrix the error is plain squared error: on
-     * the demo models this beats llama.cpp's rms+|x| weighting in NLL in
-     * every language (docs/quantization.md) */
-    weights_or_ones(imp, w, 256);
+    /* Without an importance matrix each value weighs 3*rms(group) + |x|:
+     * between plain squared error (best for demo-qwen3 zh) and llama.cpp's
+     * rms + |x| (best for demo-llama); measured in docs/quantization.md */
+    if (imp) weights_or_ones(imp, w, 256);
+    else
+        for (int g = 0; g < 256; g += 32) {
+            float ss = 0;
+            for (int i = g; i < g + 32; i++) ss += x[i] * x[i];
+            float rms = sqrtf(ss / 32.0f);
+            for (int i = g; i < g + 32; i++) w[i] = rms > 0 ? 3.0f * rms + fabsf(x[i]) : 1.0f;
+        }
     float max_sc = 0, max_mn = 0;
     for (int j = 0; j < 8; j++) {
         float d, m;
