@@ -17,7 +17,7 @@ for model in demo-llama demo-qwen3; do
   dir=$SHARED/models/$model
   ref=$SHARED/testdata/reference/$model.json
   bf16=$(cat "$dir"/*.safetensors | wc -c)
-  for scheme in f16 q8_0 q4_k_m w4a16 q4_0; do
+  for scheme in f16 q8_0 q6_k q5_k_m q5_0 q4_k_m w4a16 q4_0; do
     out=$TMP/$model-$scheme.gguf
     "$DS8B" quantize "$dir" "$out" "$scheme" 2>/dev/null
     size=$(wc -c < "$out")

@@ -480,10 +480,17 @@ static void k_weights(const float *x, const float *imp, float *w, int n) {
 static void k_affine(const float *x, const float *imp, int qmax, uint16_t *pd, uint16_t *pdmin,
                      uint8_t scales[12], int q[256]) {
     float w[256], sc[8], mn[8];
-    /* Without an importance matrix the error is plain squared error: on
-     * the demo models this beats llama.cpp's rms+|x| weighting in NLL in
-     * every language (docs/quantization.md) */
-    weights_or_ones(imp, w, 256);
+    /* Without an importance matrix each value weighs 3*rms(group) + |x|:
+     * between plain squared error (best for demo-qwen3 zh) and llama.cpp's
+     * rms + |x| (best for demo-llama); measured in docs/quantization.md */
+    if (imp) weights_or_ones(imp, w, 256);
+    else
+        for (int g = 0; g < 256; g += 32) {
+            float ss = 0;
+            for (int i = g; i < g + 32; i++) ss += x[i] * x[i];
+            float rms = sqrtf(ss / 32.0f);
+            for (int i = g; i < g + 32; i++) w[i] = rms > 0 ? 3.0f * rms + fabsf(x[i]) : 1.0f;
+        }
     float max_sc = 0, max_mn = 0;
     for (int j = 0; j < 8; j++) {
         float d, m;
@@ -657,7 +664,7 @@ int ds8b__quant_row_w(int type, const float *src, const float *imp, void *dst, i
     if (type == DS8B_T_Q8_0 || type == DS8B_T_Q4_0 || type == DS8B_T_Q5_0) {
         /* 16 blocks at a time through the (vectorised) scale search */
         float xb[16 * 32], wb[16 * 32], d[16];
-        if (!imp)
+        if (!imp && type == DS8B_T_Q8_0)
             for (int j = 0; j < 16 * 32; j++) wb[j] = 1.0f;
         int qmin = type == DS8B_T_Q8_0 ? -127 : type == DS8B_T_Q4_0 ? -8 : -16;
         ds8b__sym_search_fn search = sym_search();
@@ -666,6 +673,8 @@ int ds8b__quant_row_w(int type, const float *src, const float *imp, void *dst, i
             for (int j = 0; j < nb * 32; j++) xb[j] = finite_or0(src[i + j]);
             if (imp)
                 for (int k = 0; k < nb; k++) weights_or_ones(imp + i + 32 * k, wb + 32 * k, 32);
+            else if (type != DS8B_T_Q8_0) /* rms + |x|: lower NLL than plain error (Q4_0, Q5_0) */
+                for (int k = 0; k < nb; k++) k_weights(xb + 32 * k, NULL, wb + 32 * k, 32);
             search(xb, wb, 32, nb, qmin, -qmin - 1 + (type == DS8B_T_Q8_0), d);
             for (int k = 0; k < nb; k++, o += t->block_bytes) {
                 if (type == DS8B_T_Q8_0) q_q8_0(xb + 32 * k, d[k], (void *)o);
