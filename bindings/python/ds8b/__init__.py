@@ -22,6 +22,7 @@ library's code and message.
 #   chat.py      Chat
 #   session.py   Session
 #   batch.py     Batch, BatchMember
+#   grammar.py   Grammar (GBNF, JSON Schema), json_schema_to_gbnf (imported by _stream.py)
 # A new handle gets its own module here (e.g. grammar.py) and a line below.
 
 from ._errors import (BufferTooSmall, Cancelled, ChecksumError, ContextFull, Error, FileError,
@@ -40,6 +41,7 @@ from ._stream import Completion, Generation, Piece
 from .chat import Chat, ToolCall
 from .session import Session
 from .batch import Batch, BatchMember
+from .grammar import Grammar, GrammarError, IncompleteAnswer, json_schema_to_gbnf
 
 __version__ = "0.1.0"
 
@@ -53,12 +55,14 @@ __all__ = [
     "Unsupported", "ContextFull", "Cancelled", "BufferTooSmall", "TemplateError",
     "LimitExceeded", "ChecksumError", "Mismatch", "InternalError", "VersionMismatch",
     "LibraryError", "error_class",
+    "Grammar", "GrammarError", "IncompleteAnswer", "json_schema_to_gbnf",
 ]
 
 # The classes live in the modules above; they present themselves as ds8b's
 # (help(), repr of the class, pickling of Completion) as they always have.
 for _cls in (Channel, Mem, Model, Tokenizer, Piece, Completion, Generation, Chat, ToolCall, Session, Batch,
-             BatchMember):
+             BatchMember, Grammar, GrammarError,
+             IncompleteAnswer):
     _cls.__module__ = __name__
 del _cls
 

@@ -14,6 +14,7 @@ import weakref
 from ctypes import byref, c_int64
 
 from . import _lib
+from . import grammar as _grammar
 from ._errors import Cancelled
 from ._util import (_Closing, Channel, _E_CANCELLED, _FINISH_NAMES, _L, _OK, _cstr, _raise, _Trap)
 from .params import _LIVE_KEYS, _check_value, _stop_list
@@ -94,8 +95,9 @@ class _Run:
     handle's message after a failure; done() runs after the call."""
 
     def __init__(self, session, invoke, errmsg, emit, max_tokens, stop, overrides,
-                 done=None):
+                 done=None, grammar=None):
         self.session = session
+        self.grammar = grammar            # a per-call Grammar (None: the session's own)
         self.h = session._handle()
         self.invoke, self.errmsg, self.done = invoke, errmsg, done
         self.emit = emit                  # emit(channel, text) -> truthy to stop
@@ -157,6 +159,8 @@ class _Run:
         try:
             try:
                 self._apply(self.overrides)
+                if self.grammar is not None:
+                    _grammar._attach(self.h, self.grammar)
                 ng = c_int64()
                 rc = self.invoke(self.cb, byref(ng))
                 self.rc = rc
@@ -191,7 +195,7 @@ class _Run:
             self.finish_reason = self.stop_requested
         elif rc != _OK:
             _raise(rc, self.message)
-        elif self.lib_finish in ("eos", "length", "stop", "context"):
+        elif self.lib_finish in ("eos", "length", "stop", "context", "grammar"):
             self.finish_reason = self.lib_finish
         else:  # a library without ds8b_session_finish_reason
             mt = self.overrides.get("max_tokens", (0, 0, self.session._base["max_tokens"]))[2]
@@ -209,8 +213,12 @@ class _Run:
     def restore(self):
         """Puts the session's own values back for the parameters this call
         overrode (seed excepted: a per-call seed reseeds on purpose)."""
-        self._apply({k: v for k, v in self.session._base_checked().items()
-                     if k in self.overrides and k != "seed"})
+        try:
+            self._apply({k: v for k, v in self.session._base_checked().items()
+                         if k in self.overrides and k != "seed"})
+        finally:
+            if self.grammar is not None:
+                _grammar._attach(self.h, getattr(self.session, "_grammar", None))
 
 
 _END = object()
@@ -350,7 +358,7 @@ class _Collector:
 
 
 def stream(session, invoke, errmsg, max_tokens, stop, overrides, *, pairs=False,
-           collector=None, done=None):
+           collector=None, done=None, grammar=None):
     """Starts one generation on session: invoke(cb, n_generated_ref) makes
     the C call, errmsg() reads its handle's message after a failure.
 
@@ -359,7 +367,7 @@ def stream(session, invoke, errmsg, max_tokens, stop, overrides, *, pairs=False,
     with one, runs it on the calling thread and returns its Completion.
     done(rc) runs after the C call either way."""
     run = _Run(session, invoke, errmsg, collector.emit if collector is not None else None,
-               max_tokens, stop, overrides, done=done)
+               max_tokens, stop, overrides, done=done, grammar=grammar)
     session._active = run
     if collector is None:
         return Generation(run, pairs=pairs)

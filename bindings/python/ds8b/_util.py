@@ -28,7 +28,7 @@ _GEN_START_REASONING = 4
 
 # DS8B_FINISH_* -> the finish_reason strings of the binding.
 _FINISH_NAMES = {0: None, 1: "eos", 2: "length", 3: "stop", 4: "context", 5: "cancelled",
-                 6: "error"}
+                 6: "error", 7: "grammar"}
 _FINISH_NONE, _FINISH_CANCELLED, _FINISH_ERROR = 0, 5, 6
 
 

@@ -194,7 +194,8 @@ class Chat(_Handle):
     def last_reasoning(self):
         return _cstr(_L().ds8b_chat_last_reasoning(self._handle()))
 
-    def _reply(self, max_tokens, stop, opts, pairs, close_after=False, collector=None):
+    def _reply(self, max_tokens, stop, opts, pairs, close_after=False, collector=None,
+               grammar=None):
         """stream() of ds8b_chat_reply; close_after closes the chat once it ends."""
         lib = _L()
         h = self._handle()
@@ -204,7 +205,7 @@ class Chat(_Handle):
             return lib.ds8b_chat_reply(h, cb, None, ng)
         done = (lambda rc: self.close()) if close_after else None
         return stream(self.session, invoke, lambda: _cstr(lib.ds8b_chat_errmsg(h)), max_tokens,
-                      stop, opts, pairs=pairs, collector=collector, done=done)
+                      stop, opts, pairs=pairs, collector=collector, done=done, grammar=grammar)
 
     def reply(self, max_tokens=None, *, temperature=None, top_k=None, top_p=None, min_p=None,
               repeat_penalty=None, seed=None, stop=None):

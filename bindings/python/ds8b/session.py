@@ -12,6 +12,7 @@ from ._util import (_Handle, _E_BUFFER, _GEN_ADD_SPECIAL, _GEN_REASONING, _GEN_S
                     _path_bytes, _raise, _text_bytes)
 from ._stream import _Collector, _overrides, stream
 from .chat import Chat
+from .grammar import _attach, _parse_json_answer, _resolve
 from .model import Model
 from .params import _LIVE_KEYS, _PARAMS, _SESSION_KEYS, _Params, _check_value, _stop_bytes, _stop_list
 
@@ -337,7 +338,7 @@ class Session(_Handle):
         return pb, flags
 
     def _prompt_run(self, prompt, max_tokens, stop, reasoning, start_reasoning, add_special,
-                    overrides, pairs=False, collector=None):
+                    overrides, pairs=False, collector=None, grammar=None):
         """stream() of ds8b_generate on prompt after what the session holds."""
         h = self._idle()
         pb, flags = self._prompt_flags(prompt, reasoning, start_reasoning, add_special)
@@ -346,11 +347,11 @@ class Session(_Handle):
         def invoke(cb, ng):
             return lib.ds8b_generate(h, pb, len(pb), flags, cb, None, ng)
         return stream(self, invoke, lambda: _cstr(lib.ds8b_session_errmsg(h)), max_tokens, stop,
-                      overrides, pairs=pairs, collector=collector)
+                      overrides, pairs=pairs, collector=collector, grammar=grammar)
 
     def generate(self, prompt, max_tokens=None, *, temperature=None, top_k=None, top_p=None,
                  min_p=None, repeat_penalty=None, seed=None, stop=None, reasoning=False,
-                 start_reasoning=False, add_special=None):
+                 start_reasoning=False, add_special=None, grammar=None, json_schema=None):
         """Generates from prompt (str or UTF-8 bytes) after what the session
         holds; returns a Generation: an iterator of Piece (str) objects.
 
@@ -362,13 +363,17 @@ class Session(_Handle):
         add_special: add BOS (default: only when the context is empty and
         the prompt does not start with it). Breaking out of the loop,
         close(), or Session.cancel() stop it; the last raises Cancelled
-        from the iterator."""
+        from the iterator. grammar= (a ds8b.Grammar or GBNF text) or
+        json_schema= (a dict) constrains this call's text (finish_reason
+        "grammar" when it is complete)."""
         return self._prompt_run(prompt, max_tokens, stop, reasoning, start_reasoning, add_special,
-                                _overrides(temperature, top_k, top_p, min_p, repeat_penalty, seed))
+                                _overrides(temperature, top_k, top_p, min_p, repeat_penalty, seed),
+                                grammar=_resolve(grammar, json_schema))
 
     def complete(self, prompt, callback=None, max_tokens=None, *, temperature=None,
                  top_k=None, top_p=None, min_p=None, repeat_penalty=None, seed=None,
-                 stop=None, reasoning=False, start_reasoning=False, add_special=None):
+                 stop=None, reasoning=False, start_reasoning=False, add_special=None,
+                 grammar=None, json_schema=None):
         """Generates on the calling thread and returns a Completion.
 
         callback(text, channel), if given, is called with each piece; a
@@ -379,23 +384,49 @@ class Session(_Handle):
             raise TypeError("callback must be callable as callback(text, channel)")
         return self._prompt_run(prompt, max_tokens, stop, reasoning, start_reasoning, add_special,
                                 _overrides(temperature, top_k, top_p, min_p, repeat_penalty, seed),
-                                collector=_Collector(callback))
+                                collector=_Collector(callback), grammar=_resolve(grammar, json_schema))
 
     def chat(self, messages, max_tokens=None, *, temperature=None, top_k=None, top_p=None,
-             min_p=None, repeat_penalty=None, seed=None, stop=None, add_special=None):
+             min_p=None, repeat_penalty=None, seed=None, stop=None, add_special=None,
+             grammar=None, json_schema=None):
         """One assistant reply; returns a Generation of (Channel, text) pairs,
         the reasoning (inside <think>...</think>) tagged Channel.REASONING.
+
+        grammar= (a ds8b.Grammar or GBNF text) constrains the answer (after
+        the reasoning). json_schema= (a dict) does too, runs the reply to its
+        end and returns the parsed answer (json.loads) instead of a
+        Generation; an answer cut off before it is complete raises
+        ds8b.IncompleteAnswer (carrying .text and .finish_reason).
 
         messages: a list of {"role": ..., "content": ...} dicts, rendered with
         the model's chat template by the library (the session's KV cache of
         the shared prefix is reused); or a str, taken as an already rendered
         prompt. For a conversation kept across turns, see Session.conversation()."""
         opts = _overrides(temperature, top_k, top_p, min_p, repeat_penalty, seed)
+        g = _resolve(grammar, json_schema)
+        collector = _Collector() if json_schema is not None else None
         if isinstance(messages, (str, bytes, bytearray, memoryview)):
-            return self._prompt_run(messages, max_tokens, stop, True, False, add_special, opts,
-                                    pairs=True)
-        conv = Chat(self, messages)
-        return conv._reply(max_tokens, stop, opts, pairs=True, close_after=True)
+            out = self._prompt_run(messages, max_tokens, stop, True, False, add_special, opts,
+                                   pairs=True, collector=collector, grammar=g)
+        else:
+            conv = Chat(self, messages)
+            out = conv._reply(max_tokens, stop, opts, pairs=True, close_after=True,
+                              collector=collector, grammar=g)
+        return _parse_json_answer(out) if collector is not None else out
+
+    def set_grammar(self, grammar=None, *, json_schema=None):
+        """Constrains every later generation of this session by grammar (a
+        ds8b.Grammar or GBNF text) or json_schema (a dict); no argument
+        removes it. A per-call grammar= or json_schema= takes its place for
+        that call only."""
+        g = _resolve(grammar, json_schema)
+        _attach(self._idle(), g)
+        self._grammar = g
+
+    @property
+    def grammar(self):
+        """The Grammar set by set_grammar(), or None."""
+        return getattr(self, "_grammar", None)
 
     def conversation(self, messages=None):
         """A Chat (multi-turn conversation) bound to this session."""
