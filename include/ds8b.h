@@ -130,8 +130,13 @@ typedef enum ds8b_param {
                                       DS8B_PARAM_N_BATCH - 1 (default 16) */
     DS8B_PARAM_SPEC_NGRAM = 32,    /* int: longest n-gram the lookup drafter matches, 2..16 (default 3) */
     /* loading */
-    DS8B_PARAM_USE_MMAP = 40,      /* int: reserved; accepted but not read yet: weights are always
-                                      mapped from the file (default 1) */
+    DS8B_PARAM_USE_MMAP = 40,      /* int: GGUF loads (default 1). 1: weights used as stored,
+                                      mapped from the file and shared with other processes
+                                      through the page cache. 0: the Q4_0/Q8_0 matrices are
+                                      repacked into private heap copies (DS8B_MEM_WEIGHTS) in
+                                      the layout of the decode kernels, the file's pages
+                                      released as each is copied. Results are bit-identical
+                                      either way. */
     DS8B_PARAM_VERIFY_CRC = 41     /* int: 1 = verify per-tensor CRC32 when present (default 1) */
 } ds8b_param;
 
@@ -232,7 +237,7 @@ DS8B_API int ds8b_model_set_log(ds8b_model *m, ds8b_log_fn fn, void *user);
 /* ------------------------------------------------------------------ */
 /* Quantization                                                        */
 /* ------------------------------------------------------------------ */
-/* Schemes: "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "w4a16". */
+/* Schemes: "f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "w4a16". */
 
 /* Quantizes a loaded float model into a new in-memory model. */
 DS8B_API int ds8b_model_quantize(const ds8b_model *src, const char *scheme,
@@ -483,7 +488,8 @@ DS8B_API int ds8b_chat_clear(ds8b_chat *c);
 /* Generates the assistant's reply. cb receives complete UTF-8 pieces
  * tagged DS8B_CHANNEL_REASONING (inside <think>...</think>) or
  * DS8B_CHANNEL_ANSWER; tags are never passed on. The answer is appended to
- * the conversation (also when cancelled). */
+ * the conversation (also when cancelled). With tools set
+ * (ds8b_chat_set_tools), tool-call markup comes on DS8B_CHANNEL_TOOL_CALL. */
 DS8B_API int ds8b_chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_generated);
 /* Answer and reasoning text of the last reply ("" if none); valid until
  * the next reply or free. */

@@ -188,6 +188,24 @@ static void test_parse_qwen(void) {
     expect_parse(Q, "<tool_call>[1, 2]</tool_call>", (const char *[]){NULL}, "<tool_call>[1, 2]</tool_call>");
     expect_parse(Q, "<tool_call>{\"name\": \"ok\", \"arguments\": {}}</tool_call>\n<tool_call>{\"name\": \"cut",
                  (const char *[]){"ok", "{}", NULL}, "<tool_call>{\"name\": \"cut");
+    /* control bytes (cJSON would skip NUL and \x01 as whitespace) make a call malformed */
+    {
+        const char nul[] = "<tool_call>{\"name\": \"n\", \"arguments\": {\"a\": 1\0}}</tool_call>";
+        cJSON *calls = cJSON_CreateArray();
+        char *bad = NULL;
+        size_t nbad = 0;
+        ds8b__err e = {0};
+        CHECK(ds8b__tc_parse(Q, nul, sizeof nul - 1, calls, &bad, &nbad, &e) == 0 && cJSON_GetArraySize(calls) == 0 &&
+                  nbad == sizeof nul - 1,
+              "a NUL inside a call");
+        ds8b__free(bad);
+        cJSON_Delete(calls);
+    }
+    expect_parse(Q, "<tool_call>{\"name\": \"a\", \"arguments\": {\"x\":\x01 1}}</tool_call>", (const char *[]){NULL},
+                 "<tool_call>{\"name\": \"a\", \"arguments\": {\"x\":\x01 1}}</tool_call>");
+    expect_parse(Q, "<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": \\\"\\u0001\\\"}\"}</tool_call>",
+                 (const char *[]){NULL},
+                 "<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": \\\"\\u0001\\\"}\"}</tool_call>");
     expect_parse(Q, "", (const char *[]){NULL}, NULL);
     expect_parse(Q, "<tool_call>", (const char *[]){NULL}, "<tool_call>");
     expect_parse(Q, "<tool_call></tool_call>", (const char *[]){NULL}, "<tool_call></tool_call>");
@@ -430,6 +448,14 @@ static void test_chat_tools_api(void) {
     CHECK(ds8b_chat_render_tools(NULL, "[]", 2, NULL, 0, NULL, 0, 1, NULL, 0, &n) == DS8B_E_MISUSE, "NULL model");
     CHECK(ds8b_tokenizer_chat_render_tools(NULL, "[]", 2, NULL, 0, NULL, 0, 1, NULL, 0, &n) == DS8B_E_MISUSE, "NULL tok");
     CHECK(ds8b_chat_render_tools(g_model, "[", 1, NULL, 0, NULL, 0, 1, NULL, 0, &n) == DS8B_E_INVALID, "bad messages");
+    /* string variables bos_token / eos_token replace the tokenizer's, as kwargs do in transformers */
+    {
+        char buf[512];
+        const char *um = "[{\"role\": \"user\", \"content\": \"x\"}]";
+        int rc = ds8b_chat_render_tools(g_model, um, strlen(um), NULL, 0, "{\"bos_token\": \"<B>\"}", 20, 1, buf,
+                                        sizeof buf, &n);
+        CHECK(rc == 0 && strncmp(buf, "<B><", 4) == 0, "bos_token variable: rc %d [%s]", rc, rc ? "" : buf);
+    }
     free(tools);
     free(vars);
     ds8b_chat_free(c);

@@ -8,6 +8,7 @@
 #include "quant/quant.h"
 #include "kernels/kernels.h"
 #include "kernels/kern_impl.h"
+#include "kernels/packing.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -404,6 +405,208 @@ static void test_vec_helpers(void) {
     ds8b__isa_force(-1);
 }
 
+
+/* Row-group layout (packing.h): pack/unpack round trip; every level's
+ * group kernel directly against ds8b__mmg_ref (bit-identical: same
+ * integers, same float sequence) and against the scalar level's row
+ * kernel (tolerance, different float order), with 1..16 rows in a group,
+ * odd block counts and 1..5 activation rows. */
+static void test_group_kernels(void) {
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0};
+    static const int64_t nbs[] = {1, 3, 5, 13, 33, 128};
+    static const int nrs[] = {1, 7, 15, 16};
+    int tested = 0;
+    for (int ti = 0; ti < 2; ti++) {
+        int type = types[ti];
+        const char *tn = ds8b__type_info(type)->name;
+        for (int a = 0; a < 6; a++)
+            for (int b = 0; b < 4; b++) {
+                int64_t nb = nbs[a], cols = nb * 32;
+                int nr = nrs[b];
+                ds8b__tensor w;
+                make_weights(type, nr, cols, &w);
+                size_t rb;
+                ds8b__row_bytes(type, cols, &rb);
+                uint8_t *g = malloc(rb * DS8B_G), *back = malloc(rb * DS8B_G);
+                ds8b__pack_group(type, w.data, rb, nr, nb, g);
+                ds8b__unpack_group(type, g, nb, back, rb, nr);
+                CHECK(memcmp(back, w.data, rb * (size_t)nr) == 0, "%s nb %lld nr %d: unpack(pack) differs", tn,
+                      (long long)nb, nr);
+                int nc = 1 + (a + b) % 5;
+                float *x = malloc((size_t)(nc * cols) * sizeof(float));
+                for (int64_t i = 0; i < nc * cols; i++) x[i] = rndn() * (i % 89 == 0 ? 5.0f : 1.0f);
+                size_t as = (size_t)nb * sizeof(ds8b__act32);
+                uint8_t *act = malloc(as * (size_t)nc), *act2 = malloc(as * (size_t)nc);
+                for (int c = 0; c < nc; c++) ds8b__gact_quant_scalar(x + c * cols, act + c * as, cols);
+                float yref[5 * 16], y[5 * 16], ys[5 * 16];
+                ds8b__mmg_ref(type, g, nb, act, as, nc, yref, 16, nr);
+                /* the scalar row kernel on the same activations */
+                ds8b__isa_force(0);
+                const ds8b__kops *k0 = ds8b__kops_get();
+                for (int c = 0; c < nc; c++)
+                    k0->q[type].mm(w.data, rb, nr, act + c * as, as, 1, cols, ys + c * 16, 16);
+                for (int c = 0; c < nc; c++)
+                    for (int r = 0; r < nr; r++) {
+                        double d = fabs((double)yref[c * 16 + r] - ys[c * 16 + r]);
+                        double mag = 0;
+                        const ds8b__act32 *av = (const ds8b__act32 *)(act + c * as);
+                        for (int64_t bb = 0; bb < nb; bb++) mag += fabs(av[bb].d) * 127.0 * 32 * 16;
+                        CHECK(d <= 1e-5 * mag + 1e-6, "%s nb %lld nr %d [%d,%d]: ref %g scalar row kernel %g", tn,
+                              (long long)nb, nr, c, r, yref[c * 16 + r], ys[c * 16 + r]);
+                    }
+                for (int lvl = 1; lvl < levels_available(); lvl++) {
+                    ds8b__isa_force(lvl);
+                    const ds8b__kops *k = ds8b__kops_get();
+                    if (!k->mmg[type]) continue;
+                    tested++;
+                    /* the level's activation quantizer gives the same bytes */
+                    for (int c = 0; c < nc; c++) k->gact_quant(x + c * cols, act2 + c * as, cols);
+                    CHECK(memcmp(act, act2, as * (size_t)nc) == 0, "%s lvl %d: gact_quant differs from scalar",
+                          tn, lvl);
+                    memset(y, 0x7f, sizeof y);
+                    k->mmg[type](g, nb, act, as, nc, y, 16, nr);
+                    for (int c = 0; c < nc; c++) {
+                        CHECK(memcmp(y + c * 16, yref + c * 16, (size_t)nr * sizeof(float)) == 0,
+                              "%s lvl %d nb %lld nr %d row %d: group kernel differs from reference", tn, lvl,
+                              (long long)nb, nr, c);
+                        for (int r = nr; r < 16; r++) {
+                            uint32_t u;
+                            memcpy(&u, &y[c * 16 + r], 4);
+                            CHECK(u == 0x7f7f7f7fu, "%s lvl %d: wrote past nr", tn, lvl);
+                        }
+                    }
+                }
+                ds8b__isa_force(-1);
+                free(x);
+                free(act);
+                free(act2);
+                free(g);
+                free(back);
+                free((void *)w.data);
+            }
+    }
+    if (!tested) SKIP("no level with row-group kernels on this CPU (needs AVX2)");
+}
+
+/* Packed tensors through ds8b__matmul: bit-identical to the same weights
+ * row-major at every level and path (decode n = 1, rowwise batches,
+ * prompt batches), for 1, 2 and 3 threads; rows not a multiple of 16
+ * (row-major tail). */
+static void test_packed_matmul(void) {
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0};
+    static const int64_t rows_list[] = {16, 37, 160};
+    static const int64_t cols_list[] = {96, 4096};
+    static const int64_t ns[] = {1, 3, 7, 20};
+    for (int ti = 0; ti < 2; ti++) {
+        int type = types[ti];
+        const char *tn = ds8b__type_info(type)->name;
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 2; b++) {
+                int64_t rows = rows_list[a], cols = cols_list[b];
+                ds8b__tensor w, p;
+                make_weights(type, rows, cols, &w);
+                p = w;
+                uint8_t *pd = malloc(w.nbytes);
+                ds8b__pack_matrix(type, w.data, rows, cols / 32, pd);
+                p.data = pd;
+                p.layout = DS8B_LAYOUT_G16;
+                float *x = malloc((size_t)(20 * cols) * sizeof(float));
+                for (int64_t i = 0; i < 20 * cols; i++) x[i] = rndn();
+                float *y0 = malloc((size_t)(20 * rows) * sizeof(float)), *y1 = malloc((size_t)(20 * rows) * sizeof(float));
+                ds8b__workspace ws = {0};
+                ds8b__err e = {0};
+                for (int lvl = 0; lvl < levels_available(); lvl++) {
+                    ds8b__isa_force(lvl);
+                    for (int c = 0; c < 4; c++)
+                        for (int fl = 0; fl < 2; fl++) {
+                            int64_t n = ns[c];
+                            int flags = fl ? DS8B_MM_ROWWISE : 0;
+                            if (fl && n == 1) continue;
+                            int rc = ds8b__matmul_ex(g_pools[0], &w, x, n, y0, &ws, flags, &e);
+                            CHECK(rc == 0, "%s: %s", tn, e.msg);
+                            for (int t = 0; t < 3; t++) {
+                                rc = ds8b__matmul_ex(g_pools[t], &p, x, n, y1, &ws, flags, &e);
+                                CHECK(rc == 0 && memcmp(y0, y1, (size_t)(n * rows) * sizeof(float)) == 0,
+                                      "%s lvl %d rows %lld cols %lld n %lld flags %d threads %d: packed differs",
+                                      tn, lvl, (long long)rows, (long long)cols, (long long)n, flags, t + 1);
+                            }
+                        }
+                }
+                ds8b__isa_force(-1);
+                ds8b__free(ws.buf);
+                free(x);
+                free(y0);
+                free(y1);
+                free(pd);
+                free((void *)w.data);
+            }
+    }
+}
+
+/* ds8b__matmul_multi equals separate calls bit for bit (one job over
+ * several matrices, mixed types and layouts; fallback with a type that
+ * has no row-group kernel), for 1-3 threads at every level. */
+static void test_matmul_multi(void) {
+    const int64_t cols = 320;
+    const int types[4] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_0, DS8B_T_Q4_K};
+    const int64_t rows[4] = {37, 16, 160, 21};
+    ds8b__tensor w[4];
+    uint8_t *pd = NULL;
+    for (int i = 0; i < 4; i++) make_weights(types[i], rows[i], types[i] == DS8B_T_Q4_K ? 256 : cols, &w[i]);
+    /* the K-quant needs cols % 256: give it its own width, used only in the fallback set */
+    pd = malloc(w[2].nbytes);
+    ds8b__pack_matrix(DS8B_T_Q4_0, w[2].data, rows[2], cols / 32, pd);
+    ds8b__tensor wp = w[2];
+    wp.data = pd;
+    wp.layout = DS8B_LAYOUT_G16;
+    float *x = malloc(3 * cols * sizeof(float));
+    for (int64_t i = 0; i < 3 * cols; i++) x[i] = rndn();
+    float *ya[3], *yb[3];
+    for (int i = 0; i < 3; i++) {
+        ya[i] = malloc(3 * 160 * sizeof(float));
+        yb[i] = malloc(3 * 160 * sizeof(float));
+    }
+    ds8b__workspace ws = {0};
+    ds8b__err e = {0};
+    const ds8b__tensor *set[3] = {&w[0], &w[1], &wp};
+    for (int lvl = 0; lvl < levels_available(); lvl++) {
+        ds8b__isa_force(lvl);
+        for (int64_t n = 1; n <= 3; n++) {
+            int flags = n > 1 ? DS8B_MM_ROWWISE : 0;
+            for (int i = 0; i < 3; i++) CHECK(ds8b__matmul_ex(g_pools[0], set[i], x, n, ya[i], &ws, flags, &e) == 0, "%s", e.msg);
+            for (int t = 0; t < 3; t++) {
+                CHECK(ds8b__matmul_multi(g_pools[t], set, 3, x, n, yb, &ws, flags, &e) == 0, "%s", e.msg);
+                for (int i = 0; i < 3; i++)
+                    CHECK(memcmp(ya[i], yb[i], (size_t)(n * rows[i == 2 ? 2 : i]) * sizeof(float)) == 0,
+                          "lvl %d n %lld threads %d: matrix %d differs from a separate call", lvl, (long long)n, t + 1, i);
+            }
+        }
+        /* fallback: a matrix without a row-group kernel */
+        float *x2 = malloc(256 * sizeof(float));
+        for (int i = 0; i < 256; i++) x2[i] = rndn();
+        ds8b__tensor w0;
+        make_weights(DS8B_T_Q4_0, 19, 256, &w0);
+        const ds8b__tensor *set2[2] = {&w0, &w[3]};
+        float *y2a[2] = {ya[0], ya[1]}, *y2b[2] = {yb[0], yb[1]};
+        CHECK(ds8b__matmul(g_pools[0], &w0, x2, 1, ya[0], &ws, &e) == 0, "%s", e.msg);
+        CHECK(ds8b__matmul(g_pools[0], &w[3], x2, 1, ya[1], &ws, &e) == 0, "%s", e.msg);
+        CHECK(ds8b__matmul_multi(g_pools[1], set2, 2, x2, 1, y2b, &ws, 0, &e) == 0, "%s", e.msg);
+        CHECK(memcmp(y2a[0], y2b[0], 19 * sizeof(float)) == 0 && memcmp(y2a[1], y2b[1], 21 * sizeof(float)) == 0,
+              "lvl %d: fallback differs", lvl);
+        free(x2);
+        free((void *)w0.data);
+    }
+    ds8b__isa_force(-1);
+    ds8b__free(ws.buf);
+    for (int i = 0; i < 3; i++) {
+        free(ya[i]);
+        free(yb[i]);
+    }
+    for (int i = 0; i < 4; i++) free((void *)w[i].data);
+    free(pd);
+    free(x);
+}
+
 int main(void) {
     printf("  # isa: %s (max level %d)\n", ds8b__isa_name(), ds8b__isa_max_level());
     for (int i = 0; i < 3; i++) ds8b__pool_create(i + 1, &g_pools[i], NULL);
@@ -413,6 +616,9 @@ int main(void) {
     RUN(test_int_kernels_direct);
     RUN(test_matmul_all);
     RUN(test_matmul_large);
+    RUN(test_group_kernels);
+    RUN(test_packed_matmul);
+    RUN(test_matmul_multi);
     for (int i = 0; i < 3; i++) ds8b__pool_free(g_pools[i]);
     T_EXIT();
 }

@@ -80,6 +80,18 @@ static size_t skip_value(const char *p, size_t n, size_t i) {
     return i;
 }
 
+/* Control bytes other than tab and line breaks: JSON allows none of them
+ * outside strings and none raw inside; cJSON would take them (and NUL) as
+ * whitespace, and a NUL would cut the text handed back. A call holding one
+ * is malformed. */
+static bool has_control(const char *p, size_t a, size_t b) {
+    for (size_t i = a; i < b; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return true;
+    }
+    return false;
+}
+
 /* Parses exactly p[a, b) as one JSON value (NULL if it is not). */
 static cJSON *parse_exact(const char *p, size_t a, size_t b) {
     if (a >= b) return NULL;
@@ -159,6 +171,7 @@ static bool is_object_text(const char *p, size_t a, size_t b) {
 /* One call body p[a, b): true and a call added when well-formed. */
 static bool qwen_call(tc_out *o, const char *p, size_t a, size_t b) {
     trim(p, &a, &b);
+    if (has_control(p, a, b)) return false;
     cJSON *j = parse_exact(p, a, b);
     if (!j || !cJSON_IsObject(j)) { cJSON_Delete(j); return false; }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
@@ -166,7 +179,7 @@ static bool qwen_call(tc_out *o, const char *p, size_t a, size_t b) {
     bool ok = cJSON_IsString(name) && name->valuestring[0] && (!args || cJSON_IsObject(args) || cJSON_IsString(args));
     if (ok && cJSON_IsString(args)) { /* a JSON object written as a string */
         const char *s = args->valuestring;
-        ok = is_object_text(s, 0, strlen(s));
+        ok = !has_control(s, 0, strlen(s)) && is_object_text(s, 0, strlen(s));
         if (ok) ok = add_call(o, "function", 8, name->valuestring, strlen(name->valuestring), s, strlen(s));
     } else if (ok && !args) {
         ok = add_call(o, "function", 8, name->valuestring, strlen(name->valuestring), "{}", 2);
@@ -218,6 +231,7 @@ static void parse_qwen(tc_out *o, const char *p, size_t n) {
 /* DeepSeek: <｜tool▁call▁begin｜>TYPE<｜tool▁sep｜>NAME\n```json\n{}\n```<｜tool▁call▁end｜> */
 /* ------------------------------------------------------------------ */
 static bool ds_call(tc_out *o, const char *p, size_t a, size_t b) {
+    if (has_control(p, a, b)) return false;
     size_t sep = find(p, b, a, DS8B__TC_DS_SEP);
     if (sep == b) return false;
     size_t ta = a, tb = sep;

@@ -162,6 +162,8 @@ int cli_load(const cli_args *a, const char *path, ds8b_model **m) {
     if (ds8b_params_create(&p)) return 1;
     g_verbose = cli_flag(a, "--verbose");
     ds8b_params_set_log(p, log_stderr, &g_verbose);
+    int64_t mm;
+    if (cli_int(a, "--mmap", &mm)) ds8b_params_set_int(p, DS8B_PARAM_USE_MMAP, mm);
     int rc = ds8b_model_load(path, p, m);
     ds8b_params_free(p);
     return rc ? cli_fail("loading the model", rc) : 0;

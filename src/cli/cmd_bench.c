@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ================================================================== */
@@ -139,6 +140,7 @@ const cli_optdef bench_opts[] = {
     {"--draft-model", CLI_STR, "PATH"},
     {"--temp", CLI_FLOAT, "T"},
     {"--seed", CLI_INT, "S"},
+    {"--mmap", CLI_INT, "0|1"},
     {0},
 };
 
@@ -187,7 +189,11 @@ int cmd_bench(const cli_args *a) {
         return cli_usage(a, "--seqs wants numbers from 1 to %d separated by commas", DS8B_BATCH_MAX);
     }
     ds8b_model *m;
+    struct timespec l0, l1;
+    clock_gettime(CLOCK_MONOTONIC, &l0);
     if (cli_load(a, path, &m)) return 1;
+    clock_gettime(CLOCK_MONOTONIC, &l1);
+    fprintf(stderr, "load: %.2f s\n", (double)(l1.tv_sec - l0.tv_sec) + 1e-9 * (double)(l1.tv_nsec - l0.tv_nsec));
     if (nseqs > 0) {
         int brc = cmd_bench_seqs(m, seqs, nseqs, tg, reps, threads);
         ds8b_model_free(m);

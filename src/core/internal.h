@@ -137,7 +137,10 @@ typedef struct ds8b__tensor {
     const void *data;   /* points into a map or into owned memory */
     size_t nbytes;
     void *owned;        /* heap block to free with the tensor, or NULL */
+    int layout;         /* 0: GGUF row-major blocks; DS8B_LAYOUT_G16: row groups
+                           (src/kernels/packing.h), only ever set by the repacker */
 } ds8b__tensor;
+enum { DS8B_LAYOUT_ROWS = 0, DS8B_LAYOUT_G16 = 16 };
 
 /* ================================================================== */
 /* Half-precision conversion                                           */

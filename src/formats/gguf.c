@@ -57,6 +57,8 @@ struct ds8b__gguf {
     size_t t_mask;
     int64_t crc_kv;      /* KV index of a well-formed ds8b.tensor_crc32, or -1 */
     bool crc_bad;        /* the key is present but malformed */
+    int crc_state;       /* DS8B_GGUF_CRC_* */
+    char crc_why[160];   /* why the checksums are stale (for the log) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -91,6 +93,40 @@ uint32_t ds8b__gguf_crc32(uint32_t crc, const void *data, size_t n) {
         n -= k;
     }
     return (uint32_t)c;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tensor table digest                                                 */
+/* ------------------------------------------------------------------ */
+static void td_bytes(ds8b__gguf_tdigest *d, const void *p, size_t n) {
+    const uint8_t *b = p;
+    uint64_t h = d->h;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    d->h = h;
+}
+static void td_u64(ds8b__gguf_tdigest *d, uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+    td_bytes(d, b, 8);
+}
+void ds8b__gguf_tdigest_init(ds8b__gguf_tdigest *d, uint64_t n_tensors, uint32_t alignment) {
+    d->h = 14695981039346656037ull;
+    td_bytes(d, "ds8b-tensor-table-1", 19);
+    td_u64(d, n_tensors);
+    td_u64(d, alignment);
+}
+void ds8b__gguf_tdigest_add(ds8b__gguf_tdigest *d, const char *name, int type, int n_dims, const int64_t *ne,
+                            uint64_t off) {
+    size_t n = strlen(name);
+    td_u64(d, n);
+    td_bytes(d, name, n);
+    td_u64(d, (uint64_t)(uint32_t)type);
+    td_u64(d, (uint64_t)(uint32_t)n_dims);
+    for (int i = 0; i < n_dims; i++) td_u64(d, (uint64_t)ne[i]);
+    td_u64(d, off);
+}
+void ds8b__gguf_tdigest_str(const ds8b__gguf_tdigest *d, char out[DS8B_GGUF_TDIGEST_LEN + 1]) {
+    snprintf(out, DS8B_GGUF_TDIGEST_LEN + 1, "fnv1a64:%016llx", (unsigned long long)d->h);
 }
 
 static uint64_t hash_str(const char *s) {
@@ -555,6 +591,62 @@ static int check_tensor_data(ds8b__gguf *g, ds8b__err *e) {
     return rc;
 }
 
+/* Decides what the CRC key, if any, is worth: bound to this tensor table
+ * (verified), stale (computed for another table: skipped, logged), legacy
+ * (no digest: verified, a mismatch only logged), or malformed. */
+static void classify_crc(ds8b__gguf *g) {
+    g->crc_kv = -1;
+    g->crc_bad = false;
+    g->crc_state = DS8B_GGUF_CRC_NONE;
+    g->crc_why[0] = 0;
+    int64_t ci = ds8b__gguf_find_key(g, DS8B_GGUF_CRC_KEY);
+    if (ci < 0) return;
+    const gguf_kv *kv = &g->kvs[ci];
+    bool shape_ok = kv->type == DS8B_GGUF_ARRAY && kv->elem_type == DS8B_GGUF_UINT32;
+    bool count_ok = shape_ok && kv->count == (uint64_t)g->n_tensors;
+    int64_t di = ds8b__gguf_find_key(g, DS8B_GGUF_TDIGEST_KEY);
+    if (di < 0) {
+        /* written before the digest existed */
+        if (count_ok) {
+            g->crc_kv = ci;
+            g->crc_state = DS8B_GGUF_CRC_LEGACY;
+        } else if (shape_ok) {
+            g->crc_state = DS8B_GGUF_CRC_STALE;
+            snprintf(g->crc_why, sizeof g->crc_why, "the key has %llu entries for %lld tensors",
+                     (unsigned long long)kv->count, (long long)g->n_tensors);
+        } else {
+            g->crc_bad = true;
+            g->crc_state = DS8B_GGUF_CRC_BAD;
+        }
+        return;
+    }
+    const gguf_kv *dk = &g->kvs[di];
+    ds8b__gguf_tdigest d;
+    ds8b__gguf_tdigest_init(&d, (uint64_t)g->n_tensors, g->alignment);
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const ds8b__tensor *t = &g->tensors[i];
+        ds8b__gguf_tdigest_add(&d, t->name, t->type, t->n_dims, t->ne, g->t_off[i]);
+    }
+    char want[DS8B_GGUF_TDIGEST_LEN + 1];
+    ds8b__gguf_tdigest_str(&d, want);
+    /* a string value is its u64 length, then the bytes */
+    bool match = dk->type == DS8B_GGUF_STRING && dk->val_size == 8 + DS8B_GGUF_TDIGEST_LEN &&
+                 ld_u64(dk->val) == DS8B_GGUF_TDIGEST_LEN && memcmp(dk->val + 8, want, DS8B_GGUF_TDIGEST_LEN) == 0;
+    if (!match) {
+        g->crc_state = DS8B_GGUF_CRC_STALE;
+        snprintf(g->crc_why, sizeof g->crc_why, "they were computed for another tensor table (key '%s' is not %s)",
+                 DS8B_GGUF_TDIGEST_KEY, want);
+        return;
+    }
+    if (count_ok) {
+        g->crc_kv = ci;
+        g->crc_state = DS8B_GGUF_CRC_BOUND;
+    } else {
+        g->crc_bad = true;
+        g->crc_state = DS8B_GGUF_CRC_BAD;
+    }
+}
+
 static int parse(ds8b__gguf *g, ds8b__err *e) {
     const char *fn = g->name;
     rd r = {g->base, g->size, 0};
@@ -642,16 +734,7 @@ static int parse(ds8b__gguf *g, ds8b__err *e) {
     rc = check_tensor_data(g, e);
     if (rc) return rc;
 
-    g->crc_kv = -1;
-    int64_t ci = ds8b__gguf_find_key(g, DS8B_GGUF_CRC_KEY);
-    if (ci >= 0) {
-        const gguf_kv *kv = &g->kvs[ci];
-        if (kv->type == DS8B_GGUF_ARRAY && kv->elem_type == DS8B_GGUF_UINT32 &&
-            kv->count == (uint64_t)g->n_tensors)
-            g->crc_kv = ci;
-        else
-            g->crc_bad = true;
-    }
+    classify_crc(g);
     return DS8B_OK;
 }
 
@@ -950,36 +1033,75 @@ uint64_t ds8b__gguf_tensor_file_offset(const ds8b__gguf *g, int64_t i) {
 }
 
 bool ds8b__gguf_has_crc(const ds8b__gguf *g) { return g && g->crc_kv >= 0; }
+int ds8b__gguf_crc_state(const ds8b__gguf *g) { return g ? g->crc_state : DS8B_GGUF_CRC_NONE; }
+
+static int crc_bad_err(const ds8b__gguf *g, ds8b__err *e) {
+    return ds8b__seterr(e, DS8B_E_FORMAT, "%s: key '" DS8B_GGUF_CRC_KEY "' is not an array of %lld uint32",
+                        g->name, (long long)g->n_tensors);
+}
+
+/* 0 if tensor i's data matches its CRC (or there is none to check), else
+ * the CRC found and the one stored. */
+static bool crc_matches(const ds8b__gguf *g, int64_t i, uint32_t *got, uint32_t *want) {
+    const ds8b__tensor *t = &g->tensors[i];
+    *want = ld_u32(g->kvs[g->crc_kv].elems + (size_t)i * 4);
+    *got = ds8b__gguf_crc32(0, t->data, t->nbytes);
+    return *want == *got;
+}
 
 int ds8b__gguf_verify_tensor_crc(const ds8b__gguf *g, int64_t i, ds8b__err *e) {
     if (!g || i < 0 || i >= g->n_tensors)
         return ds8b__seterr(e, DS8B_E_INVALID, "%s: no tensor #%lld", ds8b__gguf_name(g),
                             (long long)i);
-    if (g->crc_bad)
-        return ds8b__seterr(e, DS8B_E_FORMAT,
-                            "%s: key '" DS8B_GGUF_CRC_KEY "' is not an array of %lld uint32",
-                            g->name, (long long)g->n_tensors);
-    if (g->crc_kv < 0) return DS8B_OK;
-    const ds8b__tensor *t = &g->tensors[i];
-    uint32_t want = ld_u32(g->kvs[g->crc_kv].elems + (size_t)i * 4);
-    uint32_t got = ds8b__gguf_crc32(0, t->data, t->nbytes);
-    if (want != got)
+    if (g->crc_bad) return crc_bad_err(g, e);
+    if (g->crc_state != DS8B_GGUF_CRC_BOUND && g->crc_state != DS8B_GGUF_CRC_LEGACY) return DS8B_OK;
+    uint32_t got, want;
+    if (!crc_matches(g, i, &got, &want))
         return ds8b__seterr(e, DS8B_E_CHECKSUM,
                             "%s: tensor '%s': CRC-32 of its data is %08x, the file says %08x",
-                            g->name, t->name, got, want);
+                            g->name, g->tensors[i].name, got, want);
     return DS8B_OK;
 }
 
-int ds8b__gguf_verify_crc(const ds8b__gguf *g, ds8b__err *e) {
+int ds8b__gguf_verify_crc_log(const ds8b__gguf *g, const ds8b__log *log, ds8b__err *e) {
     if (!g) return ds8b__seterr(e, DS8B_E_INVALID, "gguf: NULL handle");
-    if (g->crc_bad)
-        return ds8b__seterr(e, DS8B_E_FORMAT,
-                            "%s: key '" DS8B_GGUF_CRC_KEY "' is not an array of %lld uint32",
-                            g->name, (long long)g->n_tensors);
-    if (g->crc_kv < 0) return DS8B_OK;
-    for (int64_t i = 0; i < g->n_tensors; i++) {
-        int rc = ds8b__gguf_verify_tensor_crc(g, i, e);
-        if (rc) return rc;
+    switch (g->crc_state) {
+    case DS8B_GGUF_CRC_BAD: return crc_bad_err(g, e);
+    case DS8B_GGUF_CRC_STALE:
+        ds8b__logf(log, DS8B_LOG_WARN,
+                   "%s: the tensor checksums (%s) are stale: %s; the file was probably rewritten by another "
+                   "tool that copied our metadata. They are not verified.",
+                   g->name, DS8B_GGUF_CRC_KEY, g->crc_why);
+        return DS8B_OK;
+    case DS8B_GGUF_CRC_BOUND:
+        for (int64_t i = 0; i < g->n_tensors; i++) {
+            int rc = ds8b__gguf_verify_tensor_crc(g, i, e);
+            if (rc) return rc;
+        }
+        return DS8B_OK;
+    case DS8B_GGUF_CRC_LEGACY: {
+        /* No digest: written before checksums were bound to their table.
+         * A mismatch cannot tell a corrupt file from one whose tensors
+         * another tool rewrote, so it is logged, not refused. */
+        int64_t bad = 0, first = -1;
+        for (int64_t i = 0; i < g->n_tensors; i++) {
+            uint32_t got, want;
+            if (!crc_matches(g, i, &got, &want)) {
+                if (first < 0) first = i;
+                bad++;
+            }
+        }
+        if (bad)
+            ds8b__logf(log, DS8B_LOG_WARN,
+                       "%s: %lld of %lld tensors (first '%s') do not match the checksums in %s, which carry no "
+                       "%s (written by an older libds8b): either another tool rewrote the tensors or the data is "
+                       "corrupt. Loading anyway.",
+                       g->name, (long long)bad, (long long)g->n_tensors, g->tensors[first].name, DS8B_GGUF_CRC_KEY,
+                       DS8B_GGUF_TDIGEST_KEY);
+        return DS8B_OK;
     }
-    return DS8B_OK;
+    default: return DS8B_OK;
+    }
 }
+
+int ds8b__gguf_verify_crc(const ds8b__gguf *g, ds8b__err *e) { return ds8b__gguf_verify_crc_log(g, NULL, e); }

@@ -24,8 +24,13 @@
  *            -> write_tensor_data (tensor 0, 1, ... in order; a tensor may
  *               be given in several chunks) -> finish (or abort at any time)
  * The writer adds general.quantized_by = "libds8b <version>" and
- * ds8b.tensor_crc32 (one UINT32 zlib CRC-32 per tensor, in tensor order);
- * ds8b__gguf_verify_crc() checks the latter.
+ * ds8b.tensor_crc32 (one UINT32 zlib CRC-32 per tensor, in tensor order)
+ * with ds8b.tensor_table_digest beside it: a digest of the tensor table the
+ * CRCs belong to (count, alignment, then each tensor's name, type, shape
+ * and data offset), "fnv1a64:" and 16 hex digits. ds8b__gguf_verify_crc()
+ * checks the CRCs only when the file's table has that digest: other tools
+ * (llama-quantize, gguf-py) copy unknown metadata while rewriting tensors,
+ * which leaves checksums of another table behind.
  */
 #ifndef DS8B_GGUF_H
 #define DS8B_GGUF_H
@@ -58,6 +63,8 @@ enum {
 #define DS8B_GGUF_MAX_KVS (1u << 20)        /* metadata entries (DS8B_E_LIMIT above) */
 #define DS8B_GGUF_MAX_TENSORS (1u << 20)    /* tensors (DS8B_E_LIMIT above) */
 #define DS8B_GGUF_CRC_KEY "ds8b.tensor_crc32"
+#define DS8B_GGUF_TDIGEST_KEY "ds8b.tensor_table_digest"
+#define DS8B_GGUF_TDIGEST_LEN 24 /* "fnv1a64:" + 16 hex digits */
 #define DS8B_GGUF_QUANTIZED_BY_KEY "general.quantized_by"
 
 /* "uint32", "string", ... or "unknown". */
@@ -151,14 +158,35 @@ int64_t ds8b__gguf_find_tensor_index(const ds8b__gguf *g, const char *name); /* 
 /* Offset of tensor i's data from the start of the file (0 if out of range). */
 uint64_t ds8b__gguf_tensor_file_offset(const ds8b__gguf *g, int64_t i);
 
-/* ds8b.tensor_crc32: true if the file carries it (with the right shape). */
+/* ds8b.tensor_crc32: true if the file carries it (with the right shape)
+ * and it is not stale. */
 bool ds8b__gguf_has_crc(const ds8b__gguf *g);
-/* Checks every tensor's CRC-32 when the key is present (OK when absent).
- * DS8B_E_CHECKSUM names the first tensor that does not match;
- * DS8B_E_FORMAT if the key has the wrong type or count. */
-int ds8b__gguf_verify_crc(const ds8b__gguf *g, ds8b__err *e);
-/* The same for one tensor (OK when the file has no CRCs). */
+/* What the file's checksums are worth. */
+enum {
+    DS8B_GGUF_CRC_NONE = 0, /* no ds8b.tensor_crc32 */
+    DS8B_GGUF_CRC_BOUND,    /* digest matches this table: verified, mismatch = DS8B_E_CHECKSUM */
+    DS8B_GGUF_CRC_STALE,    /* computed for another table (digest differs, or no digest and
+                               another tensor count): not verified, logged */
+    DS8B_GGUF_CRC_LEGACY,   /* no digest (files written before it existed): verified, a
+                               mismatch is logged as a warning, not an error */
+    DS8B_GGUF_CRC_BAD,      /* the CRC key is not a UINT32 array (of the table's length,
+                               when the digest matches): DS8B_E_FORMAT */
+};
+int ds8b__gguf_crc_state(const ds8b__gguf *g);
+/* Checks the tensors' CRC-32s as the state above says; warnings go to log
+ * (may be NULL). DS8B_E_CHECKSUM names the first tensor that does not
+ * match its bound checksum; DS8B_E_FORMAT for a malformed key. */
+int ds8b__gguf_verify_crc_log(const ds8b__gguf *g, const ds8b__log *log, ds8b__err *e);
+int ds8b__gguf_verify_crc(const ds8b__gguf *g, ds8b__err *e); /* log = NULL */
+/* One tensor against its CRC, bound or legacy (OK when the file has none
+ * or they are stale). */
 int ds8b__gguf_verify_tensor_crc(const ds8b__gguf *g, int64_t i, ds8b__err *e);
+/* The table digest, shared by the reader and the writer. */
+typedef struct ds8b__gguf_tdigest { uint64_t h; } ds8b__gguf_tdigest;
+void ds8b__gguf_tdigest_init(ds8b__gguf_tdigest *d, uint64_t n_tensors, uint32_t alignment);
+void ds8b__gguf_tdigest_add(ds8b__gguf_tdigest *d, const char *name, int type, int n_dims, const int64_t *ne,
+                            uint64_t off);
+void ds8b__gguf_tdigest_str(const ds8b__gguf_tdigest *d, char out[DS8B_GGUF_TDIGEST_LEN + 1]);
 /* zlib CRC-32 of any length (size_t). */
 uint32_t ds8b__gguf_crc32(uint32_t crc, const void *data, size_t n);
 
@@ -177,7 +205,8 @@ int ds8b__gguf_writer_create(const char *path, ds8b__gguf_writer **out, ds8b__er
 
 /* Metadata. Keys must be unique and non-empty. "general.alignment" must be
  * a UINT32 power of two <= DS8B_GGUF_MAX_ALIGNMENT and sets the alignment.
- * Keys the writer manages itself (general.quantized_by, ds8b.tensor_crc32)
+ * Keys the writer manages itself (general.quantized_by, ds8b.tensor_crc32,
+ * ds8b.tensor_table_digest)
  * are skipped silently, so metadata can be copied from another file.
  * All must come before write_header. */
 int ds8b__gguf_writer_add_u8(ds8b__gguf_writer *w, const char *key, uint8_t v, ds8b__err *e);

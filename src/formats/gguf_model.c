@@ -254,7 +254,7 @@ static int load_inner(ds8b_model *m, const char *path, ds8b__err *e) {
     if (rc) return rc;
     m->gguf_close = close_gguf;
     const ds8b__gguf *g = m->gguf;
-    if ((rc = ds8b__gguf_verify_crc(g, e))) return rc;
+    if ((rc = ds8b__gguf_verify_crc_log(g, &m->log, e))) return rc;
     ds8b__hparams *hp = &m->hp;
     if ((rc = ds8b__gguf_read_hparams(g, hp, e))) return rc;
     m->rope_interleaved = hp->arch == DS8B_ARCH_LLAMA;

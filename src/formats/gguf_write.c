@@ -204,7 +204,8 @@ static int usable(ds8b__gguf_writer *w, int state, const char *what, ds8b__err *
 /* Metadata                                                            */
 /* ------------------------------------------------------------------ */
 static bool managed_key(const char *key) {
-    return strcmp(key, DS8B_GGUF_CRC_KEY) == 0 || strcmp(key, DS8B_GGUF_QUANTIZED_BY_KEY) == 0;
+    return strcmp(key, DS8B_GGUF_CRC_KEY) == 0 || strcmp(key, DS8B_GGUF_QUANTIZED_BY_KEY) == 0 ||
+           strcmp(key, DS8B_GGUF_TDIGEST_KEY) == 0;
 }
 
 /* Checks the key; *skip is set for keys the writer manages itself. */
@@ -435,7 +436,25 @@ static int write_header(ds8b__gguf_writer *w, ds8b__err *e) {
     uint64_t n = strlen(by);
     rc = emit_kv(w, DS8B_GGUF_QUANTIZED_BY_KEY, DS8B_GGUF_STRING, &n, 8, by, (size_t)n, e);
     if (rc) return rc;
+    /* lay the tensors out first: the digest of the table goes beside the CRCs */
+    uint64_t off = 0;
+    ds8b__gguf_tdigest dg;
+    ds8b__gguf_tdigest_init(&dg, (uint64_t)w->n_t, w->alignment);
+    for (int64_t i = 0; i < w->n_t; i++) {
+        wtensor *t = &w->t[i];
+        t->off = off;
+        uint64_t end = off + t->nbytes;
+        if (end < off || end > UINT64_MAX - w->alignment)
+            return ds8b__seterr(e, DS8B_E_INVALID, "%s: tensor data would exceed 2^64 bytes", w->tmp);
+        off = (end + w->alignment - 1) / w->alignment * w->alignment;
+        ds8b__gguf_tdigest_add(&dg, t->name, t->type, t->n_dims, t->ne, t->off);
+    }
     if (w->n_t > 0) {
+        char dstr[DS8B_GGUF_TDIGEST_LEN + 1];
+        ds8b__gguf_tdigest_str(&dg, dstr);
+        uint64_t dl = DS8B_GGUF_TDIGEST_LEN;
+        rc = emit_kv(w, DS8B_GGUF_TDIGEST_KEY, DS8B_GGUF_STRING, &dl, 8, dstr, (size_t)dl, e);
+        if (rc) return rc;
         uint8_t hdr[12];
         uint32_t et = DS8B_GGUF_UINT32;
         uint64_t cnt = (uint64_t)w->n_t;
@@ -447,15 +466,9 @@ static int write_header(ds8b__gguf_writer *w, ds8b__err *e) {
         for (int64_t i = 0; i < w->n_t && !rc; i++) rc = put_u32(w, 0, e); /* filled at finish */
         if (rc) return rc;
     }
-    /* tensor infos, with offsets laid out in order */
-    uint64_t off = 0;
+    /* tensor infos */
     for (int64_t i = 0; i < w->n_t; i++) {
         wtensor *t = &w->t[i];
-        t->off = off;
-        uint64_t end = off + t->nbytes;
-        if (end < off || end > UINT64_MAX - w->alignment)
-            return ds8b__seterr(e, DS8B_E_INVALID, "%s: tensor data would exceed 2^64 bytes", w->tmp);
-        off = (end + w->alignment - 1) / w->alignment * w->alignment;
         rc = put_str(w, t->name, strlen(t->name), e);
         if (!rc) rc = put_u32(w, (uint32_t)t->n_dims, e);
         for (int d = 0; d < t->n_dims && !rc; d++) rc = put_u64(w, (uint64_t)t->ne[d], e);

@@ -48,13 +48,20 @@ static int cpu_level(void) {
 static void init_once(void) {
     g_max_level = cpu_level();
     ds8b__kops_fill_scalar(&g_tab[0]);
+    g_tab[0].gact_quant = ds8b__gact_quant_scalar;
     /* The fill functions live in files built with -mavx2 / -mavx512*: the
      * compiler may use those instructions even there, so call them only on
      * a CPU that has them (ds8b__isa_force() never goes past g_max_level). */
     g_tab[1] = g_tab[0];
-    if (g_max_level >= 1) ds8b__kops_fill_avx2(&g_tab[1]);
+    if (g_max_level >= 1) {
+        ds8b__kops_fill_avx2(&g_tab[1]);
+        ds8b__kops_fill_decode_avx2(&g_tab[1]);
+    }
     g_tab[2] = g_tab[1];
-    if (g_max_level >= 2) ds8b__kops_fill_avx512(&g_tab[2]);
+    if (g_max_level >= 2) {
+        ds8b__kops_fill_avx512(&g_tab[2]);
+        ds8b__kops_fill_decode_avx512(&g_tab[2]);
+    }
     int lvl = g_max_level;
     const char *env = getenv("DS8B_ISA");
     if (env && *env) {

@@ -29,6 +29,12 @@ typedef void (*ds8b__mmp_fn)(const uint8_t *w, size_t wstride, int64_t nrows, co
                              size_t astride, int64_t ncols, int64_t cols, float *y, int64_t ldy,
                              uint8_t *scratch);
 
+/* Row-group kernel (packing.h): one group of 16 weight rows (nb blocks of
+ * 32 values per row) against ncols activation rows in the ds8b__act32
+ * format; writes y[c*ldy + r] for r < nr. */
+typedef void (*ds8b__mmg_fn)(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride,
+                             int64_t ncols, float *y, int64_t ldy, int nr);
+
 typedef struct ds8b__qkern {
     ds8b__mm_fn mm;                          /* NULL: no integer kernel */
     size_t (*act_size)(int64_t cols);        /* bytes of one activation row */
@@ -62,6 +68,12 @@ typedef struct ds8b__kops {
      * register-tiled float GEMM (NULL at the scalar level: cblas_sgemm). */
     void (*gemm_f32)(const float *w, int64_t nr, const float *x, int64_t nc, int64_t cols,
                      float *y, int64_t ldy);
+    /* Decode kernels on the row-group layout (NULL: none at this level;
+     * the scalar level has none and stays the row-major reference), and
+     * the ds8b__act32 quantizer they use (the same integers at every
+     * level). */
+    ds8b__mmg_fn mmg[DS8B_T__COUNT];
+    void (*gact_quant)(const float *x, uint8_t *dst, int64_t cols);
 } ds8b__kops;
 
 void ds8b__kops_fill_scalar(ds8b__kops *k);
@@ -71,6 +83,11 @@ void ds8b__kops_fill_avx512(ds8b__kops *k);
  * Q5_K (kern_more_avx512.c, kern_more_avx2.c); leave the mmp fields alone. */
 void ds8b__kops_fill_more_avx512(ds8b__kops *k);
 void ds8b__kops_fill_more_avx2(ds8b__kops *k);
+/* Row-group decode kernels (x86/avx2_decode.c, x86/avx512_decode.c). */
+void ds8b__kops_fill_decode_avx2(ds8b__kops *k);
+void ds8b__kops_fill_decode_avx512(ds8b__kops *k);
+/* ds8b__act32 rows with the scalar quantizer (packing.c). */
+void ds8b__gact_quant_scalar(const float *x, uint8_t *dst, int64_t cols);
 /* Sets the prompt kernels (mmp) of every integer type (kern_prompt_avx512.c). */
 void ds8b__kops_fill_prompt_avx512(ds8b__kops *k);
 /* Runs iters iterations of a tight loop of 12 independent 512-bit

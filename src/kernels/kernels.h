@@ -36,6 +36,14 @@ int ds8b__matmul(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_
 enum { DS8B_MM_ROWWISE = 1 };
 int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int64_t n, float *y,
                     ds8b__workspace *ws, int flags, ds8b__err *e);
+/* y[i] = matmul_ex(w[i], x) for nw <= 4 matrices with the same columns
+ * (Q/K/V, gate/up), bit-identical to nw separate calls. When every matrix
+ * runs on the level's row-group kernels (n < 4, decode), the activations
+ * are quantized once and the chunks of all matrices go through one pool
+ * job, so threads do not wait at a barrier after each matrix; otherwise
+ * it makes the separate calls. */
+int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, const float *x, int64_t n,
+                       float *const *y, ds8b__workspace *ws, int flags, ds8b__err *e);
 /* True if ds8b__matmul accepts weights of this type. */
 bool ds8b__matmul_supports(int type);
 

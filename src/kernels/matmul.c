@@ -20,12 +20,13 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/kern_impl.h"
+#include "kernels/packing.h"
 
 #include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
-enum { P_INT, P_INTP, P_DOT, P_GEMM };
+enum { P_INT, P_INTP, P_DOT, P_GEMM, P_GRP };
 #ifndef GEMM_RC
 #define GEMM_RC 32
 #endif
@@ -48,6 +49,11 @@ typedef struct mm_job {
     size_t scratch_per; /* floats per thread (P_GEMM) */
     uint8_t *kscratch;  /* per-thread kernel scratch (P_INTP) */
     size_t kscratch_per;
+    uint8_t *wscr;      /* per-thread weight scratch: one packed group (P_GRP) or
+                           rchunk unpacked rows (other paths on packed weights) */
+    size_t wscr_per;
+    bool packed;        /* w is in the row-group layout */
+    int64_t nb;         /* 32-blocks per row (P_GRP) */
     int64_t rchunk, cchunk, nrc, ncc;
     _Atomic int64_t next;
 } mm_job;
@@ -72,10 +78,10 @@ bool ds8b__matmul_supports(int type) {
     }
 }
 
-/* Converts rows [r0, r0+nr) of W to f32 (row-major, cols per row). */
-static void rows_to_f32(const mm_job *j, int64_t r0, int64_t nr, float *dst) {
+/* Converts nr row-major rows at wr to f32 (cols per row). */
+static void rows_to_f32(const mm_job *j, const uint8_t *wr, int64_t nr, float *dst) {
     for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *src = j->w + (size_t)(r0 + r) * j->wstride;
+        const uint8_t *src = wr + (size_t)r * j->wstride;
         float *d = dst + (size_t)r * (size_t)j->cols;
         switch (j->type) {
         case DS8B_T_F16: j->k->f16_to_f32((const uint16_t *)src, d, j->cols); break;
@@ -89,10 +95,47 @@ static void rows_to_f32(const mm_job *j, int64_t r0, int64_t nr, float *dst) {
 static void act_task(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
     void (*quant)(const float *, uint8_t *, int64_t) =
-        j->path == P_INTP ? j->qk->pact_quant : j->qk->act_quant;
+        j->path == P_INTP ? j->qk->pact_quant : j->path == P_GRP ? j->k->gact_quant : j->qk->act_quant;
     for (int64_t i = ith; i < j->n; i += nth)
         quant(j->x + (size_t)i * (size_t)j->cols, j->act + (size_t)i * j->astride,
                          j->cols);
+}
+
+/* Rows [r0, r0+nr) of packed weights, row-major into dst. */
+static void unpack_rows(const mm_job *j, int64_t r0, int64_t nr, uint8_t *dst) {
+    int64_t full = j->rows / DS8B_G * DS8B_G, nb = (int64_t)(j->wstride / ds8b__type_info(j->type)->block_bytes);
+    for (int64_t r = r0; r < r0 + nr; r += DS8B_G) {
+        int64_t n = r0 + nr - r < DS8B_G ? r0 + nr - r : DS8B_G;
+        uint8_t *d = dst + (size_t)(r - r0) * j->wstride;
+        if (r < full) ds8b__unpack_group(j->type, j->w + (size_t)r * j->wstride, nb, d, j->wstride, (int)n);
+        else memcpy(d, j->w + (size_t)r * j->wstride, (size_t)n * j->wstride);
+    }
+}
+
+/* Row groups [r0, r0+nr) of one matrix against nc activation rows. A group
+ * that is not stored packed (row-major weights, or the tail rows of a
+ * packed matrix) is packed into the thread's scratch s first, so both
+ * layouts run the same kernel on the same bytes: bit-identical results. */
+static void grp_rows(ds8b__mmg_fn fn, int type, const uint8_t *w, size_t wstride, int64_t rows, bool packed,
+                     int64_t nb, const uint8_t *act, size_t astride, int64_t nc, float *y, uint8_t *s, int64_t r0,
+                     int64_t nr) {
+    int64_t full = packed ? rows / DS8B_G * DS8B_G : 0;
+    for (int64_t r = r0; r < r0 + nr; r += DS8B_G) {
+        int n = r0 + nr - r < DS8B_G ? (int)(r0 + nr - r) : DS8B_G;
+        const uint8_t *g = w + (size_t)r * wstride;
+        if (r >= full) {
+            ds8b__pack_group(type, g, wstride, n, nb, s);
+            g = s;
+        }
+        fn(g, nb, act, astride, nc, y + r, rows, n);
+    }
+}
+
+/* P_GRP: one chunk of the job's matrix. */
+static void grp_chunk(const mm_job *j, int ith, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
+    grp_rows(j->k->mmg[j->type], j->type, j->w, j->wstride, j->rows, j->packed, j->nb,
+             j->act + (size_t)c0 * j->astride, j->astride, nc, j->y + (size_t)c0 * (size_t)j->rows,
+             j->wscr + (size_t)ith * j->wscr_per, r0, nr);
 }
 
 static void mm_task(void *ctx, int ith, int nth) {
@@ -106,6 +149,17 @@ static void mm_task(void *ctx, int ith, int nth) {
         int64_t r0 = rc * j->rchunk, nr = j->rows - r0 < j->rchunk ? j->rows - r0 : j->rchunk;
         int64_t c0 = cc * j->cchunk, nc = j->n - c0 < j->cchunk ? j->n - c0 : j->cchunk;
         const uint8_t *wr = j->w + (size_t)r0 * j->wstride;
+        if (j->path == P_GRP) {
+            grp_chunk(j, ith, r0, nr, c0, nc);
+            continue;
+        }
+        if (j->packed) {
+            /* row-major kernels on packed weights: unpack the chunk's rows
+             * (whole groups: chunks start at multiples of 16) */
+            uint8_t *s = j->wscr + (size_t)ith * j->wscr_per;
+            unpack_rows(j, r0, nr, s);
+            wr = s;
+        }
         switch (j->path) {
         case P_INT:
             j->qk->mm(wr, j->wstride, nr, j->act + (size_t)c0 * j->astride, j->astride, nc,
@@ -138,7 +192,7 @@ static void mm_task(void *ctx, int ith, int nth) {
                 wf = (const float *)wr;
             } else {
                 float *s = j->scratch + (size_t)ith * j->scratch_per;
-                rows_to_f32(j, r0, nr, s);
+                rows_to_f32(j, wr, nr, s);
                 wf = s;
             }
             if (j->k->gemm_f32) {
@@ -219,9 +273,23 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
     else j.path = P_GEMM;
     if (!rowwise && qk->mmp && strcmp(j.k->name, "scalar") && (n >= PROMPT_MIN_N || !qk->batched))
         j.path = P_INTP;
+    if (rowwise && j.k->mmg[w->type] && j.k->gact_quant) j.path = P_GRP;
+    j.packed = w->layout == DS8B_LAYOUT_G16 && ds8b__pack_supported(w->type);
 
     size_t need = 0, off_scratch = 0;
-    if (j.path == P_INT) {
+    if (j.path == P_GRP) {
+        j.nb = cols / 32;
+        j.astride = ((size_t)j.nb * sizeof(ds8b__act32) + 63) & ~(size_t)63;
+        j.wscr_per = (wstride * DS8B_G + 63) & ~(size_t)63;
+        size_t acts, ks;
+        if (!ds8b__mul_ok(j.astride, (size_t)n, &acts) ||
+            !ds8b__mul_ok(j.wscr_per, (size_t)nth, &ks) || !ds8b__add_ok(acts, ks, &need))
+            return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+        off_scratch = acts;
+        /* ~64 KiB of weights per chunk, whole groups */
+        j.rchunk = clamp64((int64_t)(65536 / wstride), DS8B_G, 256) & ~(int64_t)(DS8B_G - 1);
+        j.cchunk = n;
+    } else if (j.path == P_INT) {
         j.astride = (qk->act_size(cols) + 63) & ~(size_t)63;
         if (!ds8b__mul_ok(j.astride, (size_t)n, &need))
             return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
@@ -268,6 +336,21 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
             j.scratch_per = per;
         }
     }
+    size_t off_wscr = 0;
+    if (j.path != P_GRP && ds8b__pack_supported(w->type)) {
+        /* Packed weights on a row-major path: chunks of whole groups and
+         * an unpack scratch per thread. Reserved for every matrix of a
+         * packable type, packed or not, so the workspace depends only on
+         * (type, cols, n, threads), as ds8b_estimate assumes. */
+        j.rchunk = (j.rchunk + DS8B_G - 1) / DS8B_G * DS8B_G;
+        size_t per, all;
+        if (!ds8b__mul_ok((size_t)j.rchunk, wstride, &per) || !ds8b__add_ok(per, 63, &per) ||
+            !ds8b__mul_ok(per & ~(size_t)63, (size_t)nth, &all) || !ds8b__add_ok(need, 63, &off_wscr) ||
+            !ds8b__add_ok(off_wscr & ~(size_t)63, all, &need))
+            return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+        j.wscr_per = per & ~(size_t)63;
+        off_wscr &= ~(size_t)63;
+    }
     if (j.rchunk > rows) j.rchunk = rows;
     if (j.rchunk < 1) j.rchunk = 1;
     j.nrc = (rows + j.rchunk - 1) / j.rchunk;
@@ -276,16 +359,115 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
         int rc = ws_reserve(ws, need, e);
         if (rc) return rc;
         if (j.path == P_INT) j.act = ws->buf;
-        else if (j.path == P_INTP) {
+        else if (j.path == P_GRP) {
+            j.act = ws->buf;
+            j.wscr = (uint8_t *)ws->buf + off_scratch;
+        } else if (j.path == P_INTP) {
             j.act = ws->buf;
             j.kscratch = (uint8_t *)ws->buf + off_scratch;
         } else j.scratch = (float *)((uint8_t *)ws->buf + off_scratch);
+        if (j.path != P_GRP && ds8b__pack_supported(w->type)) j.wscr = (uint8_t *)ws->buf + off_wscr;
     }
-    if (j.path == P_INT || j.path == P_INTP) {
+    if (j.path == P_INT || j.path == P_INTP || j.path == P_GRP) {
         if (n < 4 || nth == 1) act_task(&j, 0, 1);
         else ds8b__pool_run(pool, act_task, &j);
     }
     if (nth == 1 || j.nrc * j.ncc == 1) mm_task(&j, 0, 1);
     else ds8b__pool_run(pool, mm_task, &j);
+    return DS8B_OK;
+}
+
+/* ================================================================== */
+/* Several matrices on the same activations (Q/K/V, gate/up)           */
+/* ================================================================== */
+enum { MULTI_MAX = 4 };
+typedef struct multi_job {
+    const ds8b__kops *k;
+    int nm;
+    struct {
+        const ds8b__tensor *t;
+        float *y;
+        size_t wstride;
+        int64_t rows, rchunk, nrc, first;
+        bool packed;
+    } m[MULTI_MAX];
+    int64_t nb, n, total;
+    uint8_t *act, *wscr;
+    size_t astride, wscr_per;
+    _Atomic int64_t next;
+} multi_job;
+
+static void multi_task(void *ctx, int ith, int nth) {
+    multi_job *j = ctx;
+    (void)nth;
+    for (;;) {
+        int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= j->total) break;
+        int i = 0;
+        while (i + 1 < j->nm && it >= j->m[i + 1].first) i++;
+        int64_t r0 = (it - j->m[i].first) * j->m[i].rchunk;
+        int64_t nr = j->m[i].rows - r0 < j->m[i].rchunk ? j->m[i].rows - r0 : j->m[i].rchunk;
+        int type = j->m[i].t->type;
+        grp_rows(j->k->mmg[type], type, j->m[i].t->data, j->m[i].wstride, j->m[i].rows, j->m[i].packed, j->nb,
+                 j->act, j->astride, j->n, j->m[i].y, j->wscr + (size_t)ith * j->wscr_per, r0, nr);
+    }
+}
+
+int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, const float *x, int64_t n,
+                       float *const *y, ds8b__workspace *ws, int flags, ds8b__err *e) {
+    const ds8b__kops *k = ds8b__kops_get();
+    bool ok = nw >= 1 && nw <= MULTI_MAX && n >= 1 && n < 4 && (n == 1 || (flags & DS8B_MM_ROWWISE)) && x && y &&
+              ws && k->gact_quant;
+    int64_t cols = ok ? w[0]->ne[0] : 0;
+    for (int i = 0; ok && i < nw; i++) {
+        size_t rb, wb;
+        ok = w[i] && y[i] && k->mmg[w[i]->type] && w[i]->ne[0] == cols && w[i]->data && w[i]->n_dims >= 2 &&
+             w[i]->ne[1] > 0 && w[i]->ne[1] <= INT32_MAX && cols > 0 && cols <= INT32_MAX &&
+             ds8b__row_bytes(w[i]->type, cols, &rb) && ds8b__mul_ok(rb, (size_t)w[i]->ne[1], &wb) &&
+             wb <= w[i]->nbytes;
+    }
+    if (!ok) { /* not all on the row-group kernels: one call each */
+        for (int i = 0; i < nw; i++) {
+            int rc = ds8b__matmul_ex(pool, w[i], x, n, y[i], ws, flags, e);
+            if (rc) return rc;
+        }
+        return DS8B_OK;
+    }
+    multi_job j;
+    memset(&j, 0, sizeof j);
+    j.k = k;
+    j.nm = nw;
+    j.n = n;
+    j.nb = cols / 32;
+    j.astride = ((size_t)j.nb * sizeof(ds8b__act32) + 63) & ~(size_t)63;
+    int nth = ds8b__pool_size(pool);
+    size_t maxws = 0;
+    for (int i = 0; i < nw; i++) {
+        ds8b__row_bytes(w[i]->type, cols, &j.m[i].wstride);
+        j.m[i].t = w[i];
+        j.m[i].y = y[i];
+        j.m[i].rows = w[i]->ne[1];
+        j.m[i].packed = w[i]->layout == DS8B_LAYOUT_G16 && ds8b__pack_supported(w[i]->type);
+        /* the same chunks as a single call: every output identical */
+        j.m[i].rchunk = clamp64((int64_t)(65536 / j.m[i].wstride), DS8B_G, 256) & ~(int64_t)(DS8B_G - 1);
+        if (j.m[i].rchunk > j.m[i].rows) j.m[i].rchunk = j.m[i].rows;
+        j.m[i].nrc = (j.m[i].rows + j.m[i].rchunk - 1) / j.m[i].rchunk;
+        j.m[i].first = j.total;
+        j.total += j.m[i].nrc;
+        if (j.m[i].wstride > maxws) maxws = j.m[i].wstride;
+    }
+    j.wscr_per = (maxws * DS8B_G + 63) & ~(size_t)63;
+    size_t acts, ks, need;
+    if (!ds8b__mul_ok(j.astride, (size_t)n, &acts) || !ds8b__mul_ok(j.wscr_per, (size_t)nth, &ks) ||
+        !ds8b__add_ok(acts, ks, &need))
+        return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
+    int rc = ws_reserve(ws, need, e);
+    if (rc) return rc;
+    j.act = ws->buf;
+    j.wscr = (uint8_t *)ws->buf + acts;
+    for (int64_t i = 0; i < n; i++) k->gact_quant(x + (size_t)i * (size_t)cols, j.act + (size_t)i * j.astride, cols);
+    atomic_init(&j.next, 0);
+    if (nth == 1) multi_task(&j, 0, 1);
+    else ds8b__pool_run(pool, multi_task, &j);
     return DS8B_OK;
 }

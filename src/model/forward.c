@@ -239,9 +239,11 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
         const ds8b__layer *L = &m->layers[l];
         /* attention block */
         for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, L->attn_norm, d, eps);
-        if ((rc = MM(&L->wq, sc->xb, sc->q))) return rc;
-        if ((rc = MM(&L->wk, sc->xb, sc->k))) return rc;
-        if ((rc = MM(&L->wv, sc->xb, sc->v))) return rc;
+        {
+            const ds8b__tensor *w3[3] = {&L->wq, &L->wk, &L->wv};
+            float *y3[3] = {sc->q, sc->k, sc->v};
+            if ((rc = ds8b__matmul_multi(f->pool, w3, 3, sc->xb, n, y3, &sc->ws, f->flags, e))) return rc;
+        }
         for (int64_t t = 0; t < n; t++) {
             float *q = sc->q + t * qd, *k = sc->k + t * kvd;
             int64_t pos = row_pos(f, t);
@@ -264,8 +266,11 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
 
         /* feed-forward block */
         for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, L->ffn_norm, d, eps);
-        if ((rc = MM(&L->w_gate, sc->xb, sc->gate))) return rc;
-        if ((rc = MM(&L->w_up, sc->xb, sc->up))) return rc;
+        {
+            const ds8b__tensor *w2[2] = {&L->w_gate, &L->w_up};
+            float *y2[2] = {sc->gate, sc->up};
+            if ((rc = ds8b__matmul_multi(f->pool, w2, 2, sc->xb, n, y2, &sc->ws, f->flags, e))) return rc;
+        }
         for (int64_t i = 0; i < n * ff; i++) {
             float g = sc->gate[i];
             sc->gate[i] = g / (1.0f + expf(-g)) * sc->up[i];

@@ -69,6 +69,8 @@ struct ds8b_model {
     int64_t n_params;
     int64_t n_tensors;
     int64_t weight_bytes;
+    uint64_t fingerprint;    /* of the weights as stored, when fingerprint_set (repack.c) */
+    bool fingerprint_set;
 };
 
 /* A holder for m's tokenizer (refs 1, no tokenizer yet); load the
@@ -102,6 +104,18 @@ int ds8b__tok_from_gguf(const struct ds8b__gguf *g, ds8b_tokenizer **out, ds8b__
 int ds8b__gguf_read_hparams(const struct ds8b__gguf *g, ds8b__hparams *hp, ds8b__err *e);
 /* Type a scheme gives a matrix (see quantize.c); -1 for an unknown scheme. */
 int ds8b__scheme_matrix_type(const char *scheme, int role, int64_t layer, int64_t n_layer, int64_t cols, bool tied);
+
+/* Row-group repacking (repack.c). ds8b__model_repack: every layer matrix
+ * and the untied output matrix of a packable type, still mapped, becomes
+ * a private DS8B_MEM_WEIGHTS copy in the DS8B_LAYOUT_G16 layout, and its
+ * file pages are released. ds8b__repack_wanted/bytes: whether a tensor
+ * would be repacked, and the heap bytes that takes (for ds8b_estimate).
+ * ds8b__tensor_rowmajor: *out = t, or for a packed t a row-major
+ * DS8B_MEM_SCRATCH copy (free out->owned). */
+int ds8b__model_repack(ds8b_model *m, ds8b__err *e);
+bool ds8b__repack_wanted(const ds8b__tensor *t);
+int64_t ds8b__repack_bytes(const ds8b__tensor *t);
+int ds8b__tensor_rowmajor(const ds8b__tensor *t, ds8b__tensor *out, ds8b__err *e);
 
 /* Computes inv_freq and the cos/sin scale for hp into out (head_dim/2). */
 void ds8b__rope_init(const ds8b__hparams *hp, float *inv_freq, float *scale);

@@ -27,6 +27,15 @@ DS8B_API int ds8b_model_load(const char *path, const ds8b_params *params, ds8b_m
         else if (has_suffix(path, ".gguf") || ds8b__file_exists(path))
             rc = ds8b__model_load_gguf(path, log, out, &e);
         else rc = ds8b__seterr(&e, DS8B_E_IO, "%s: no such file or directory", path);
+        /* DS8B_PARAM_USE_MMAP = 0: matrices repacked into private copies in
+         * the row-group layout of the decode kernels */
+        ds8b_params defaults;
+        if (!params) ds8b__params_defaults(&defaults);
+        int64_t use_mmap = (params ? params : &defaults)->i[DS8B_PARAM_USE_MMAP];
+        if (!rc && use_mmap == 0 && (rc = ds8b__model_repack(*out, &e))) {
+            ds8b__model_destroy(*out);
+            *out = NULL;
+        }
     }
     if (rc) {
         ds8b__set_last_error(&e);

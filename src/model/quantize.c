@@ -10,6 +10,9 @@
  *                   i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2; output Q6_K
  *   w4a16           every layer matrix and the embeddings W4A16 (group 32,
  *                   f16 scale and min, float activations); output Q8_0
+ *   q5_0            every matrix Q5_0; output Q6_K
+ *   q5_k_m          Q5_K; attn_v and ffn_down Q6_K in the q4_k_m layers; output Q6_K
+ *   q6_k            every matrix Q6_K
  * "The output matrix" is lm_head, or the embeddings when they are tied.
  * Norm weights stay f32.
  *
@@ -28,6 +31,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -49,9 +53,13 @@ static const scheme_info k_schemes[] = {
     {"q4_0", DS8B_T_Q4_0, DS8B_T_Q6_K, DS8B_T_Q4_0, false, 2},
     {"q4_k_m", DS8B_T_Q4_K, DS8B_T_Q6_K, DS8B_T_Q4_K, true, 15},
     {"w4a16", DS8B_T_W4A16, DS8B_T_Q8_0, DS8B_T_W4A16, false, 3},
+    /* llama.cpp's mixes of the same names (src/llama-quant.cpp), so sizes compare */
+    {"q5_0", DS8B_T_Q5_0, DS8B_T_Q6_K, DS8B_T_Q5_0, false, 8},
+    {"q5_k_m", DS8B_T_Q5_K, DS8B_T_Q6_K, DS8B_T_Q5_K, true, 17},
+    {"q6_k", DS8B_T_Q6_K, DS8B_T_Q6_K, DS8B_T_Q6_K, false, 18},
 };
 
-const char *ds8b__scheme_list(void) { return "f32, f16, bf16, q8_0, q4_0, q4_k_m, w4a16"; }
+const char *ds8b__scheme_list(void) { return "f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_0, q4_k_m, q4_0, w4a16"; }
 
 static const scheme_info *find_scheme(const char *name) {
     for (size_t i = 0; i < sizeof k_schemes / sizeof k_schemes[0]; i++)
@@ -135,6 +143,13 @@ static void conv_task(void *ctx, int ith, int nth) {
 /* Converts nrows rows starting at row0 of src into dst. */
 static int convert_rows(ds8b__pool *pool, const ds8b__tensor *src, int dst_type, int64_t row0, int64_t nrows,
                         int64_t permute_hd, uint8_t *dst, float *tmp, ds8b__err *e) {
+    if (src->layout != DS8B_LAYOUT_ROWS) { /* repacked at load: convert a row-major copy */
+        ds8b__tensor u;
+        int rc = ds8b__tensor_rowmajor(src, &u, e);
+        if (!rc) rc = convert_rows(pool, &u, dst_type, row0, nrows, permute_hd, dst, tmp, e);
+        ds8b__free(u.owned);
+        return rc;
+    }
     if (src->type == dst_type && permute_hd == 0) {
         size_t rb;
         ds8b__row_bytes(src->type, src->ne[0], &rb);
@@ -159,6 +174,103 @@ static void release_source(const ds8b__tensor *t) {
     uintptr_t a = ((uintptr_t)t->data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
     uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~((uintptr_t)pg - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Page-aligned part of [p, p+n), for madvise. */
+static bool page_range(const void *p, size_t n, bool inner, void **a, size_t *len) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || !p || !n) return false;
+    uintptr_t m = (uintptr_t)pg - 1, s = (uintptr_t)p, e = s + n;
+    uintptr_t lo = inner ? (s + m) & ~m : s & ~m, hi = inner ? e & ~m : (e + m) & ~m;
+    if (hi <= lo) return false;
+    *a = (void *)lo;
+    *len = hi - lo;
+    return true;
+}
+/* Asks the kernel to start reading rows [row0, row0+nr) of a mapped
+ * source now, so the read overlaps the conversion of the rows before. */
+static void prefetch_rows(const ds8b__tensor *t, int64_t row0, int64_t nr) {
+    size_t rb;
+    void *a;
+    size_t len;
+    if (t->owned || !ds8b__row_bytes(t->type, t->ne[0], &rb)) return;
+    if (page_range((const uint8_t *)t->data + (size_t)row0 * rb, (size_t)nr * rb, false, &a, &len))
+        madvise(a, len, MADV_WILLNEED);
+}
+/* Drops converted rows from the resident set (re-read from the file if
+ * touched again). */
+static void release_rows(const ds8b__tensor *t, int64_t row0, int64_t nr) {
+    size_t rb;
+    void *a;
+    size_t len;
+    if (t->owned || !ds8b__row_bytes(t->type, t->ne[0], &rb)) return;
+    if (page_range((const uint8_t *)t->data + (size_t)row0 * rb, (size_t)nr * rb, true, &a, &len))
+        madvise(a, len, MADV_DONTNEED);
+}
+
+/* ------------------------------------------------------------------ */
+/* A writer thread: the file is written while the next chunk converts.  */
+/* ------------------------------------------------------------------ */
+typedef struct wqueue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ds8b__gguf_writer *w;
+    /* one pending job: tensor index, buffer, length */
+    bool pending, quit, running;
+    int64_t ti;
+    const void *buf;
+    size_t len;
+    int rc;          /* first error of the writer thread */
+    ds8b__err err;
+} wqueue;
+
+static void *wq_main(void *arg) {
+    wqueue *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (!q->pending && !q->quit) pthread_cond_wait(&q->cv, &q->mu);
+        if (!q->pending && q->quit) break;
+        int64_t ti = q->ti;
+        const void *buf = q->buf;
+        size_t len = q->len;
+        bool failed = q->rc != 0;
+        pthread_mutex_unlock(&q->mu);
+        int rc = failed ? 0 : ds8b__gguf_writer_write_tensor_data(q->w, ti, buf, len, &q->err);
+        pthread_mutex_lock(&q->mu);
+        if (rc && !q->rc) q->rc = rc;
+        q->pending = false;
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+/* Waits until the writer is idle; returns its first error. */
+static int wq_wait(wqueue *q) {
+    pthread_mutex_lock(&q->mu);
+    while (q->pending) pthread_cond_wait(&q->cv, &q->mu);
+    int rc = q->rc;
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+/* Hands a buffer to the writer (after wq_wait: it is idle). Without a
+ * thread, writes here. */
+static int wq_put(wqueue *q, int64_t ti, const void *buf, size_t len, ds8b__err *e) {
+    if (!q->running) return ds8b__gguf_writer_write_tensor_data(q->w, ti, buf, len, e);
+    pthread_mutex_lock(&q->mu);
+    q->ti = ti;
+    q->buf = buf;
+    q->len = len;
+    q->pending = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return DS8B_OK;
+}
+static void wq_stop(wqueue *q) {
+    if (!q->running) return;
+    pthread_mutex_lock(&q->mu);
+    q->quit = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
 }
 
 static int report(const ds8b_params *p, double frac, const char *stage, ds8b__err *e) {
@@ -428,6 +540,10 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
     ds8b__gguf_writer *w = NULL;
     int rc = DS8B_OK;
     bool permute = hp->arch == DS8B_ARCH_LLAMA && !m->rope_interleaved;
+    wqueue wq;
+    memset(&wq, 0, sizeof wq);
+    pthread_t wq_thread;
+    bool wq_inited = false;
 
     /* the plan: names, sources and types, in file order */
     wtensor *t = &wt[n++];
@@ -515,13 +631,25 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
     if (hp->n_head * hp->head_dim > max_cols) max_cols = hp->n_head * hp->head_dim;
     const size_t chunk_cap = 16u << 20;
     tmp = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)nth * (size_t)max_cols * sizeof(float), "quantizer scratch", e);
-    chunk = ds8b__xmalloc(DS8B_MEM_SCRATCH, chunk_cap, "quantizer output buffer", e);
+    /* two output buffers: one converting, one being written */
+    chunk = ds8b__xmalloc(DS8B_MEM_SCRATCH, 2 * chunk_cap, "quantizer output buffers", e);
     if (!tmp || !chunk) { rc = DS8B_E_NOMEM; goto done; }
+    wq.w = w;
+    if (pthread_mutex_init(&wq.mu, NULL) == 0) {
+        if (pthread_cond_init(&wq.cv, NULL) == 0) {
+            wq_inited = true;
+            wq.running = pthread_create(&wq_thread, NULL, wq_main, &wq) == 0;
+        } else {
+            pthread_mutex_destroy(&wq.mu);
+        }
+    }
+    int cur = 0;
     size_t done_bytes = 0;
     for (int64_t i = 0; i < n; i++) {
         if (!wt[i].src) {
             size_t nb = (size_t)wt[i].vec_n * sizeof(float);
-            if ((rc = ds8b__gguf_writer_write_tensor_data(w, i, wt[i].vec, nb, e))) goto done;
+            if ((rc = wq_wait(&wq))) goto done_err;
+            if ((rc = wq_put(&wq, i, wt[i].vec, nb, e))) goto done;
             done_bytes += nb;
             continue;
         }
@@ -531,18 +659,39 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
         int64_t rows_per = (int64_t)(chunk_cap / rb);
         if (rows_per < 1) rows_per = 1;
         if (wt[i].permute_hd && rows_per > wt[i].permute_hd) rows_per -= rows_per % wt[i].permute_hd;
+        prefetch_rows(src, 0, src->ne[1] < rows_per ? src->ne[1] : rows_per);
         for (int64_t r0 = 0; r0 < src->ne[1]; r0 += rows_per) {
             int64_t nr = src->ne[1] - r0 < rows_per ? src->ne[1] - r0 : rows_per;
-            if ((rc = convert_rows(pool, src, wt[i].type, r0, nr, wt[i].permute_hd, chunk, tmp, e))) goto done;
-            if ((rc = ds8b__gguf_writer_write_tensor_data(w, i, chunk, (size_t)nr * rb, e))) goto done;
+            int64_t r1 = r0 + nr;
+            if (r1 < src->ne[1]) prefetch_rows(src, r1, src->ne[1] - r1 < rows_per ? src->ne[1] - r1 : rows_per);
+            else if (i + 1 < n && wt[i + 1].src) prefetch_rows(wt[i + 1].src, 0, 1);
+            uint8_t *buf = chunk + (size_t)cur * chunk_cap;
+            if ((rc = convert_rows(pool, src, wt[i].type, r0, nr, wt[i].permute_hd, buf, tmp, e))) goto done;
+            release_rows(src, r0, nr);
+            if ((rc = wq_wait(&wq))) goto done_err;
+            if ((rc = wq_put(&wq, i, buf, (size_t)nr * rb, e))) goto done;
+            cur ^= 1;
             done_bytes += (size_t)nr * rb;
             if ((rc = report(p, (double)done_bytes / (double)(total_bytes ? total_bytes : 1), wt[i].name, e))) goto done;
         }
         release_source(src);
     }
+    if ((rc = wq_wait(&wq))) goto done_err;
+    wq_stop(&wq);
+    if (wq.running) pthread_join(wq_thread, NULL);
+    wq.running = false;
     rc = ds8b__gguf_writer_finish(w, e);
     w = NULL;
+    goto done;
+done_err:
+    *e = wq.err;
 done:
+    wq_stop(&wq);
+    if (wq.running) pthread_join(wq_thread, NULL);
+    if (wq_inited) {
+        pthread_cond_destroy(&wq.cv);
+        pthread_mutex_destroy(&wq.mu);
+    }
     ds8b__gguf_writer_abort(w);
     ds8b__free(wt);
     ds8b__free(rope_ff);

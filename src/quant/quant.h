@@ -100,6 +100,16 @@ static inline void ds8b__k3_scales(const uint8_t *s, int8_t out[16]) {
     }
 }
 
+/* The symmetric scale search of the 32-block formats and Q6_K: for nblk
+ * blocks of n values (x, weights w, both nblk*n floats, finite, w >= 0),
+ * writes each block's best scale for codes in [qmin, qmax] to d[0..nblk).
+ * nblk <= 16, n <= 32. The AVX2 and AVX-512 variants return exactly what
+ * the scalar one does; call them only on a CPU that has the ISA. */
+typedef void (*ds8b__sym_search_fn)(const float *x, const float *w, int n, int nblk, int qmin, int qmax, float *d);
+void ds8b__sym_search_scalar(const float *x, const float *w, int n, int nblk, int qmin, int qmax, float *d);
+void ds8b__sym_search_avx2(const float *x, const float *w, int n, int nblk, int qmin, int qmax, float *d);
+void ds8b__sym_search_avx512(const float *x, const float *w, int n, int nblk, int qmin, int qmax, float *d);
+
 /* Q8_K activation quantization of n floats (n multiple of 256): what the
  * K-quant kernels dot against. */
 void ds8b__quant_q8_k(const float *x, ds8b__blk_q8_k *y, int64_t n);

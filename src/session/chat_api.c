@@ -67,8 +67,13 @@ static int render_with(const char *model_tmpl, const ds8b_tokenizer *tok, const 
     int rc = get_template(model_tmpl, tok, &t, e);
     if (rc) return rc;
     char b1[256], b2[256];
-    rc = ds8b__tmpl_render(t, messages, add_gen, special_str(tok, true, b1, sizeof b1), special_str(tok, false, b2, sizeof b2),
-                           extra, out, len, e);
+    const char *bos = special_str(tok, true, b1, sizeof b1), *eos = special_str(tok, false, b2, sizeof b2);
+    /* variables override the special tokens, as in transformers ({**special_tokens_map, **kwargs}) */
+    const cJSON *vb = cJSON_GetObjectItemCaseSensitive(extra, "bos_token");
+    const cJSON *ve = cJSON_GetObjectItemCaseSensitive(extra, "eos_token");
+    if (cJSON_IsString(vb)) bos = vb->valuestring;
+    if (cJSON_IsString(ve)) eos = ve->valuestring;
+    rc = ds8b__tmpl_render(t, messages, add_gen, bos, eos, extra, out, len, e);
     ds8b__tmpl_free(t);
     return rc;
 }

@@ -7,6 +7,7 @@
  * loader and the session use.
  */
 #include "session/session.h"
+#include "model/model.h"
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -174,6 +175,18 @@ int ds8b__estimate(const char *path, const char *scheme, const ds8b_params *p, i
         out[DS8B_MEM_OTHER] += (int64_t)strlen(scheme) + 1;
     }
     (void)n_tensors;
+    /* DS8B_PARAM_USE_MMAP = 0: the matrices ds8b__model_repack moves into
+     * heap copies (the file stays mapped, its pages released) */
+    if (gguf && !(scheme && *scheme)) {
+        ds8b_params dp;
+        if (!p) ds8b__params_defaults(&dp);
+        if ((p ? p : &dp)->i[DS8B_PARAM_USE_MMAP] == 0)
+            for (int64_t i = 0; i < ds8b__gguf_n_tensors(g); i++) {
+                const ds8b__tensor *t = ds8b__gguf_tensor(g, i);
+                if (t && t->name && (strncmp(t->name, "blk.", 4) == 0 || strcmp(t->name, "output.weight") == 0))
+                    out[DS8B_MEM_WEIGHTS] += ds8b__repack_bytes(t);
+            }
+    }
 
     /* 4. one session with a full context */
     ds8b_params defaults;

@@ -46,6 +46,7 @@ static uint64_t fp_tensor(uint64_t h, const ds8b__tensor *t) {
 }
 
 uint64_t ds8b__model_fingerprint(const ds8b_model *m) {
+    if (m->fingerprint_set) return m->fingerprint; /* weights repacked after loading */
     const ds8b__hparams *hp = &m->hp;
     uint64_t h = 0xcbf29ce484222325ull;
     int64_t dims[] = {hp->arch, hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff};

@@ -1,0 +1,122 @@
+/*
+ * x86/avx2_decode.c -- decode kernels on the row-group layout
+ * (packing.h), AVX2 + FMA + F16C (no VNNI). Built with the AVX2 flags (the
+ * file name contains "avx2").
+ *
+ * A group of 16 rows is two halves of 8 (one ymm holds dword k of 8 rows).
+ * Products go through vpmaddubsw (unsigned weight x signed activation,
+ * pairs summed in int16) and the 8 int16 partial vectors of a block are
+ * added in int16 before a single vpmaddwd: every int16 lane then holds 16
+ * products of a 4-bit code (<= 15) and an activation in [-127, 127], at
+ * most 30480 in magnitude, so nothing saturates and the block sums are the
+ * exact integers of the AVX-512 kernels. Q8_0's unsigned bytes (q + 128)
+ * are split into nibbles, each summed that way, and recombined as
+ * lo + 16 * hi by the vpmaddwd multipliers. Then the same f16 convert,
+ * multiply and FMA per block as ds8b__mmg_ref: results are bit-identical
+ * to the AVX-512 level's. The group is prefetched 8 KB ahead like the
+ * AVX-512 kernels.
+ */
+#include "kernels/kern_impl.h"
+#include "kernels/packing.h"
+
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+
+#ifndef GRP_PF
+#define GRP_PF 8192
+#endif
+#define PF(p, off) _mm_prefetch((const char *)(p) + GRP_PF + (off), _MM_HINT_T0)
+
+AI __m256i bc32(const int8_t *q, int k) {
+    int32_t v;
+    memcpy(&v, q + 4 * k, 4);
+    return _mm256_set1_epi32(v);
+}
+AI __m256i ld(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+static void store_nr(float *y, const __m256 lo, const __m256 hi, int nr) {
+    if (nr == 16) {
+        _mm256_storeu_ps(y, lo);
+        _mm256_storeu_ps(y + 8, hi);
+        return;
+    }
+    float t[16];
+    _mm256_storeu_ps(t, lo);
+    _mm256_storeu_ps(t + 8, hi);
+    memcpy(y, t, (size_t)nr * sizeof(float));
+}
+
+static void mmg_q4_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols,
+                     float *y, int64_t ldy, int nr) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < nb; b++, o += 288) {
+            PF(o, 0); PF(o, 64); PF(o, 128); PF(o, 192); PF(o, 256);
+            const int8_t *q = a[b].qs;
+            __m256i x[8];
+            for (int k = 0; k < 8; k++) x[k] = bc32(q, k);
+            const __m256i off = _mm256_set1_epi32(-8 * a[b].sum);
+            const __m256 dx = _mm256_set1_ps(a[b].d);
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *w = o + 32 + 32 * h;
+                __m256i s = _mm256_setzero_si256();
+                #pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m256i v = ld(w + 64 * k);
+                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(v, m4), x[k]));
+                    s = _mm256_add_epi16(
+                        s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x[4 + k]));
+                }
+                __m256i is = _mm256_add_epi32(off, _mm256_madd_epi16(s, ones));
+                __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * h))), dx);
+                if (h) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), d, acc1);
+                else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), d, acc0);
+            }
+        }
+        store_nr(y + (size_t)c * (size_t)ldy, acc0, acc1, nr);
+    }
+}
+
+static void mmg_q8_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols,
+                     float *y, int64_t ldy, int nr) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < nb; b++, o += 544) {
+            PF(o, 0); PF(o, 64); PF(o, 128); PF(o, 192); PF(o, 256);
+            PF(o, 320); PF(o, 384); PF(o, 448); PF(o, 512);
+            const int8_t *q = a[b].qs;
+            const __m256i off = _mm256_set1_epi32(-128 * a[b].sum);
+            const __m256 dx = _mm256_set1_ps(a[b].d);
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *w = o + 32 + 32 * h;
+                __m256i sl = _mm256_setzero_si256(), sh = _mm256_setzero_si256();
+                #pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    __m256i v = ld(w + 64 * k), xk = bc32(q, k);
+                    sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(_mm256_and_si256(v, m4), xk));
+                    sh = _mm256_add_epi16(
+                        sh, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), xk));
+                }
+                __m256i is = _mm256_add_epi32(
+                    off, _mm256_add_epi32(_mm256_madd_epi16(sl, ones), _mm256_madd_epi16(sh, sixteen)));
+                __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * h))), dx);
+                if (h) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), d, acc1);
+                else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), d, acc0);
+            }
+        }
+        store_nr(y + (size_t)c * (size_t)ldy, acc0, acc1, nr);
+    }
+}
+
+void ds8b__kops_fill_decode_avx2(ds8b__kops *k) {
+    k->mmg[DS8B_T_Q4_0] = mmg_q4_0;
+    k->mmg[DS8B_T_Q8_0] = mmg_q8_0;
+    /* activations: the scalar quantizer (ds8b__act32 of kern_scalar.c) */
+}

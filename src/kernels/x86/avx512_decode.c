@@ -1,0 +1,114 @@
+/*
+ * x86/avx512_decode.c -- decode kernels on the row-group layout
+ * (packing.h), AVX-512 F/BW/VL + VNNI. Built with the AVX-512 flags (the
+ * file name contains "avx512"); only called when cpuid reports them.
+ *
+ * One group = 16 weight rows. Per 32-value block column: K loads of one
+ * zmm each give dword k of all 16 rows; vpdpbusd against the activation's
+ * dword k broadcast (embedded broadcast) accumulates 4 products of every
+ * row; the format's offset (-8 for Q4_0, -128 for the unsigned-stored
+ * Q8_0) starts the accumulator as offset * sum(activation block). Then one
+ * f16 convert, one multiply by the activation scale and one FMA scale and
+ * add the 16 rows' block sums. Per row this is exactly ds8b__mmg_ref's
+ * arithmetic (exact integer sums, then acc = fma(isum, dw * dx, acc) in
+ * block order), so the result is bit-identical to the reference, to the
+ * AVX2 group kernels and across tilings and thread counts.
+ */
+#include "kernels/kern_impl.h"
+#include "kernels/packing.h"
+
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+
+#ifndef GRP_PF
+#define GRP_PF 8192
+#endif
+#define PF(p, off) _mm_prefetch((const char *)(p) + GRP_PF + (off), _MM_HINT_T0)
+
+AI __m512i bc32(const int8_t *q, int k) {
+    int32_t v;
+    memcpy(&v, q + 4 * k, 4);
+    return _mm512_set1_epi32(v);
+}
+
+static void mmg_q4_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols,
+                     float *y, int64_t ldy, int nr) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        __m512 acc = _mm512_setzero_ps();
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < nb; b++, o += 288) {
+            PF(o, 0); PF(o, 64); PF(o, 128); PF(o, 192); PF(o, 256);
+            const int8_t *q = a[b].qs;
+            __m512i v0 = _mm512_loadu_si512(o + 32), v1 = _mm512_loadu_si512(o + 96);
+            __m512i v2 = _mm512_loadu_si512(o + 160), v3 = _mm512_loadu_si512(o + 224);
+            __m512i s0 = _mm512_set1_epi32(-8 * a[b].sum), s1 = _mm512_setzero_si512();
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v0, m4), bc32(q, 0));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), bc32(q, 4));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v1, m4), bc32(q, 1));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), bc32(q, 5));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v2, m4), bc32(q, 2));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v2, 4), m4), bc32(q, 6));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v3, m4), bc32(q, 3));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v3, 4), m4), bc32(q, 7));
+            __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)),
+                                     _mm512_set1_ps(a[b].d));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
+        }
+        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+    }
+}
+
+static void mmg_q8_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols,
+                     float *y, int64_t ldy, int nr) {
+    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        __m512 acc = _mm512_setzero_ps();
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < nb; b++, o += 544) {
+            PF(o, 0); PF(o, 64); PF(o, 128); PF(o, 192); PF(o, 256);
+            PF(o, 320); PF(o, 384); PF(o, 448); PF(o, 512);
+            const int8_t *q = a[b].qs;
+            const uint8_t *w = o + 32;
+            __m512i s0 = _mm512_set1_epi32(-128 * a[b].sum), s1 = _mm512_setzero_si512();
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 0), bc32(q, 0));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 64), bc32(q, 1));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 128), bc32(q, 2));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 192), bc32(q, 3));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 256), bc32(q, 4));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 320), bc32(q, 5));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 384), bc32(q, 6));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 448), bc32(q, 7));
+            __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)),
+                                     _mm512_set1_ps(a[b].d));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
+        }
+        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+    }
+}
+
+/* ds8b__act32 rows with the AVX-512 quantizer (bit-identical to the
+ * scalar one, tested in test_kernels). */
+static void gact_quant(const float *x, uint8_t *dst, int64_t cols) {
+    ds8b__act32 *a = (ds8b__act32 *)dst;
+    for (int64_t b = 0; b < cols / 32; b++, a++, x += 32) {
+        a->d = ds8b__avx512_quant_i8_32(x, a->qs);
+        __m256i q = _mm256_loadu_si256((const __m256i *)a->qs);
+        __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+        __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        a->sum = _mm_cvtsi128_si32(t);
+    }
+}
+
+void ds8b__kops_fill_decode_avx512(ds8b__kops *k) {
+    k->mmg[DS8B_T_Q4_0] = mmg_q4_0;
+    k->mmg[DS8B_T_Q8_0] = mmg_q8_0;
+    k->gact_quant = gact_quant;
+}

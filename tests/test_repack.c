@@ -1,0 +1,205 @@
+/* test_repack.c -- DS8B_PARAM_USE_MMAP = 0 (matrices repacked at load into
+ * the row-group layout) against USE_MMAP = 1 (weights used as stored):
+ * bit-identical logits at every ISA level, for 1 and 2 threads, prompt
+ * and decode; batch members bit-identical to sessions alone on the
+ * repacked model; the memory estimate of both modes; quantizing from a
+ * repacked model equals quantizing from the mapped one. */
+#include "t.h"
+#include "ds8b.h"
+#include "internal.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+#include <math.h>
+
+static ds8b_model *load(const char *path, int use_mmap) {
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_USE_MMAP, use_mmap);
+    ds8b_model *m = NULL;
+    int rc = ds8b_model_load(path, p, &m);
+    CHECK(rc == 0, "load %s (use_mmap %d): %s", path, use_mmap, ds8b_errmsg());
+    ds8b_params_free(p);
+    return m;
+}
+
+/* logits after a 9-token prompt, then after 3 decoded tokens, concatenated */
+static float *run(ds8b_model *m, int threads, int64_t V) {
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, 64);
+    ds8b_session *s = NULL;
+    float *out = calloc((size_t)V * 4, sizeof(float));
+    if (ds8b_session_create(m, p, &s) == 0) {
+        int32_t ids[9] = {1, 400, 33, 2901, 17, 5, 880, 1203, 64};
+        CHECK(ds8b_eval(s, ids, 9, NULL) == 0, "eval: %s", ds8b_errmsg());
+        const float *l = ds8b_session_logits(s);
+        if (l) memcpy(out, l, (size_t)V * sizeof(float));
+        for (int i = 0; i < 3; i++) {
+            int32_t t = (int32_t)(100 + 37 * i);
+            CHECK(ds8b_eval(s, &t, 1, NULL) == 0, "eval: %s", ds8b_errmsg());
+            l = ds8b_session_logits(s);
+            if (l) memcpy(out + (size_t)(i + 1) * V, l, (size_t)V * sizeof(float));
+        }
+        ds8b_session_free(s);
+    } else {
+        CHECK(0, "session: %s", ds8b_errmsg());
+    }
+    ds8b_params_free(p);
+    return out;
+}
+
+static void check_file(const char *rel) {
+    char path[1024];
+    t_path(path, sizeof path, rel);
+    ds8b_model *a = load(path, 1), *b = load(path, 0);
+    if (!a || !b) goto out;
+    /* the repacked model really is repacked, the mapped one is not */
+    int packed = 0, plain = 0;
+    for (int64_t i = 0; i < b->hp.n_layer; i++) {
+        packed += b->layers[i].w_gate.layout == DS8B_LAYOUT_G16;
+        plain += a->layers[i].w_gate.layout == DS8B_LAYOUT_G16;
+    }
+    CHECK(packed == b->hp.n_layer && plain == 0, "%s: %d of %lld gate matrices packed (mapped model: %d)", rel, packed,
+          (long long)b->hp.n_layer, plain);
+    int64_t V = b->hp.n_vocab;
+    for (int lvl = 0; lvl <= ds8b__isa_max_level(); lvl++) {
+        ds8b__isa_force(lvl);
+        float *ya = run(a, 1, V), *yb = run(b, 1, V), *yc = run(b, 2, V);
+        CHECK(memcmp(ya, yb, (size_t)V * 4 * sizeof(float)) == 0, "%s lvl %d: repacked logits differ from mapped",
+              rel, lvl);
+        CHECK(memcmp(yb, yc, (size_t)V * 4 * sizeof(float)) == 0, "%s lvl %d: 2 threads differ from 1", rel, lvl);
+        bool finite = true;
+        for (int64_t i = 0; i < V * 4; i++) finite &= isfinite(ya[i]) != 0;
+        CHECK(finite, "%s lvl %d: non-finite logits", rel, lvl);
+        free(ya);
+        free(yb);
+        free(yc);
+    }
+    ds8b__isa_force(-1);
+    /* session state saved on one layout loads on the other */
+    {
+        ds8b_session *s = NULL, *t = NULL;
+        int32_t ids[3] = {1, 2, 3};
+        size_t len = 0;
+        if (ds8b_session_create(a, NULL, &s) == 0 && ds8b_session_create(b, NULL, &t) == 0 &&
+            ds8b_eval(s, ids, 3, NULL) == 0) {
+            ds8b_session_save(s, NULL, 0, &len);
+            void *buf = malloc(len);
+            CHECK(ds8b_session_save(s, buf, len, &len) == 0, "save: %s", ds8b_errmsg());
+            CHECK(ds8b_session_load(t, buf, len) == 0, "%s: state of the mapped model refused by the repacked one: %s",
+                  rel, ds8b_errmsg());
+            free(buf);
+        }
+        ds8b_session_free(s);
+        ds8b_session_free(t);
+    }
+    /* quantizing from either gives the same matrices */
+    {
+        ds8b_model *qa = NULL, *qb = NULL;
+        CHECK(ds8b_model_quantize(a, "q8_0", NULL, &qa) == 0, "quantize: %s", ds8b_errmsg());
+        CHECK(ds8b_model_quantize(b, "q8_0", NULL, &qb) == 0, "quantize: %s", ds8b_errmsg());
+        if (qa && qb)
+            for (int64_t i = 0; i < qa->hp.n_layer; i++)
+                CHECK(qa->layers[i].w_down.nbytes == qb->layers[i].w_down.nbytes &&
+                          memcmp(qa->layers[i].w_down.data, qb->layers[i].w_down.data, qa->layers[i].w_down.nbytes) == 0,
+                      "%s: layer %lld quantized from the repacked model differs", rel, (long long)i);
+        ds8b_model_free(qa);
+        ds8b_model_free(qb);
+    }
+out:
+    ds8b_model_free(a);
+    ds8b_model_free(b);
+}
+
+static void test_repacked_logits(void) {
+    check_file("testdata/gguf/demo-llama-Q4_0.gguf");
+    check_file("testdata/gguf/demo-llama-Q8_0.gguf");
+}
+
+/* Batch members on the repacked model equal the same sessions alone. */
+static void test_repacked_batch(void) {
+    char path[1024];
+    t_path(path, sizeof path, "testdata/gguf/demo-llama-Q4_0.gguf");
+    ds8b_model *m = load(path, 0);
+    if (!m) return;
+    const char *prompts[3] = {"The quick brown", "Once upon a time", "In C, a pointer"};
+    char alone[3][512], inb[3][512];
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_float(p, DS8B_PARAM_TEMPERATURE, 0);
+    ds8b_params_set_int(p, DS8B_PARAM_MAX_TOKENS, 12);
+    ds8b_params_set_int(p, DS8B_PARAM_STOP_AT_EOS, 0);
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, 128);
+    for (int i = 0; i < 3; i++) {
+        ds8b_session *s = NULL;
+        int32_t toks[64];
+        size_t n = 0;
+        alone[i][0] = 0;
+        if (ds8b_session_create(m, p, &s) == 0 &&
+            ds8b_generate(s, prompts[i], strlen(prompts[i]), 0, NULL, NULL, NULL) == 0 &&
+            ds8b_session_tokens(s, toks, 64, &n) == 0)
+            for (size_t k = 0; k < n; k++) snprintf(alone[i] + strlen(alone[i]), 16, "%d,", toks[k]);
+        else CHECK(0, "alone %d: %s", i, ds8b_errmsg());
+        ds8b_session_free(s);
+    }
+    ds8b_batch *b = NULL;
+    ds8b_session *ss[3] = {0};
+    CHECK(ds8b_batch_create(m, NULL, &b) == 0, "batch: %s", ds8b_errmsg());
+    for (int i = 0; i < 3 && b; i++) {
+        CHECK(ds8b_session_create(m, p, &ss[i]) == 0, "session: %s", ds8b_errmsg());
+        CHECK(ds8b_batch_add(b, ss[i], prompts[i], strlen(prompts[i]), 0, NULL, NULL) == 0, "add: %s", ds8b_errmsg());
+    }
+    int64_t act = 1;
+    for (int guard = 0; b && act > 0 && guard < 100; guard++)
+        if (ds8b_batch_step(b, &act)) {
+            CHECK(0, "step: %s", ds8b_errmsg());
+            break;
+        }
+    for (int i = 0; i < 3; i++) {
+        int32_t toks[64];
+        size_t n = 0;
+        inb[i][0] = 0;
+        if (ss[i] && ds8b_session_tokens(ss[i], toks, 64, &n) == 0)
+            for (size_t k = 0; k < n; k++) snprintf(inb[i] + strlen(inb[i]), 16, "%d,", toks[k]);
+        CHECK(strcmp(alone[i], inb[i]) == 0, "member %d differs from alone: %s vs %s", i, inb[i], alone[i]);
+    }
+    ds8b_batch_free(b);
+    for (int i = 0; i < 3; i++) ds8b_session_free(ss[i]);
+    ds8b_params_free(p);
+    ds8b_model_free(m);
+}
+
+/* ds8b_estimate with USE_MMAP 0 and 1: weights and mapped bytes as loaded. */
+static void test_repack_estimate(void) {
+    char path[1024];
+    t_path(path, sizeof path, "testdata/gguf/demo-llama-Q4_0.gguf");
+    for (int mm = 0; mm < 2; mm++) {
+        ds8b_params *p;
+        ds8b_params_create(&p);
+        ds8b_params_set_int(p, DS8B_PARAM_USE_MMAP, mm);
+        int64_t est[DS8B_MEM__COUNT], base[DS8B_MEM__COUNT];
+        CHECK(ds8b_estimate(path, NULL, p, est, DS8B_MEM__COUNT) == 0, "estimate: %s", ds8b_errmsg());
+        for (int c = 0; c < DS8B_MEM__COUNT; c++) base[c] = ds8b_memory_used(c);
+        ds8b_model *m = NULL;
+        CHECK(ds8b_model_load(path, p, &m) == 0, "load: %s", ds8b_errmsg());
+        int64_t w = ds8b_memory_used(DS8B_MEM_WEIGHTS) - base[DS8B_MEM_WEIGHTS];
+        int64_t mp = ds8b_memory_used(DS8B_MEM_MAPPED) - base[DS8B_MEM_MAPPED];
+        printf("  # use_mmap %d: weights %lld/%lld mapped %lld/%lld (estimate/measured)\n", mm,
+               (long long)est[DS8B_MEM_WEIGHTS], (long long)w, (long long)est[DS8B_MEM_MAPPED], (long long)mp);
+        CHECK(fabs((double)(est[DS8B_MEM_WEIGHTS] - w)) <= fmax(0.05 * (double)w, 65536.0),
+              "use_mmap %d: weights estimated %lld, measured %lld", mm, (long long)est[DS8B_MEM_WEIGHTS], (long long)w);
+        CHECK(est[DS8B_MEM_MAPPED] == mp, "use_mmap %d: mapped estimated %lld, measured %lld", mm,
+              (long long)est[DS8B_MEM_MAPPED], (long long)mp);
+        ds8b_model_free(m);
+        ds8b_params_free(p);
+    }
+}
+
+int main(void) {
+    RUN(test_repacked_logits);
+    RUN(test_repacked_batch);
+    RUN(test_repack_estimate);
+    T_EXIT();
+}
