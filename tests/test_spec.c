@@ -12,6 +12,7 @@
 #include "quant/quant.h"
 
 #include <stdbool.h>
+#include <unistd.h>
 
 static ds8b_model *g_llama, *g_qwen;
 
@@ -592,6 +593,37 @@ static void test_pass_exact_schemes_levels(void) {
     }
 }
 
+/* Weights repacked at load (DS8B_PARAM_USE_MMAP = 0: the decode row-group
+ * layout): the pass is still exact. */
+static void test_pass_exact_repacked(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "/tmp/ds8b-spec-q4_0-%d.gguf", (int)getpid());
+    if (ds8b_quantize(strcat(strcpy((char[1024]){0}, t_shared()), "/models/demo-llama"), path, "q4_0", NULL)) {
+        CHECK(0, "quantize: %s", ds8b_errmsg());
+        return;
+    }
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_USE_MMAP, 0);
+    ds8b_model *m = NULL;
+    int rc = ds8b_model_load(path, p, &m);
+    ds8b_params_free(p);
+    remove(path);
+    CHECK(rc == 0, "load repacked: %s", ds8b_errmsg());
+    if (rc) return;
+    cfg c = {.prompt = k_repeat, .temp = 0, .max_tokens = 32};
+    out plain, o;
+    run(m, &c, DS8B_SPEC_OFF, NULL, NULL, &plain);
+    char truth[8192];
+    plain_text(&plain, truth, sizeof truth);
+    run(m, &c, DS8B_SPEC_ON, truth, NULL, &o);
+    same(&plain, &o, "q4_0 repacked (USE_MMAP=0)");
+    CHECK(o.accepted > 0, "nothing accepted");
+    free_out(&plain);
+    free_out(&o);
+    ds8b_model_free(m);
+}
+
 /* ================================================================== */
 /* Parameters and misuse                                               */
 /* ================================================================== */
@@ -657,6 +689,7 @@ int main(void) {
     RUN(test_chat_and_batch);
     RUN(test_pass_rows_exact_kernels);
     RUN(test_pass_exact_schemes_levels);
+    RUN(test_pass_exact_repacked);
     RUN(test_params_and_misuse);
     ds8b_model_free(g_llama);
     ds8b_model_free(g_qwen);
