@@ -136,8 +136,9 @@ typedef enum ds8b_param {
                                       through the page cache. 0: the Q4_0/Q8_0 matrices are
                                       repacked into private heap copies (DS8B_MEM_WEIGHTS) in
                                       the layout of the decode kernels, the file's pages
-                                      released as each is copied. Results are bit-identical
-                                      either way. */
+                                      released as each is copied; decoding then uses the
+                                      row-group kernels, whose results agree with the
+                                      mapped model's to rounding. */
     DS8B_PARAM_VERIFY_CRC = 41     /* int: 1 = verify per-tensor CRC32 when present (default 1) */
 } ds8b_param;
 

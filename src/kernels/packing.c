@@ -16,23 +16,22 @@ static size_t bbytes(int type) { return type == DS8B_T_Q4_0 ? 18 : 34; }
 void ds8b__pack_group(int type, const uint8_t *src, size_t wstride, int n, int64_t nb, uint8_t *dst) {
     const int K = kdw(type);
     const size_t bb = bbytes(type), rec = (size_t)DS8B_G * bb;
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *o = dst + (size_t)b * rec;
-        uint16_t *d = (uint16_t *)o;
-        uint8_t *q = o + 2 * DS8B_G;
-        for (int r = 0; r < DS8B_G; r++) {
-            if (r >= n) {
-                d[r] = 0;
-                for (int k = 0; k < K; k++) memset(q + ((size_t)k * DS8B_G + r) * 4, 0, 4);
-                continue;
-            }
-            const uint8_t *blk = src + (size_t)r * wstride + (size_t)b * bb;
-            memcpy(&d[r], blk, 2);
+    const uint32_t flip = type == DS8B_T_Q8_0 ? 0x80808080u : 0u;
+    if (n < DS8B_G) memset(dst, 0, rec * (size_t)nb);
+    /* row by row: sequential reads of each row, 4-byte stores (this also
+     * runs on the fly for row-major weights in decode, so it is kept to
+     * one load and one store per dword) */
+    for (int r = 0; r < n; r++) {
+        const uint8_t *blk = src + (size_t)r * wstride;
+        uint8_t *o = dst;
+        for (int64_t b = 0; b < nb; b++, blk += bb, o += rec) {
+            memcpy(o + 2 * r, blk, 2);
+            uint8_t *q = o + 2 * DS8B_G + 4 * (size_t)r;
             for (int k = 0; k < K; k++) {
-                uint8_t *qd = q + ((size_t)k * DS8B_G + r) * 4;
-                memcpy(qd, blk + 2 + 4 * k, 4);
-                if (type == DS8B_T_Q8_0)
-                    for (int i = 0; i < 4; i++) qd[i] ^= 0x80;
+                uint32_t v;
+                memcpy(&v, blk + 2 + 4 * k, 4);
+                v ^= flip;
+                memcpy(q + (size_t)k * DS8B_G * 4, &v, 4);
             }
         }
     }
