@@ -309,6 +309,10 @@ static void test_int_kernels_direct(void) {
 
 /* The SIMD activation quantizer gives exactly the reference's values. */
 static void test_quant_i8_32(void) {
+#if !defined(__x86_64__)
+    SKIP("ds8b__avx512_quant_i8_32 is x86 only");
+    return;
+#else
     if (ds8b__isa_max_level() < 2) {
         SKIP("this CPU has no AVX-512 VNNI");
         return;
@@ -330,6 +334,7 @@ static void test_quant_i8_32(void) {
         if (memcmp(&da, &db, sizeof da) || memcmp(a, b, 32)) bad++;
     }
     CHECK(bad == 0, "%d of 20000 blocks differ from ds8b__quant_i8_32", bad);
+#endif
 }
 
 static void test_errors(void) {
@@ -404,8 +409,21 @@ static void test_vec_helpers(void) {
     ds8b__isa_force(-1);
 }
 
+/* DS8B_EXPECT_ISA=NAME (make check-arm64, which runs this program on
+ * emulated CPUs with and without each extension): the highest level the
+ * dispatcher found is NAME. */
+static void test_expected_level(void) {
+    const char *want = getenv("DS8B_EXPECT_ISA");
+    ds8b__isa_force(ds8b__isa_max_level());
+    const char *got = ds8b__isa_name();
+    CHECK(!strcmp(got, want), "highest level %s, expected %s", got, want);
+    ds8b__isa_force(-1);
+    printf("  # highest level %s (expected %s)\n", got, want);
+}
+
 int main(void) {
     printf("  # isa: %s (max level %d)\n", ds8b__isa_name(), ds8b__isa_max_level());
+    if (getenv("DS8B_EXPECT_ISA") && *getenv("DS8B_EXPECT_ISA")) RUN(test_expected_level);
     for (int i = 0; i < 3; i++) ds8b__pool_create(i + 1, &g_pools[i], NULL);
     RUN(test_vec_helpers);
     RUN(test_quant_i8_32);
