@@ -184,9 +184,12 @@ static void test_matmul_all(void) {
         double wr = 0, wi = 0;
         const int64_t *cl = is_k(type) ? colsk : cols32;
         int ncl = is_k(type) ? 2 : 4;
+        /* DS8B_QUICK (sanitizers, qemu): rows 3 and 17, n 1, 5 and 19 --
+         * still decode, small batches, the prompt path and odd tiles */
         for (int a = 0; a < 4; a++)
             for (int b = 0; b < ncl; b++)
                 for (int c = 0; c < 5; c++) {
+                    if (t_quick() && (a == 0 || a == 3 || c == 1 || c == 3)) continue;
                     shape s = {rows_list[a], cl[b], ns[c]};
                     check_one(type, s, g_pools, &wr, &wi);
                 }
@@ -203,6 +206,7 @@ static void test_matmul_large(void) {
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         double wr = 0, wi = 0;
         shape s1 = {300, 1024, 1}, s2 = {150, 512, 70};
+        if (t_quick()) s1.rows = 100, s2.rows = 40, s2.n = 33; /* still several chunks */
         check_one(types[i], s1, g_pools, &wr, &wi);
         check_one(types[i], s2, g_pools, &wr, &wi);
     }

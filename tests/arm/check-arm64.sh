@@ -59,7 +59,11 @@ echo "ok arm64_build ($(( $(date +%s) - t0 )) s)"
 pass=1
 summary+=("# build: ok ($(( $(date +%s) - t0 )) s)")
 
-export DS8B_QUICK=1 DS8B_RUN="$RUN" BUILD LIBDIR
+export DS8B_QUICK=1 DS8B_RUN="$RUN" BUILD LIBDIR DS8B_ARCH=aarch64
+if [ -n "$RUN" ]; then
+  export DS8B_CC=aarch64-linux-gnu-gcc
+  export DS8B_PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
+fi
 runstage() { # NAME QEMU_CPU EXPECT_ISA TESTS...
   local name=$1 cpu=$2 want=$3 rc t1=$(date +%s)
   shift 3
