@@ -49,7 +49,12 @@ add() { # NAME LOGFILE RC: add the run's final counts
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # ---------------------------------------------------------------- build
-if ! make --no-print-directory -j"$jobs" ARCH=aarch64 lib tests >"$log" 2>&1; then
+# Only what the stages run: the cross gcc 12 (12.2.0-14) stops with an
+# internal compiler error (vect_transform_reduction) on tests/test_gguf_model.c.
+TESTS_ARM="test_forward test_tokenizer test_session test_batch test_formats test_quant"
+targets="lib $BUILD/ds8b examples $BUILD/tests/test_kernels"
+for t in $TESTS_ARM; do targets="$targets $BUILD/tests/$t"; done
+if ! make --no-print-directory -j"$jobs" ARCH=aarch64 $targets >"$log" 2>&1; then
   tail -30 "$log"
   echo "not ok arm64_build"
   echo "0 passed, 1 failed, 0 skipped"
@@ -84,8 +89,7 @@ else
 fi
 # ---------------------------------------------------------------- the rest, on max
 runstage "forward, tokenizer, sessions, batch, examples, ABI" "${RUN:+max}" "" \
-  test_forward test_tokenizer test_session test_batch test_formats test_quant \
-  test_examples test_abi test_build
+  $TESTS_ARM test_examples test_abi test_build
 
 echo
 printf '%s\n' "${summary[@]}"

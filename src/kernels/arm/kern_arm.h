@@ -526,18 +526,20 @@ static float n_dot_w4a16(const void *wv, const float *x, int64_t nb) {
         uint8x16_t lo = vandq_u8(q, vdupq_n_u8(0xF)), hi = vshrq_n_u8(q, 4);
         uint16x8_t l0 = vmovl_u8(vget_low_u8(lo)), l1 = vmovl_high_u8(lo);
         uint16x8_t h0 = vmovl_u8(vget_low_u8(hi)), h1 = vmovl_high_u8(hi);
-        float32x4_t f[8] = {
-            vcvtq_f32_u32(vmovl_u16(vget_low_u16(l0))), vcvtq_f32_u32(vmovl_high_u16(l0)),
-            vcvtq_f32_u32(vmovl_u16(vget_low_u16(l1))), vcvtq_f32_u32(vmovl_high_u16(l1)),
-            vcvtq_f32_u32(vmovl_u16(vget_low_u16(h0))), vcvtq_f32_u32(vmovl_high_u16(h0)),
-            vcvtq_f32_u32(vmovl_u16(vget_low_u16(h1))), vcvtq_f32_u32(vmovl_high_u16(h1)),
-        };
-        float32x4_t sq = vdupq_n_f32(0), sx = vdupq_n_f32(0);
-        for (int k = 0; k < 8; k++) {
-            float32x4_t xv = vld1q_f32(x + 4 * k);
-            sq = vfmaq_f32(sq, f[k], xv);
-            sx = vaddq_f32(sx, xv);
-        }
+        float32x4_t sq = vdupq_n_f32(0), sx = vdupq_n_f32(0), xv;
+#define W4_STEP(K, V)                      \
+        xv = vld1q_f32(x + 4 * (K));       \
+        sq = vfmaq_f32(sq, vcvtq_f32_u32(V), xv); \
+        sx = vaddq_f32(sx, xv);
+        W4_STEP(0, vmovl_u16(vget_low_u16(l0)))
+        W4_STEP(1, vmovl_high_u16(l0))
+        W4_STEP(2, vmovl_u16(vget_low_u16(l1)))
+        W4_STEP(3, vmovl_high_u16(l1))
+        W4_STEP(4, vmovl_u16(vget_low_u16(h0)))
+        W4_STEP(5, vmovl_high_u16(h0))
+        W4_STEP(6, vmovl_u16(vget_low_u16(h1)))
+        W4_STEP(7, vmovl_high_u16(h1))
+#undef W4_STEP
         acc = vfmaq_n_f32(acc, sq, h2f(w[b].d));
         acc = vfmaq_n_f32(acc, sx, h2f(w[b].m));
     }
