@@ -67,6 +67,10 @@ ifeq ($(ARCH),aarch64)
   $(BUILD)/src/kernels/arm/%.o: CFLAGS_BASE += $(ISA_ARM_FLAGS)
   $(BUILD)/src/kernels/arm/%_dotprod.o: CFLAGS_BASE += -march=armv8.2-a+dotprod
   $(BUILD)/src/kernels/arm/%_i8mm.o: CFLAGS_BASE += -march=armv8.2-a+dotprod+i8mm
+  # Debian 12's gcc 12 for aarch64 stops with an internal compiler error
+  # (vect_transform_reduction) on loops of tests/test_quant.c and
+  # tests/test_gguf_model.c: test programs skip loop vectorization.
+  $(BUILD)/tests/%: CFLAGS_BASE += -fno-tree-loop-vectorize
   ds8b_arch_srcs = $(foreach s,$(1),$(if $(or $(findstring src/kernels/x86/,$(s)),$(findstring avx2,$(notdir $(s))),$(findstring avx512,$(notdir $(s))),$(findstring amx,$(notdir $(s)))),,$(s)))
 else
   ARCH_CFLAGS := -march=x86-64 -mtune=generic

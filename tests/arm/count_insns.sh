@@ -68,3 +68,39 @@ for lvl in 1:neon:armv8-a 2:dotprod:armv8.2-a+dotprod 3:i8mm:armv8.2-a+dotprod+i
   echo "$name dot w4a16 $(count "$tmp/p$L.o" probe_w4a16)"
   echo "$name dot f16 $(count "$tmp/p$L.o" probe_f16)"
 done
+
+# ---------------------------------------------------------------- executed
+# The static counts above miss the inner loops of the K-quant kernels, so
+# also count executed instructions: a static probe runs the kernel on NB
+# zeroed blocks under qemu-aarch64 -singlestep -d exec,nochain (one log
+# line per executed instruction); (count(NB=24) - count(NB=8)) / 16 is the
+# instructions of one block, whatever the data (the kernels do not branch
+# on it). Printed per 32 weights: one weight row x one activation row (row),
+# and per element of the 2x2 SMMLA tile (2x2, i8mm).
+echo
+echo "executed instructions per 32 weights (level kind type insns)"
+for lvl in 1:neon:armv8-a 2:dotprod:armv8.2-a+dotprod 3:i8mm:armv8.2-a+dotprod+i8mm; do
+  IFS=: read -r L name march <<<"$lvl"
+  for t in $types; do
+    per=1; case $t in *_k) per=8 ;; esac
+    for kind in row 2x2; do
+      [ $kind = 2x2 ] && [ "$L" != 3 ] && continue
+      if [ $kind = row ]; then call="mm_${t}_row(W, X, 0, 1, nb, o)"; div=$per
+      else call="mm_${t}_2x2(W, W + 32768, X, X + 32768, nb, o)"; div=$((per * 4)); fi
+      cat >"$tmp/d.c" <<EOC
+#define DS8B_ARM_LEVEL $L
+#include "kernels/arm/kern_arm.h"
+#include <stdlib.h>
+static uint8_t W[1 << 17], X[1 << 17];
+int main(int argc, char **argv) { int64_t nb = atoi(argv[1]); float o[4] = {0}; $call; return (int)o[0]; }
+EOC
+      $CC -static $CF -march=$march "$tmp/d.c" -o "$tmp/d" || exit 1
+      c=()
+      for nb in 8 24; do
+        QEMU_CPU=max qemu-aarch64 -singlestep -d exec,nochain -D "$tmp/d.log" "$tmp/d" $nb
+        c+=("$(grep -c '^Trace' "$tmp/d.log")")
+      done
+      echo "$name $kind $t $(awk -v a="${c[0]}" -v b="${c[1]}" -v d="$div" 'BEGIN { printf "%.1f", (b - a) / 16 / d }')"
+    done
+  done
+done
