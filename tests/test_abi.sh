@@ -99,8 +99,9 @@ elif ! $CC_ABI -std=c99 -Wall -Wextra -Werror $SANFLAGS -Itests/abi -o "$tmp/old
 else
   # the program must bind to the library just built, not an installed one
   libpath=$(cd "$LIBDIR" && pwd)
-  if [ -n "$RUN" ]; then # ldd cannot trace a foreign binary: ask its loader
-    got=$(LD_LIBRARY_PATH="$libpath" LD_TRACE_LOADED_OBJECTS=1 $RUN "$tmp/old_client" 2>/dev/null | sed -n 's/.*libds8b\.so[^ ]* => \([^ ]*\).*/\1/p')
+  if [ -n "$RUN" ]; then # ldd cannot trace a foreign binary: ask its own loader
+    ldso=$(readelf -l "$tmp/old_client" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+    got=$($RUN "$ldso" --library-path "$libpath" --list "$tmp/old_client" 2>/dev/null | sed -n 's/.*libds8b\.so[^ ]* => \([^ ]*\).*/\1/p')
   else
     got=$(LD_LIBRARY_PATH="$libpath" ldd "$tmp/old_client" | sed -n 's/.*libds8b\.so[^ ]* => \([^ ]*\).*/\1/p')
   fi
