@@ -28,7 +28,9 @@ SONAME  := libds8b.so.$(VMAJOR)
 # running as root on Debian; otherwise make stops and says what to install.
 PKGS     := openblas libcjson zlib libpcre2-8 libutf8proc
 DEB_PKGS := pkg-config libopenblas-dev libcjson-dev zlib1g-dev libpcre2-dev libutf8proc-dev
-DEPS_OK  := $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes)
+# Target architecture (x86-64, or aarch64 native / cross: make ARCH=aarch64).
+include mk/arch.mk
+DEPS_OK  := $(shell $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
   ifeq ($(shell id -u 2>/dev/null),0)
     ifneq ($(wildcard /usr/bin/apt-get),)
@@ -36,17 +38,17 @@ ifneq ($(DEPS_OK),yes)
       DEPS_INSTALL := $(shell (apt-get install -y -q $(DEB_PKGS) || (apt-get update -q && apt-get install -y -q $(DEB_PKGS))) >/dev/null 2>&1 && echo ok)
     endif
   endif
-  DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes)
+  DEPS_OK := $(shell $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo yes)
   ifneq ($(DEPS_OK),yes)
     $(error libds8b needs: $(PKGS). On Debian/Ubuntu: sudo apt-get install $(DEB_PKGS))
   endif
 endif
-DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-DEP_LIBS   := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+DEP_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread -lm
 
 OPT     ?= -O2
 WARN    := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wshadow=local -Wno-format-truncation
-CFLAGS_BASE := -std=gnu11 $(OPT) -g -march=x86-64 -mtune=generic -fPIC \
+CFLAGS_BASE := -std=gnu11 $(OPT) -g $(ARCH_CFLAGS) -fPIC \
                -fvisibility=hidden -Iinclude -Isrc/core -Isrc $(WARN) $(DEP_CFLAGS)
 ifneq ($(SAN),)
   CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -58,6 +60,7 @@ ISA_AVX2   := -mavx2 -mfma -mf16c -mbmi2
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2
 
 LIB_SRCS := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
+LIB_SRCS := $(call ds8b_arch_srcs,$(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_SRCS := $(sort $(wildcard src/cli/*.c))
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
@@ -74,6 +77,7 @@ FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/replay_%)
 EX_SRCS  := $(sort $(wildcard examples/*.c))
 EX_BINS  := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
+.PHONY: check-arm64
 .PHONY: all lib check test test-asan demo install clean tests fuzz-replay examples quant-table
 all: lib $(CLI) examples
 
@@ -96,7 +100,7 @@ $(LIBDIR)/libds8b.so: $(SHLIB)
 $(STLIB): $(LIB_OBJS)
 	@mkdir -p $(LIBDIR)
 	rm -f $@
-	ar rcs $@ $(LIB_OBJS)
+	$(AR) rcs $@ $(LIB_OBJS)
 
 $(BUILD)/ds8b.pc: pkgconfig/ds8b.pc.in include/ds8b.h
 	@mkdir -p $(BUILD)
@@ -133,6 +137,11 @@ test-asan:
 # What CI runs (.ci/run): both suites, one final "N passed, N failed, N skipped" line.
 check:
 	@bash tests/check.sh
+
+# aarch64: cross-build (or native build) and a part of the suite under
+# qemu-aarch64, per emulated CPU level (tests/arm/check-arm64.sh).
+check-arm64:
+	@bash tests/arm/check-arm64.sh
 
 demo: all
 	$(CLI) generate -m models/demo-llama -p "The Python interpreter" -n 64 --temp 0

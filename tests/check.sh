@@ -36,6 +36,11 @@ stage() {
 
 stage "make test" test
 stage "make test-asan" test-asan
+# DS8B_CHECK_ARM64=1 (.ci/run): then the aarch64 build and its part of the
+# suite under qemu-aarch64 (make check-arm64, tests/arm/check-arm64.sh).
+if [ "${DS8B_CHECK_ARM64:-0}" = 1 ]; then
+  stage "make check-arm64" check-arm64
+fi
 echo
 printf '%s\n' "${summary[@]}"
 echo "$pass passed, $fail failed, $skip skipped"

@@ -11,10 +11,18 @@ LIBDIR=${LIBDIR:-lib}
 export DS8B_SHARED=${DS8B_SHARED:-$(cd .. && pwd)/shared}
 export DS8B_ROOT=$(pwd) DS8B_BUILD=$BUILD DS8B_LIBDIR=$LIBDIR
 FILTER=${1:-}
+# DS8B_RUN: a prefix that runs the test programs (make check-arm64 sets it to
+# qemu-aarch64 for the cross-built aarch64 suite); scripts read it too.
+# DS8B_TESTS: if set, only the tests of these names (space-separated) run.
+# DS8B_TAG: appended to each name in the report (e.g. the emulated CPU).
+RUN=${DS8B_RUN:-}
+ONLY=${DS8B_TESTS:-}
+TAG=${DS8B_TAG:-}
+wanted() { [ -z "$ONLY" ] && return 0; [[ " $ONLY " == *" $1 "* ]]; }
 pass=0; fail=0; skip=0
 LOG=$BUILD/test-logs; mkdir -p "$LOG"
 run_one() {
-  local name=$1; shift
+  local name=$1$TAG; shift
   local out="$LOG/$name.log"
   local t0=$(date +%s)
   timeout 900 "$@" >"$out" 2>&1
@@ -31,17 +39,20 @@ run_one() {
 for t in "$BUILD"/tests/test_*; do
   [ -x "$t" ] || continue
   n=$(basename "$t"); [ -n "$FILTER" ] && [[ "$n" != *$FILTER* ]] && continue
-  run_one "$n" "$t"
+  wanted "$n" || continue
+  run_one "$n" $RUN "$t"
 done
 for r in "$BUILD"/fuzz/replay_*; do
   [ -x "$r" ] || continue
   n=$(basename "$r"); [ -n "$FILTER" ] && [[ "$n" != *$FILTER* ]] && continue
   tgt=${n#replay_fuzz_}
-  run_one "$n" "$r" "tests/fuzz/corpus/$tgt"
+  wanted "$n" || continue
+  run_one "$n" $RUN "$r" "tests/fuzz/corpus/$tgt"
 done
 for s in tests/test_*.sh; do
   [ -f "$s" ] || continue
   n=$(basename "$s" .sh); [ -n "$FILTER" ] && [[ "$n" != *$FILTER* ]] && continue
+  wanted "$n" || continue
   run_one "$n" bash "$s"
 done
 echo "$pass passed, $fail failed, $skip skipped"

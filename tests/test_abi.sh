@@ -24,6 +24,13 @@ trap 'rm -rf "$tmp"' EXIT
 MAJ=$(sed -n 's/^#define DS8B_VERSION_MAJOR \([0-9]*\).*/\1/p' include/ds8b.h)
 SO=$(ls "$LIBDIR"/libds8b.so."$MAJ".*.* 2>/dev/null | head -1)
 BASE=tests/abi/libds8b.abi
+# The aarch64 build (make check-arm64) has its own baseline; DS8B_CC and
+# DS8B_RUN build and run the old client for it (cross compiler, qemu).
+CC_ABI=${DS8B_CC:-gcc}
+RUN=${DS8B_RUN:-}
+if [ -n "$SO" ] && readelf -h "$SO" 2>/dev/null | grep -q 'Machine:.*AArch64'; then
+  BASE=tests/abi/libds8b-aarch64.abi
+fi
 
 # abigail-tools: installed on demand when running as root on Debian/Ubuntu
 if ! command -v abidw >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -86,17 +93,22 @@ if [ -z "$SO" ]; then
   nok abi_old_client "no shared library"
 elif [ "$OLD_MAJ" != "$MAJ" ]; then
   ok abi_old_client "SKIP SONAME major changed ($OLD_MAJ -> $MAJ): 0.1.0 clients are not expected to load this library"
-elif ! gcc -std=c99 -Wall -Wextra -Werror $SANFLAGS -Itests/abi -o "$tmp/old_client" tests/abi/old_client.c \
+elif ! $CC_ABI -std=c99 -Wall -Wextra -Werror $SANFLAGS -Itests/abi -o "$tmp/old_client" tests/abi/old_client.c \
        -L"$LIBDIR" -l:libds8b.so."$MAJ" 2>"$tmp/cc.log"; then
   nok abi_old_client "build: $(head -3 "$tmp/cc.log" | tr '\n' ' ')"
 else
   # the program must bind to the library just built, not an installed one
   libpath=$(cd "$LIBDIR" && pwd)
-  got=$(LD_LIBRARY_PATH="$libpath" ldd "$tmp/old_client" | sed -n 's/.*libds8b\.so[^ ]* => \([^ ]*\).*/\1/p')
+  if [ -n "$RUN" ]; then # ldd cannot trace a foreign binary: ask its own loader
+    ldso=$(readelf -l "$tmp/old_client" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+    got=$($RUN "$ldso" --library-path "$libpath" --list "$tmp/old_client" 2>/dev/null | sed -n 's/.*libds8b\.so[^ ]* => \([^ ]*\).*/\1/p')
+  else
+    got=$(LD_LIBRARY_PATH="$libpath" ldd "$tmp/old_client" | sed -n 's/.*libds8b\.so[^ ]* => \([^ ]*\).*/\1/p')
+  fi
   if [ "$(cd "$(dirname "$got")" 2>/dev/null && pwd)" != "$libpath" ]; then
     nok abi_old_client "resolves libds8b to '$got', not $libpath"
   else
-    LD_LIBRARY_PATH="$libpath" timeout 120 "$tmp/old_client" "$DS8B_SHARED/models/demo-llama" >"$tmp/run.log" 2>&1
+    LD_LIBRARY_PATH="$libpath" timeout 120 $RUN "$tmp/old_client" "$DS8B_SHARED/models/demo-llama" >"$tmp/run.log" 2>&1
     rc=$?
     grep -E '^(ok|not ok) ' "$tmp/run.log"
     if [ $rc -eq 0 ] && ! grep -q '^not ok' "$tmp/run.log"; then ok abi_old_client

@@ -31,7 +31,9 @@ gcc -std=c99 -Wall -Wextra -pedantic -Werror -Iinclude -c "$tmp/h.c" -o "$tmp/a.
 g++ -std=c++11 -Wall -Wextra -pedantic -Werror -Iinclude -c "$tmp/h.cpp" -o "$tmp/b.o" && ok header_cxx || nok header_cxx
 
 # 5. make install + pkg-config + out-of-tree build of the simple example
-if make -s install PREFIX="$tmp/prefix" BUILD="$BUILD" LIBDIR="$LIBDIR" >/dev/null 2>&1 &&
+# DS8B_ARCH, DS8B_CC, DS8B_RUN, DS8B_PKG_CONFIG_LIBDIR: the aarch64 build
+# (make check-arm64): its make flags, cross compiler, qemu, arm64 .pc files.
+if make -s install ${DS8B_ARCH:+ARCH=$DS8B_ARCH} PREFIX="$tmp/prefix" BUILD="$BUILD" LIBDIR="$LIBDIR" >/dev/null 2>&1 &&
    [ -f "$tmp/prefix/lib/pkgconfig/ds8b.pc" ]; then ok make_install; else nok make_install; fi
 # a library built with ASan (make test-asan) needs the runtime in the program
 SANFLAGS=
@@ -40,8 +42,9 @@ if [ -n "$SO" ] && nm -D "$SO" 2>/dev/null | grep -q ' U __asan_init'; then
 fi
 if [ -f examples/simple.c ]; then
   export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
-  if gcc $SANFLAGS -o "$tmp/simple" examples/simple.c $(pkg-config --cflags --libs ds8b) 2>"$tmp/err"; then
-    out=$(LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/simple" models/demo-llama "The Python interpreter" 2>&1)
+  [ -n "${DS8B_PKG_CONFIG_LIBDIR:-}" ] && export PKG_CONFIG_LIBDIR="$DS8B_PKG_CONFIG_LIBDIR"
+  if ${DS8B_CC:-gcc} $SANFLAGS -o "$tmp/simple" examples/simple.c $(pkg-config --cflags --libs ds8b) 2>"$tmp/err"; then
+    out=$(LD_LIBRARY_PATH="$tmp/prefix/lib" ${DS8B_RUN:-} "$tmp/simple" models/demo-llama "The Python interpreter" 2>&1)
     rc=$?
     [ $rc -eq 0 ] && [ ${#out} -gt 20 ] && ok example_simple_out_of_tree || nok example_simple_out_of_tree "rc=$rc $out"
     lines=$(wc -l < examples/simple.c)

@@ -10,6 +10,9 @@ cd "${DS8B_ROOT:-$(dirname "$0")/..}"
 BUILD=${DS8B_BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 EX=$BUILD/examples
+# DS8B_RUN: a prefix that runs the programs (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# for the aarch64 build, make check-arm64); empty: run them directly.
+RUN=${DS8B_RUN:-}
 MODEL=models/demo-llama
 tmp=$(mktemp -d /tmp/ds8b-examples.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -34,7 +37,7 @@ qnote() { [ $quick = 1 ] && echo " # time limit not checked (DS8B_QUICK)"; }
 # ------------------------------------------------------------------ chat
 if built chat chat_two_turns chat_no_color chat_sigint_cancels_reply; then
   printf 'Hello there\nWhat does the library do?\n' |
-    timeout 60 "$EX/chat" -m $MODEL -n 24 --temp 0 --threads 1 --no-color >"$tmp/chat.out" 2>"$tmp/chat.err"
+    timeout 60 $RUN "$EX/chat" -m $MODEL -n 24 --temp 0 --threads 1 --no-color >"$tmp/chat.out" 2>"$tmp/chat.err"
   rc=$?
   # per turn: the stats line on stderr says how many bytes were streamed
   t1=$(num "$tmp/chat.err" '^\[turn 1: ([0-9]+) tokens.*')
@@ -54,7 +57,7 @@ if built chat chat_two_turns chat_no_color chat_sigint_cancels_reply; then
   # Ctrl-C during a long reply cancels that reply only: chat returns to the
   # prompt and answers the next line (interrupted too, or finished by itself)
   mkfifo "$tmp/in"
-  timeout 60 "$EX/chat" -m $MODEL -n 3000 --temp 1.0 --seed 7 --threads 1 --no-color \
+  timeout 60 $RUN "$EX/chat" -m $MODEL -n 3000 --temp 1.0 --seed 7 --threads 1 --no-color \
     <"$tmp/in" >"$tmp/int.out" 2>"$tmp/int.err" &
   pid=$!
   exec 7>"$tmp/in"
@@ -82,7 +85,7 @@ fi
 # -------------------------------------------------------------- game_npc
 if built game_npc game_npc_runs game_npc_save_restore_match game_npc_frame_budget game_npc_cancel_latency; then
   t0=$(date +%s%N)
-  timeout 60 "$EX/game_npc" -m $MODEL --frames 180 >"$tmp/game.out" 2>&1
+  timeout 60 $RUN "$EX/game_npc" -m $MODEL --frames 180 >"$tmp/game.out" 2>&1
   rc=$?
   secs=$(( ($(date +%s%N) - t0) / 1000000 ))
   if [ $rc -eq 0 ]; then ok game_npc_runs; else bad game_npc_runs "exit $rc after $secs ms"; show "$tmp/game.out" 25; fi
@@ -118,7 +121,7 @@ fi
 
 # ----------------------------------------------------------------- crowd
 if built crowd crowd_runs crowd_batched_matches_alone crowd_cancel_one; then
-  timeout 120 "$EX/crowd" -m $MODEL --npcs 6 --tokens 24 --frames 1200 >"$tmp/crowd.out" 2>"$tmp/crowd.err"
+  timeout 120 $RUN "$EX/crowd" -m $MODEL --npcs 6 --tokens 24 --frames 1200 >"$tmp/crowd.out" 2>"$tmp/crowd.err"
   rc=$?
   if [ $rc -eq 0 ]; then ok crowd_runs; else bad crowd_runs "exit $rc"; show "$tmp/crowd.err" 10; show "$tmp/crowd.out" 10; fi
   if grep -q '^batched vs alone check: MATCH' "$tmp/crowd.out"; then ok crowd_batched_matches_alone
@@ -134,7 +137,7 @@ fi
 
 # ------------------------------------------------------- editor_complete
 if built editor_complete editor_complete_single_line editor_complete_deadline editor_complete_restart_reuses_kv; then
-  E="$EX/editor_complete -m $MODEL --threads 1"
+  E="$RUN $EX/editor_complete -m $MODEL --threads 1"
   timeout 30 $E --deadline-ms 10000 "The new module provides" >"$tmp/ed.out" 2>"$tmp/ed.err"
   rc=$?
   lines=$(wc -l <"$tmp/ed.out")
@@ -200,7 +203,7 @@ fi
 # a decode-only run (it once divided by a failed prompt's zero time).
 CLI=$BUILD/ds8b
 if [ -x "$CLI" ]; then
-  timeout 120 "$CLI" bench -m $MODEL -p 16 -n 8 -r 2 --threads 1 >"$tmp/b1.out" 2>&1
+  timeout 120 $RUN "$CLI" bench -m $MODEL -p 16 -n 8 -r 2 --threads 1 >"$tmp/b1.out" 2>&1
   rc=$?
   pp=$(num "$tmp/b1.out" '.*\| pp16 \| ([0-9.]+) ± .*')
   tg=$(num "$tmp/b1.out" '.*\| tg8 \| ([0-9.]+) ± .*')
@@ -210,7 +213,7 @@ if [ -x "$CLI" ]; then
   else
     bad bench_pp_tg "exit $rc, pp ${pp:-?}, tg ${tg:-?}, share ${share:-?}"; show "$tmp/b1.out"
   fi
-  timeout 120 "$CLI" bench -m $MODEL -p 0 -n 4 -r 1 --threads 1 >"$tmp/b2.out" 2>&1
+  timeout 120 $RUN "$CLI" bench -m $MODEL -p 0 -n 4 -r 1 --threads 1 >"$tmp/b2.out" 2>&1
   rc=$?
   tg=$(num "$tmp/b2.out" '.*\| tg4 \| ([0-9.]+) ± .*')
   share=$(num "$tmp/b2.out" '.*tg4 reaches ([0-9]+)% of it.*')
@@ -219,7 +222,7 @@ if [ -x "$CLI" ]; then
   else
     bad bench_decode_only "exit $rc, tg ${tg:-?}, share ${share:-?}"; show "$tmp/b2.out"
   fi
-  if timeout 60 "$CLI" bench -m $MODEL -p 0 -n 0 >"$tmp/b3.out" 2>&1; then
+  if timeout 60 $RUN "$CLI" bench -m $MODEL -p 0 -n 0 >"$tmp/b3.out" 2>&1; then
     bad bench_refuses_nothing "exit 0 for -p 0 -n 0"
   else
     ok bench_refuses_nothing

@@ -6,7 +6,18 @@
 #include "kernels/kern_impl.h"
 #include "quant/quant.h"
 
+#if defined(__x86_64__) || defined(__i386__)
 #include <emmintrin.h>
+#else
+/* The few SSE2 names the bandwidth probe uses, over GCC vector types. */
+typedef unsigned long long ds8b__v2u64 __attribute__((vector_size(16), aligned(16)));
+#define __m128i ds8b__v2u64
+#define _mm_setzero_si128() ((ds8b__v2u64){0, 0})
+#define _mm_add_epi64(a, b) ((a) + (b))
+#define _mm_load_si128(p) (*(p))
+#define _mm_prefetch(p, h) __builtin_prefetch((p), 0, 3)
+#define _mm_cvtsi128_si64(a) ((long long)(a)[0])
+#endif
 #include <stdatomic.h>
 #include <time.h>
 
@@ -215,6 +226,7 @@ double ds8b__measure_read_bandwidth(int threads) {
 }
 
 /* ---- VNNI peak ---- */
+#if defined(__x86_64__)
 static void vnni_task(void *ctx, int ith, int nth) {
     _Atomic int64_t *sink = ctx;
     atomic_fetch_add(sink, ds8b__avx512_vnni_loop(20000000));
@@ -237,3 +249,10 @@ double ds8b__measure_vnni_peak(int threads) {
     /* 12 vpdpbusd x 64 multiply-adds x 2 ops per iteration */
     return 20000000.0 * 12 * 64 * 2 * nt / best * 1e-9;
 }
+#else
+/* No VNNI off x86 (the AArch64 levels are neon/dotprod/i8mm). */
+double ds8b__measure_vnni_peak(int threads) {
+    (void)threads;
+    return 0;
+}
+#endif

@@ -10,7 +10,14 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-static ds8b__kops g_tab[3];
+#if defined(__aarch64__)
+/* ARM levels (src/kernels/arm/arm_dispatch.c): 0 scalar, 1 neon,
+ * 2 dotprod, 3 i8mm. */
+#define DS8B_NLEVELS 4
+#else
+#define DS8B_NLEVELS 3
+#endif
+static ds8b__kops g_tab[DS8B_NLEVELS];
 static int g_max_level;
 static int g_default_level;
 static _Atomic(const ds8b__kops *) g_cur;
@@ -40,6 +47,8 @@ static int cpu_level(void) {
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512vnni");
     return avx512 ? 2 : 1;
+#elif defined(__aarch64__)
+    return ds8b__arm_cpu_level();
 #else
     return 0;
 #endif
@@ -49,6 +58,10 @@ static void init_once(void) {
     g_max_level = cpu_level();
     ds8b__kops_fill_scalar(&g_tab[0]);
     g_tab[0].gact_quant = ds8b__gact_quant_scalar;
+#if defined(__aarch64__)
+    ds8b__arm_fill_levels(g_tab, g_max_level);
+    int lvl = ds8b__arm_env_cap(getenv("DS8B_ISA"), g_max_level);
+#else
     /* The fill functions live in files built with -mavx2 / -mavx512*: the
      * compiler may use those instructions even there, so call them only on
      * a CPU that has them (ds8b__isa_force() never goes past g_max_level). */
@@ -71,6 +84,7 @@ static void init_once(void) {
         else if (!strcmp(env, "avx512") || !strcmp(env, "avx512-vnni")) want = 2;
         if (want >= 0 && want < lvl) lvl = want;
     }
+#endif
     g_default_level = lvl;
     atomic_store(&g_level, lvl);
     atomic_store(&g_cur, &g_tab[lvl]);
@@ -98,7 +112,11 @@ int ds8b__isa_force(int level) {
     return level;
 }
 const char *ds8b__isa_name(void) {
+#if defined(__aarch64__)
+    static const char *names[DS8B_NLEVELS] = {"scalar", "neon", "dotprod", "i8mm"};
+#else
     static const char *names[3] = {"scalar", "avx2", "avx512-vnni"};
+#endif
     return names[ds8b__isa_level()];
 }
 

@@ -96,6 +96,18 @@ int64_t ds8b__avx512_vnni_loop(int64_t iters);
 /* ds8b__quant_i8_32 in AVX-512, bit-identical to it (for act formats;
  * tested against it). AVX-512 CPUs only. */
 float ds8b__avx512_quant_i8_32(const float *x, int8_t *q);
+#if defined(__aarch64__)
+/* ARM (src/kernels/arm/): the highest level of this CPU from the hwcaps
+ * (0 scalar, 1 neon, 2 dotprod, 3 i8mm); fills tab[1..max] (tab[0] is
+ * the scalar table, each level starts as a copy of the one below); the
+ * level DS8B_ISA=scalar|neon|dotprod|i8mm caps max to. */
+int ds8b__arm_cpu_level(void);
+void ds8b__arm_fill_levels(ds8b__kops *tab, int max_level);
+int ds8b__arm_env_cap(const char *env, int max_level);
+void ds8b__kops_fill_neon(ds8b__kops *k);
+void ds8b__kops_fill_dotprod(ds8b__kops *k);
+void ds8b__kops_fill_i8mm(ds8b__kops *k);
+#endif
 /* Table of the level in use. */
 const ds8b__kops *ds8b__kops_get(void);
 
