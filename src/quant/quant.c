@@ -285,10 +285,14 @@ void ds8b__sym_search_scalar(const float *x, const float *w, int n, int nblk, in
     for (int b = 0; b < nblk; b++) d[b] = search_sym1(x + (size_t)b * n, w + (size_t)b * n, n, qmin, qmax);
 }
 
+/* The vectorised searches exist for x86 only (quant_avx2.c, quant_avx512.c);
+ * on other architectures the kernel levels are not these. */
 static ds8b__sym_search_fn sym_search(void) {
+#if defined(__x86_64__)
     int lvl = ds8b__isa_level();
     if (lvl >= 2) return ds8b__sym_search_avx512;
     if (lvl >= 1) return ds8b__sym_search_avx2;
+#endif
     return ds8b__sym_search_scalar;
 }
 
