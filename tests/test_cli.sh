@@ -11,6 +11,7 @@ BUILD=${DS8B_BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 CLI=$BUILD/ds8b
 M=models/demo-llama
+SH=${DS8B_SHARED:-../shared}
 tmp=$(mktemp -d /tmp/ds8b-cli.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -47,6 +48,7 @@ quantize|$M $tmp/q.gguf q8_0||--threads
 convert|$M $tmp/c.gguf||--threads
 make-random|$M/config.json $tmp/rnd|--tokenizer|--shard-gb
 bench|-m $M -p 8 -n 4 -r 1|-m|-r
+grammar|--check $SH/testdata/grammars/json.gbnf|--json-schema|
 help|||
 version|||"
 echo '[[1, 2, 3, 4], [5, 6, 7]]' >"$tmp/w.json"
@@ -107,6 +109,7 @@ convert||convert $M $tmp/c.gguf bf16|wrote .*bf16
 make-random||make-random $M/config.json $tmp/rnd --tokenizer $M --seed 3 --shard-gb 0.01|random llama checkpoint
 bench||bench -m $M -p 8 -n 4 -r 1 --threads 1|\| tg4 \|
 bench_kernels||bench --kernels --types q4_0 --shapes 256x256 --n 1 --threads 1 --runs 1 -r 1|\| q4_0 \| 256x256
+grammar|{\"text\": \"1+2=3\\n\"}|grammar --check $SH/testdata/grammars/arithmetic.gbnf|^\\{\"accept\": true\\}
 help||help generate|--no-echo
 version||--version|^ds8b [0-9]"
 while IFS='|' read -r name input args want; do

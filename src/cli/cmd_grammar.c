@@ -62,18 +62,19 @@ ds8b_grammar *cli_schema_load(const char *path) {
     return g;
 }
 
-/* ds8b grammar --check FILE.gbnf, or --json-schema FILE.json (with or
- * without --check): one {"accept": ...} line per input line. */
+/* ds8b grammar --check FILE.gbnf, or [--check] --json-schema FILE.json:
+ * --check is the command's one mode (a flag, so that "--check --json-schema
+ * F" reads as it is written); the GBNF file is the positional argument. */
 const cli_optdef grammar_opts[] = {
-    {"--check", CLI_STR, "FILE.gbnf"},
+    {"--check", CLI_FLAG},
     {"--json-schema", CLI_STR, "FILE.json"},
     {0},
 };
 
 int cmd_grammar(const cli_args *a) {
     const char *schema = cli_opt(a, "--json-schema");
-    const char *path = cli_opt(a, "--check");
-    if (path && schema) return cli_usage(a, "--check FILE.gbnf and --json-schema FILE.json exclude each other");
+    const char *path = a->npos > 0 ? a->pos[0] : NULL;
+    if (path && schema) return cli_usage(a, "a GBNF file and --json-schema FILE.json exclude each other");
     if (!path && !schema) return cli_usage(a, "needs --check FILE.gbnf or --json-schema FILE.json");
     ds8b_grammar *g = schema ? cli_schema_load(schema) : cli_grammar_load(path);
     if (!g) return 1;

@@ -77,7 +77,7 @@ static const cli_command commands[] = {
      "-m PATH: pp/tg speed (--seqs: batched decoding); --kernels: matmul kernels alone, no model; "
      "--pass-cost: a speculation pass of k+1 positions vs 1; --spec-prompt FILE: speculation end to end; "
      "--grammar FILE.gbnf: decoding with and without the grammar"},
-    {"grammar", cmd_grammar, "grammars", grammar_opts, 0, NULL,
+    {"grammar", cmd_grammar, "grammars", grammar_opts, 0, "[FILE.gbnf]",
      "--check FILE.gbnf or --json-schema FILE.json: lines {\"text\": ...} on stdin, one {\"accept\": true|false} per line"},
     {"help", cmd_help, "other", NULL, 0, "[COMMAND]", NULL},
     {"version", cmd_version, "other", NULL, 0, NULL, NULL},
