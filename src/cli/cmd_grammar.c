@@ -14,22 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads and compiles a GBNF file; prints the error and returns NULL. */
-ds8b_grammar *cli_grammar_load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "ds8b: cannot open %s\n", path);
-        return NULL;
-    }
+/* Reads a GBNF file (schema 0) or a JSON Schema file (schema 1) and
+ * compiles it; prints why and returns NULL on failure. */
+static ds8b_grammar *load(const char *path, int schema) {
     size_t n = 0;
-    char *src = cli_read_all(f, &n);
-    fclose(f);
-    if (!src) {
-        fprintf(stderr, "ds8b: cannot read %s\n", path);
-        return NULL;
-    }
+    char *src = cli_read_file(path, &n);
+    if (!src) return NULL;
     ds8b_grammar *g = NULL;
-    int rc = ds8b_grammar_compile(src, n, NULL, &g);
+    int rc = schema ? ds8b_grammar_from_json_schema(src, n, &g) : ds8b_grammar_compile(src, n, NULL, &g);
     free(src);
     if (rc) {
         fprintf(stderr, "ds8b: %s: %s\n", path, ds8b_errmsg());
@@ -38,29 +30,8 @@ ds8b_grammar *cli_grammar_load(const char *path) {
     return g;
 }
 
-/* Reads a JSON Schema file and converts it (ds8b_grammar_from_json_schema). */
-ds8b_grammar *cli_schema_load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "ds8b: cannot open %s\n", path);
-        return NULL;
-    }
-    size_t n = 0;
-    char *src = cli_read_all(f, &n);
-    fclose(f);
-    if (!src) {
-        fprintf(stderr, "ds8b: cannot read %s\n", path);
-        return NULL;
-    }
-    ds8b_grammar *g = NULL;
-    int rc = ds8b_grammar_from_json_schema(src, n, &g);
-    free(src);
-    if (rc) {
-        fprintf(stderr, "ds8b: %s: %s\n", path, ds8b_errmsg());
-        return NULL;
-    }
-    return g;
-}
+ds8b_grammar *cli_grammar_load(const char *path) { return load(path, 0); }
+ds8b_grammar *cli_schema_load(const char *path) { return load(path, 1); }
 
 /* ds8b grammar --check FILE.gbnf, or [--check] --json-schema FILE.json:
  * --check is the command's one mode (a flag, so that "--check --json-schema
