@@ -114,7 +114,7 @@ fi
 if built npc_json npc_json_every_answer_parses; then
   fails=0; total=0
   for seed in 1 2 3; do
-    timeout 60 "$EX/npc_json" -m $MODEL --turns 6 --seed $seed >"$tmp/npc.$seed.out" 2>&1 || fails=$((fails+1))
+    timeout 60 $RUN "$EX/npc_json" -m $MODEL --turns 6 --seed $seed >"$tmp/npc.$seed.out" 2>&1 || fails=$((fails+1))
     c=$(num "$tmp/npc.$seed.out" '^answers: ([0-9]+) complete.*')
     p=$(num "$tmp/npc.$seed.out" '^answers: [0-9]+ complete, ([0-9]+) parsed.*')
     if [ -z "$c" ] || [ "$c" != "$p" ]; then fails=$((fails+1)); fi
@@ -180,7 +180,7 @@ fi
 
 # ------------------------------------------------------------- npc_tools
 if built npc_tools npc_tools_loop npc_tools_loop_qwen_format; then
-  timeout 60 "$EX/npc_tools" -m $MODEL -n 16 --threads 1 >"$tmp/tools.out" 2>&1
+  timeout 60 $RUN "$EX/npc_tools" -m $MODEL -n 16 --threads 1 >"$tmp/tools.out" 2>&1
   rc=$?
   if [ $rc -eq 0 ] && grep -q '^LOOP OK' "$tmp/tools.out" && grep -q 'DeepSeek tool-calls format' "$tmp/tools.out" &&
      grep -q 'player swords 1' "$tmp/tools.out"; then ok npc_tools_loop
@@ -191,7 +191,7 @@ if built npc_tools npc_tools_loop npc_tools_loop_qwen_format; then
   if python3 -c 'import json, sys
 c = json.load(open(sys.argv[1])); c["chat_template"] = json.load(open(sys.argv[2]))["chat_template"]
 json.dump(c, open(sys.argv[3], "w"))' "$MODEL/tokenizer_config.json" "${DS8B_SHARED:-../shared}/tokenizers/qwen3/tokenizer_config.json" "$q/tokenizer_config.json" 2>"$tmp/q.err"; then
-    timeout 60 "$EX/npc_tools" -m "$q" -n 16 --threads 1 >"$tmp/toolsq.out" 2>&1
+    timeout 60 $RUN "$EX/npc_tools" -m "$q" -n 16 --threads 1 >"$tmp/toolsq.out" 2>&1
     rc=$?
     if [ $rc -eq 0 ] && grep -q '^LOOP OK' "$tmp/toolsq.out" && grep -q 'Qwen3 <tool_call> format' "$tmp/toolsq.out"; then
       ok npc_tools_loop_qwen_format
