@@ -14,7 +14,7 @@ import json
 from ctypes import POINTER, byref, c_char_p, c_int, c_size_t, c_void_p, create_string_buffer
 
 from ._errors import Error, InternalError, InvalidArgument, Misuse, _BY_CODE, make_error
-from ._util import _E_BUFFER, _L, _OK, _last_message, _text_bytes
+from ._util import _E_BUFFER, _Handle, _L, _OK, _last_message, _text_bytes
 
 
 class GrammarError(Error):
@@ -88,7 +88,7 @@ def json_schema_to_gbnf(schema):
     raise InternalError(-14, "ds8b_json_schema_to_gbnf kept asking for a bigger buffer")
 
 
-class Grammar:
+class Grammar(_Handle):
     """A compiled grammar. Grammar(gbnf_text, root=None) compiles GBNF
     (llama.cpp's format); Grammar.from_json_schema(schema) and
     Grammar.any_json() make JSON grammars. Context manager; close() frees it
@@ -148,10 +148,6 @@ class Grammar:
         """The GBNF text of this grammar."""
         return self._gbnf
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def accepts(self, text):
         """True when the whole text is a complete sentence of the grammar."""
         tb = _text_bytes(text, "text")
@@ -165,18 +161,6 @@ class Grammar:
             return
         self._h = None
         _fn("ds8b_grammar_free")(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         if self.closed:
