@@ -139,7 +139,7 @@ typedef struct bw_job {
     _Atomic uint64_t sink;
 } bw_job;
 
-#define BW_PF 8192 /* the decode tiles' prefetch distance (kern_avx512.c) */
+#define BW_PF 8192 /* the decode tiles' prefetch distance (x86/avx512_rows.c) */
 
 static void bw_task(void *ctx, int ith, int nth) {
     bw_job *j = ctx;

@@ -80,7 +80,7 @@ void ds8b__kops_fill_scalar(ds8b__kops *k);
 void ds8b__kops_fill_avx2(ds8b__kops *k);   /* overrides entries of a filled table */
 void ds8b__kops_fill_avx512(ds8b__kops *k);
 /* Decode kernels (mm, act format, batched) of Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
- * Q5_K (kern_more_avx512.c, kern_more_avx2.c); leave the mmp fields alone. */
+ * Q5_K (x86/avx512_rows_other.c, x86/avx2_rows_other.c); leave the mmp fields alone. */
 void ds8b__kops_fill_more_avx512(ds8b__kops *k);
 void ds8b__kops_fill_more_avx2(ds8b__kops *k);
 /* Row-group decode kernels (x86/avx2_decode.c, x86/avx512_decode.c). */
@@ -88,7 +88,7 @@ void ds8b__kops_fill_decode_avx2(ds8b__kops *k);
 void ds8b__kops_fill_decode_avx512(ds8b__kops *k);
 /* ds8b__act32 rows with the scalar quantizer (packing.c). */
 void ds8b__gact_quant_scalar(const float *x, uint8_t *dst, int64_t cols);
-/* Sets the prompt kernels (mmp) of every integer type (kern_prompt_avx512.c). */
+/* Sets the prompt kernels (mmp) of every integer type (x86/avx512_prompt.c). */
 void ds8b__kops_fill_prompt_avx512(ds8b__kops *k);
 /* Runs iters iterations of a tight loop of 12 independent 512-bit
  * vpdpbusd; returns a value to keep the work alive. AVX-512 VNNI only. */

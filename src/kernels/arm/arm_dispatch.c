@@ -2,7 +2,7 @@
  * arm_dispatch.c -- AArch64 kernel levels for dispatch.c: the CPU's level
  * from the Linux hwcaps, the DS8B_ISA cap, and filling the tables.
  *
- *   level 0 scalar   kern_scalar.c (the reference)
+ *   level 0 scalar   scalar.c (the reference)
  *   level 1 neon     Advanced SIMD, which every AArch64 CPU has
  *   level 2 dotprod  + SDOT/UDOT (FEAT_DotProd, HWCAP_ASIMDDP)
  *   level 3 i8mm     + SMMLA (FEAT_I8MM, HWCAP2_I8MM; needs dotprod too)

@@ -7,7 +7,7 @@
  * per 32 values, ds8b__blk_q8_k per 256), so a level replaces only mm.
  * For every (weight row, activation row) element:
  *   1. each block's integer sum is computed exactly in int32 (the same
- *      integers as kern_scalar.c, however the lanes are added up):
+ *      integers as scalar.c, however the lanes are added up):
  *        neon:    SMULL/SMULL2 + SADALP      (16 products per 3 instrs)
  *        dotprod: SDOT                       (16 products per instr)
  *        i8mm:    SMMLA on 2 weight rows x 2 activation rows
@@ -139,7 +139,7 @@ static inline ub32 un_q8_0(const uint8_t *p) {
     return u;
 }
 
-/* The float term of one block, as in kern_scalar.c: with a min (Q4_1,
+/* The float term of one block, as in scalar.c: with a min (Q4_1,
  * Q5_1) d*ad*s + m*ad*sum, without (Q4_0, Q5_0, Q8_0; the offset is
  * already in the signed weights) d*ad*s. */
 static inline float fin32(const ub32 *u, const ds8b__act32 *a, int32_t s, int has_m) {
@@ -397,7 +397,7 @@ static inline int32_t kmins(const ubk *u, const ds8b__blk_q8_k *a) {
     acc = vmlal_high_s16(acc, m1, b1);
     return vaddvq_s32(acc);
 }
-/* The float term of one block, as in kern_scalar.c. */
+/* The float term of one block, as in scalar.c. */
 static inline float fink(const ubk *u, const ds8b__blk_q8_k *a, int32_t isum, int has_m) {
     if (has_m) return a->d * (u->d * (float)isum - u->dmin * (float)kmins(u, a));
     return a->d * u->d * (float)isum;
@@ -462,7 +462,7 @@ DEFK(mm_q6_k, ds8b__blk_q6_k, un_q6_k, 0)
 /* ================================================================== */
 /* Float helpers (f32 arithmetic; f16 and bf16 only as storage)        */
 /* ================================================================== */
-/* 8 lanes in two vectors, summed as kern_scalar.c sums its acc[8]. */
+/* 8 lanes in two vectors, summed as scalar.c sums its acc[8]. */
 static inline float hsum8(float32x4_t a, float32x4_t b) {
     float32x4_t s = vaddq_f32(a, b); /* (acc0+acc4), (acc1+acc5), ... */
     return (vgetq_lane_f32(s, 0) + vgetq_lane_f32(s, 1)) + (vgetq_lane_f32(s, 2) + vgetq_lane_f32(s, 3));

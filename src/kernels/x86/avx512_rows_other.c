@@ -1,6 +1,6 @@
 /*
- * kern_more_avx512.c -- AVX-512 VNNI integer kernels for the weight types
- * that kern_avx512.c does not cover: Q4_1, Q5_0, Q5_1 (32-value blocks)
+ * x86/avx512_rows_other.c -- AVX-512 VNNI integer kernels for the weight types
+ * that x86/avx512_rows.c does not cover: Q4_1, Q5_0, Q5_1 (32-value blocks)
  * and Q2_K, Q3_K, Q5_K (256-value super-blocks). Compiled with the AVX-512
  * flags; registered by ds8b__kops_fill_more_avx512, which is only called on
  * CPUs that have them.
@@ -43,7 +43,7 @@
  *     -4 offset through the accumulator start values. A prepass per group
  *     of 8 super-blocks unpacks scales, mins and f16 factors four
  *     super-blocks per zmm operation (see below).
- *   Q5_K: as Q4_K in kern_avx512.c (activation sub-blocks in the order
+ *   Q5_K: as Q4_K in x86/avx512_rows.c (activation sub-blocks in the order
  *     0,2,1,3,4,6,5,7 so a 64-byte load of qs gives two aligned nibble
  *     planes), the fifth bit by vptestmb + masked add of 16.
  */

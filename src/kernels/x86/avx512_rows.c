@@ -1,5 +1,5 @@
 /*
- * kern_avx512.c -- AVX-512 F/BW/VL/DQ + VNNI kernels (compiled with those
+ * x86/avx512_rows.c -- AVX-512 F/BW/VL/DQ + VNNI kernels (compiled with those
  * flags; only called when cpuid reports them).
  *
  * Integer kernels work on register tiles of R weight rows x C activation
@@ -11,7 +11,7 @@
  * the formats are applied through per-block activation sums.
  *
  * These tiles serve decoding (one activation row, or DS8B_MM_ROWWISE);
- * prompts (n > 1) go through kern_prompt_avx512.c for every integer type.
+ * prompts (n > 1) go through x86/avx512_prompt.c for every integer type.
  *
  * Activation formats of this level (per activation row):
  *   Q4_0  pairs of blocks (64 values): int8 qs[64], int32 corr[16] (lane k

@@ -1,9 +1,9 @@
 /*
- * kern_more_avx2.c -- AVX2 + FMA + F16C integer row dots for Q4_1, Q5_0,
+ * x86/avx2_rows_other.c -- AVX2 + FMA + F16C integer row dots for Q4_1, Q5_0,
  * Q5_1, Q2_K, Q3_K and Q5_K (compiled with those flags; registered by
  * ds8b__kops_fill_more_avx2, only called when cpuid reports them).
  *
- * Like kern_avx2.c, these are per-element row dots against the scalar
+ * Like x86/avx2_rows.c, these are per-element row dots against the scalar
  * level's activation formats (ds8b__act32 per 32 values, Q8_K per 256), so
  * they compute exactly the scalar level's integers: unsigned codes times
  * signed 8-bit activations with vpmaddubsw, widened with vpmaddwd (the

@@ -1,5 +1,5 @@
 /*
- * kern_avx2.c -- AVX2 + FMA + F16C kernels (compiled with those flags;
+ * x86/avx2_rows.c -- AVX2 + FMA + F16C kernels (compiled with those flags;
  * only called when cpuid reports them).
  *
  * Integer kernels are per-element row dots against the scalar level's

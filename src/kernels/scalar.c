@@ -1,5 +1,5 @@
 /*
- * kern_scalar.c -- reference kernels in plain C: integer block dots
+ * scalar.c -- reference kernels in plain C: integer block dots
  * against quantized activations, and the float helpers. Other levels are
  * tested against these.
  */

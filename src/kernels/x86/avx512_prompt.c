@@ -1,5 +1,5 @@
 /*
- * kern_prompt_avx512.c -- AVX-512 VNNI prompt kernels (n > 1 activation
+ * x86/avx512_prompt.c -- AVX-512 VNNI prompt kernels (n > 1 activation
  * rows) for every integer weight type, in one layout.
  *
  * The decode kernels scale and accumulate in float after every one or two
