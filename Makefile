@@ -58,6 +58,7 @@ endif
 # Per-ISA kernel files: chosen at run time through a function table.
 ISA_AVX2   := -mavx2 -mfma -mf16c -mbmi2
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2
+ISA_AMX    := $(ISA_AVX512) -mavx512bf16 -mamx-tile -mamx-bf16 -mamx-int8
 
 LIB_SRCS := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 LIB_SRCS := $(call ds8b_arch_srcs,$(LIB_SRCS))
@@ -85,7 +86,7 @@ lib: $(SHLIB) $(STLIB) $(LIBDIR)/libds8b.so $(LIBDIR)/$(SONAME) $(BUILD)/ds8b.pc
 
 $(BUILD)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(if $(findstring avx512,$<),$(ISA_AVX512),$(if $(findstring avx2,$<),$(ISA_AVX2))) -c $< -o $@
+	$(CC) $(CFLAGS_BASE) $(if $(findstring amx,$(notdir $<)),$(ISA_AMX),$(if $(findstring avx512,$<),$(ISA_AVX512),$(if $(findstring avx2,$<),$(ISA_AVX2)))) -c $< -o $@
 
 $(SHLIB): $(LIB_OBJS) src/libds8b.map
 	@mkdir -p $(LIBDIR)

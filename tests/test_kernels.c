@@ -633,6 +633,97 @@ static void test_matmul_multi(void) {
     free(x);
 }
 
+/* The amx level's prompt kernels (x86/amx_bf16.c), every integer type,
+ * odd row and activation counts (tails of both), against a reference in
+ * double over the same bf16-rounded weights and activations: the only
+ * difference left is the f32 accumulation inside the tiles. Then 1, 2 and
+ * 3 threads bit-identical, and each activation row the same whatever the
+ * other rows of the call. */
+static float bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_amx_prompt(void) {
+#if !defined(__x86_64__)
+    SKIP("AMX is x86 only");
+    return;
+#else
+    if (ds8b__isa_max_level() < 3) {
+        const char *why = ds8b__isa_note();
+        SKIP("no amx level on this CPU (%s)", why ? why : "cpuid reports no AMX-TILE/AMX-BF16/AVX512-BF16");
+        return;
+    }
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1, DS8B_T_Q8_0,
+                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
+    static const shape shapes[] = {{16, 256, 16}, {17, 512, 33}, {45, 256, 70}, {64, 768, 129}, {3, 256, 19}};
+    ds8b__isa_force(3);
+    CHECK(!strcmp(ds8b__isa_name(), "amx"), "level 3 is %s", ds8b__isa_name());
+    double worst = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int type = types[ti];
+            shape sh = shapes[si];
+            const char *tn = ds8b__type_info(type)->name;
+            ds8b__tensor w;
+            make_weights(type, sh.rows, sh.cols, &w);
+            size_t ny = (size_t)(sh.n * sh.rows), rb;
+            ds8b__row_bytes(type, sh.cols, &rb);
+            float *x = malloc((size_t)(sh.n * sh.cols) * sizeof(float));
+            float *wf = malloc((size_t)(sh.rows * sh.cols) * sizeof(float));
+            float *y = malloc(ny * sizeof(float)), *yt = malloc(ny * sizeof(float));
+            for (int64_t i = 0; i < sh.n * sh.cols; i++) x[i] = rndn();
+            for (int64_t r = 0; r < sh.rows; r++)
+                ds8b__dequant_row(type, (const uint8_t *)w.data + r * rb, wf + r * sh.cols, sh.cols);
+            ds8b__workspace ws = {0};
+            ds8b__err e = {0};
+            int rc = ds8b__matmul(g_pools[0], &w, x, sh.n, y, &ws, &e);
+            CHECK(rc == 0, "%s: %s", tn, e.msg);
+            for (int64_t c = 0; c < sh.n && rc == 0; c++)
+                for (int64_t r = 0; r < sh.rows; r++) {
+                    double ref = 0, mag = 0;
+                    for (int64_t i = 0; i < sh.cols; i++) {
+                        double t = (double)bf16_round(wf[r * sh.cols + i]) * bf16_round(x[c * sh.cols + i]);
+                        ref += t;
+                        mag += fabs(t);
+                    }
+                    double err = fabs(y[c * sh.rows + r] - ref), bound = 1e-5 * mag + 1e-6;
+                    if (err / bound > worst) worst = err / bound;
+                    if (!(err <= bound)) {
+                        CHECK(0, "%s rows %lld cols %lld n %lld [%lld,%lld]: got %.9g ref %.9g", tn,
+                              (long long)sh.rows, (long long)sh.cols, (long long)sh.n, (long long)c,
+                              (long long)r, y[c * sh.rows + r], ref);
+                        rc = -1;
+                        break;
+                    }
+                }
+            for (int p = 1; p < 3 && rc == 0; p++) {
+                rc = ds8b__matmul(g_pools[p], &w, x, sh.n, yt, &ws, &e);
+                CHECK(rc == 0 && !memcmp(y, yt, ny * sizeof(float)), "%s n %lld: %d threads differ", tn,
+                      (long long)sh.n, p + 1);
+            }
+            /* the last 16 activation rows alone (a different tiling of them) */
+            if (rc == 0 && sh.n > 16) {
+                int64_t c0 = sh.n - 16;
+                rc = ds8b__matmul(g_pools[1], &w, x + c0 * sh.cols, 16, yt, &ws, &e);
+                CHECK(rc == 0 && !memcmp(y + c0 * sh.rows, yt, (size_t)(16 * sh.rows) * sizeof(float)),
+                      "%s n %lld: rows computed alone differ", tn, (long long)sh.n);
+            }
+            ds8b__free(ws.buf);
+            free((void *)w.data);
+            free(x);
+            free(wf);
+            free(y);
+            free(yt);
+        }
+    printf("  # amx prompt kernels: worst err/bound %.3f (bound 1e-5 of sum |w x| over bf16 operands)\n", worst);
+    ds8b__isa_force(-1);
+#endif
+}
+
 /* DS8B_EXPECT_ISA=NAME (make check-arm64, which runs this program on
  * emulated CPUs with and without each extension): the highest level the
  * dispatcher found is NAME. */
@@ -658,6 +749,7 @@ int main(void) {
     RUN(test_group_kernels);
     RUN(test_packed_matmul);
     RUN(test_matmul_multi);
+    RUN(test_amx_prompt);
     for (int i = 0; i < 3; i++) ds8b__pool_free(g_pools[i]);
     T_EXIT();
 }

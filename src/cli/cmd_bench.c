@@ -285,6 +285,12 @@ int cmd_bench(const cli_args *a) {
             printf(" = %.0f%% of the int8 VNNI peak measured now (%.0f GOPS, %d threads)", 100.0 * gops / peak, peak,
                    nth);
         printf("\n");
+        if (!strcmp(ds8b__isa_name(), "amx")) {
+            double ap = ds8b__measure_amx_bf16_peak(nth);
+            if (ap > 0)
+                printf("pp%d: %.0f%% of the AMX-BF16 tile peak measured now (%.0f GFLOPS, %d threads)\n", pp,
+                       100.0 * gops / ap, ap, nth);
+        }
     }
     free(ids);
     free(tpp);

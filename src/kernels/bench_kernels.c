@@ -249,9 +249,37 @@ double ds8b__measure_vnni_peak(int threads) {
     /* 12 vpdpbusd x 64 multiply-adds x 2 ops per iteration */
     return 20000000.0 * 12 * 64 * 2 * nt / best * 1e-9;
 }
+
+/* ---- AMX-BF16 peak ---- */
+static void amx_task(void *ctx, int ith, int nth) {
+    _Atomic int64_t *sink = ctx;
+    atomic_fetch_add(sink, ds8b__amx_bf16_loop(2000000));
+}
+
+double ds8b__measure_amx_bf16_peak(int threads) {
+    if (ds8b__isa_max_level() < 3) return 0;
+    ds8b__pool *pool = NULL;
+    if (ds8b__pool_create(threads, &pool, NULL)) return 0;
+    _Atomic int64_t sink = 0;
+    double best = 1e30;
+    for (int k = 0; k < 3; k++) {
+        double t0 = now_s();
+        ds8b__pool_run(pool, amx_task, (void *)&sink);
+        double dt = now_s() - t0;
+        if (dt < best) best = dt;
+    }
+    int nt = ds8b__pool_size(pool);
+    ds8b__pool_free(pool);
+    /* 4 tdpbf16ps x 16 x 16 x 32 multiply-adds x 2 ops per iteration */
+    return 2000000.0 * 4 * 16 * 16 * 32 * 2 * nt / best * 1e-9;
+}
 #else
-/* No VNNI off x86 (the AArch64 levels are neon/dotprod/i8mm). */
+/* No VNNI or AMX off x86 (the AArch64 levels are neon/dotprod/i8mm). */
 double ds8b__measure_vnni_peak(int threads) {
+    (void)threads;
+    return 0;
+}
+double ds8b__measure_amx_bf16_peak(int threads) {
     (void)threads;
     return 0;
 }

@@ -15,7 +15,8 @@
  * 2 dotprod, 3 i8mm. */
 #define DS8B_NLEVELS 4
 #else
-#define DS8B_NLEVELS 3
+/* x86: 0 scalar, 1 avx2, 2 avx512-vnni, 3 amx */
+#define DS8B_NLEVELS 4
 #endif
 static ds8b__kops g_tab[DS8B_NLEVELS];
 static int g_max_level;
@@ -38,6 +39,49 @@ static bool f16c_and_bmi2(void) {
 #define DS8B_F16C_BMI2() (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2"))
 #endif
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static char g_note[160];
+
+/* AMX for this process: cpuid AMX-TILE, AMX-BF16 and AVX512-BF16, XCR0
+ * tile state (bits 17, 18) enabled by the OS, and on Linux the
+ * permission to use tile data (arch_prctl ARCH_REQ_XCOMP_PERM), which a
+ * process must ask for before its first tile instruction. Any refusal:
+ * no AMX level, and ds8b__isa_note() says why. */
+static bool amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    bool tile = (d >> 24) & 1u, bf16 = (d >> 22) & 1u;
+    if (!tile || !bf16) return false;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1u)) return false; /* AVX512-BF16 */
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1u)) return false;       /* OSXSAVE */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3u) != 3u) {
+        snprintf(g_note, sizeof g_note, "AMX not used: the OS does not enable tile state (XCR0 %#x)", lo);
+        return false;
+    }
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    /* ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 */
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) {
+        snprintf(g_note, sizeof g_note, "AMX not used: the kernel refused tile-data permission (%s)",
+                 strerror(errno));
+        return false;
+    }
+    return true;
+#else
+    snprintf(g_note, sizeof g_note, "AMX not used: no way to request tile-data permission on this OS");
+    return false;
+#endif
+}
+#endif
+
 static int cpu_level(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
@@ -46,7 +90,8 @@ static int cpu_level(void) {
     bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512vnni");
-    return avx512 ? 2 : 1;
+    if (!avx512) return 1;
+    return amx_usable() ? 3 : 2;
 #elif defined(__aarch64__)
     return ds8b__arm_cpu_level();
 #else
@@ -75,6 +120,8 @@ static void init_once(void) {
         ds8b__kops_fill_avx512(&g_tab[2]);
         ds8b__kops_fill_decode_avx512(&g_tab[2]);
     }
+    g_tab[3] = g_tab[2];
+    if (g_max_level >= 3) ds8b__kops_fill_amx(&g_tab[3]);
     int lvl = g_max_level;
     const char *env = getenv("DS8B_ISA");
     if (env && *env) {
@@ -82,6 +129,7 @@ static void init_once(void) {
         if (!strcmp(env, "scalar") || !strcmp(env, "generic")) want = 0;
         else if (!strcmp(env, "avx2")) want = 1;
         else if (!strcmp(env, "avx512") || !strcmp(env, "avx512-vnni")) want = 2;
+        else if (!strcmp(env, "amx")) want = 3;
         if (want >= 0 && want < lvl) lvl = want;
     }
 #endif
@@ -115,9 +163,18 @@ const char *ds8b__isa_name(void) {
 #if defined(__aarch64__)
     static const char *names[DS8B_NLEVELS] = {"scalar", "neon", "dotprod", "i8mm"};
 #else
-    static const char *names[3] = {"scalar", "avx2", "avx512-vnni"};
+    static const char *names[DS8B_NLEVELS] = {"scalar", "avx2", "avx512-vnni", "amx"};
 #endif
     return names[ds8b__isa_level()];
+}
+
+const char *ds8b__isa_note(void) {
+    pthread_once(&g_once, init_once);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return g_note[0] ? g_note : NULL;
+#else
+    return NULL;
+#endif
 }
 
 float ds8b__vec_dot_f32(const float *a, const float *b, int64_t n) {

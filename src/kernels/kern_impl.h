@@ -90,6 +90,11 @@ void ds8b__kops_fill_decode_avx512(ds8b__kops *k);
 void ds8b__gact_quant_scalar(const float *x, uint8_t *dst, int64_t cols);
 /* Sets the prompt kernels (mmp) of every integer type (x86/avx512_prompt.c). */
 void ds8b__kops_fill_prompt_avx512(ds8b__kops *k);
+/* The amx level (x86/amx_bf16.c): AMX-BF16 prompt kernels of every
+ * integer type; ds8b__amx_bf16_loop runs iters x 4 tdpbf16ps (the peak
+ * probe). AMX CPUs whose OS granted tile data only. */
+void ds8b__kops_fill_amx(ds8b__kops *k);
+int64_t ds8b__amx_bf16_loop(int64_t iters);
 /* Runs iters iterations of a tight loop of 12 independent 512-bit
  * vpdpbusd; returns a value to keep the work alive. AVX-512 VNNI only. */
 int64_t ds8b__avx512_vnni_loop(int64_t iters);

@@ -47,8 +47,12 @@ int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, c
 /* True if ds8b__matmul accepts weights of this type. */
 bool ds8b__matmul_supports(int type);
 
-/* Name of the level in use: "avx512-vnni", "avx2" or "scalar". */
+/* Name of the level in use: "amx", "avx512-vnni", "avx2" or "scalar"
+ * (x86), "i8mm", "dotprod", "neon" or "scalar" (aarch64). */
 const char *ds8b__isa_name(void);
+/* Why a level the CPU has is not used (AMX without the OS's tile state or
+ * the kernel's permission), or NULL. */
+const char *ds8b__isa_note(void);
 /* Level in use: 0 scalar, 1 avx2, 2 avx512-vnni. */
 int ds8b__isa_level(void);
 /* Highest level this CPU supports (ignoring DS8B_ISA). */
@@ -89,5 +93,8 @@ double ds8b__measure_read_bandwidth(int threads);
 /* Peak int8 multiply-accumulates of a tight vpdpbusd loop, in GOPS
  * (2 ops per multiply-add), with `threads` threads; 0 without VNNI. */
 double ds8b__measure_vnni_peak(int threads);
+/* GFLOPS of a tight tdpbf16ps loop on that many threads (0 without the
+ * amx level). */
+double ds8b__measure_amx_bf16_peak(int threads);
 
 #endif

@@ -1,5 +1,6 @@
 /* model_api.c -- public model functions. */
 #include "model/model.h"
+#include "kernels/kernels.h"
 
 #include "session/params.h"
 #include "tokenizer/tokenizer.h"
@@ -40,6 +41,10 @@ DS8B_API int ds8b_model_load(const char *path, const ds8b_params *params, ds8b_m
     if (rc) {
         ds8b__set_last_error(&e);
         if (params && params->log.fn) ds8b__logf(&params->log, DS8B_LOG_ERROR, "%s", e.msg);
+    } else {
+        /* a level the CPU has but may not use (AMX refused by the OS) */
+        const char *note = ds8b__isa_note();
+        if (note) ds8b__logf(&(*out)->log, DS8B_LOG_INFO, "kernels: %s; using %s", note, ds8b__isa_name());
     }
     return rc;
 }

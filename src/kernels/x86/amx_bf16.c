@@ -1,0 +1,317 @@
+/*
+ * x86/amx_bf16.c -- AMX-BF16 prompt kernels (n > 1 activation rows) for
+ * every integer weight type: the "amx" level, above avx512-vnni.
+ *
+ * Built with the AMX and AVX512-BF16 flags (the file name contains "amx");
+ * only called when the dispatcher found AMX-TILE, AMX-BF16, AVX512-BF16,
+ * the XCR0 tile-state bits and the kernel's permission to use tile data
+ * (dispatch.c).
+ *
+ * Why bf16 and not int8 tiles: GGUF blocks carry a scale every 32 values,
+ * so int8 tiles would have to stop every K = 32 and apply 16 x 16 scales
+ * in AVX-512 (llama.cpp's AMX path does that). Here each chunk of 16
+ * weight rows is dequantized once, scales applied, to bf16 in the tile
+ * layout, and reused for all activation rows of the call; tiles then run
+ * over the whole K without stopping, and activations are rounded to bf16
+ * instead of quantized to int8 per block (a smaller error).
+ *
+ * Tiles: C[16 act rows][16 weight rows] f32 += A[16 act rows][32 bf16] x
+ * B[16 pairs][16 weight rows][2 bf16]. A is read straight from the
+ * activation rows (bf16, stride = the row stride). B is built per call:
+ * for each 32-value k-chunk, the 16 rows' 32 bf16 (one zmm per row) are
+ * transposed as 16 x 16 dwords, so dword (i, r) is the pair (2i, 2i+1) of
+ * row r. Four C tiles (64 activation rows) share each B load.
+ *
+ * Numerics: every weight is d * q computed in f32 exactly as
+ * ds8b__dequant_row does, then rounded to bf16 (round to nearest even,
+ * vcvtne2ps2bf16); activations the same. Each output element is the same
+ * sequence of tdpbf16ps over k-chunks in order, whatever the tile it falls
+ * in, the tail handling or the thread: results depend only on the data
+ * and cols (thread-count invariant, independent of the other rows).
+ *
+ * Tile configuration is per thread: each call loads it (ldtilecfg through
+ * asm: GCC 12's _tile_loadconfig declares an 8-byte operand, so the
+ * compiler may drop the stores that fill the 64-byte config) and releases
+ * the tiles before returning.
+ */
+#include "kernels/kern_impl.h"
+
+#include <immintrin.h>
+
+typedef struct tilecfg {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg;
+_Static_assert(sizeof(tilecfg) == 64, "tilecfg");
+
+static void cfg_load(void) {
+    tilecfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        c.colsb[i] = 64;
+        c.rows[i] = 16;
+    }
+    __asm__ volatile("ldtilecfg %0" ::"m"(c) : "memory");
+}
+
+/* ------------------------------------------------------------------ */
+/* Weights -> B tiles                                                   */
+/* ------------------------------------------------------------------ */
+
+/* o[i] = dword i of every a[r] (16 x 16 transpose of dwords). */
+static inline void transpose16(__m512i a[16]) {
+    __m512i t[16], u[16];
+    for (int p = 0; p < 8; p++) {
+        t[2 * p] = _mm512_unpacklo_epi32(a[2 * p], a[2 * p + 1]);
+        t[2 * p + 1] = _mm512_unpackhi_epi32(a[2 * p], a[2 * p + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        __m512i t0 = t[4 * g], t1 = t[4 * g + 1], t2 = t[4 * g + 2], t3 = t[4 * g + 3];
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t0, t2);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t0, t2);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t1, t3);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t1, t3);
+    }
+    /* u[4g + j] lane L: element j + 4L of rows 4g..4g+3 */
+    for (int j = 0; j < 4; j++) {
+        __m512i v = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), w = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
+        __m512i v2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+        __m512i w2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
+        a[j] = _mm512_shuffle_i32x4(v, v2, 0x88);
+        a[j + 8] = _mm512_shuffle_i32x4(v, v2, 0xdd);
+        a[j + 4] = _mm512_shuffle_i32x4(w, w2, 0x88);
+        a[j + 12] = _mm512_shuffle_i32x4(w, w2, 0xdd);
+    }
+}
+
+static inline __m512i pack_bf16(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+
+static inline float f16s(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return ds8b__f16_to_f32(h);
+}
+
+/* 32 values of one Q4_0 block (d, qs[16]) as bf16. */
+static inline __m512i q4_0_block(const uint8_t *b) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(b + 2)), m = _mm_set1_epi8(0x0F);
+    __m512i lo = _mm512_cvtepu8_epi32(_mm_and_si128(v, m));
+    __m512i hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m));
+    __m512i eight = _mm512_set1_epi32(8);
+    __m512 d = _mm512_set1_ps(f16s(b));
+    return pack_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), d),
+                     _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)), d));
+}
+
+/* 32 values of one Q8_0 block (d, qs[32]) as bf16. */
+static inline __m512i q8_0_block(const uint8_t *b) {
+    __m512i lo = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+    __m512i hi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)));
+    __m512 d = _mm512_set1_ps(f16s(b));
+    return pack_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
+}
+
+/* B tiles of rows 0..nrows-1 (rows nrows..15 zero): nk chunks of 1 KiB.
+ * f32 is 16 x cols floats of scratch for the types without a direct
+ * bf16 path (rows dequantized by ds8b__dequant_row first). */
+static void build_b(int type, const uint8_t *w, size_t wstride, int64_t nrows, int64_t cols, uint8_t *B,
+                    float *f32) {
+    int64_t nk = cols / 32;
+    __m512i z[16];
+    if (type == DS8B_T_Q4_0 || type == DS8B_T_Q8_0) {
+        size_t bb = type == DS8B_T_Q4_0 ? 18 : 34;
+        for (int64_t k = 0; k < nk; k++) {
+            for (int r = 0; r < 16; r++) {
+                if (r >= nrows) {
+                    z[r] = _mm512_setzero_si512();
+                    continue;
+                }
+                const uint8_t *blk = w + (size_t)r * wstride + (size_t)k * bb;
+                z[r] = type == DS8B_T_Q4_0 ? q4_0_block(blk) : q8_0_block(blk);
+            }
+            transpose16(z);
+            for (int i = 0; i < 16; i++) _mm512_storeu_si512(B + (size_t)k * 1024 + (size_t)i * 64, z[i]);
+        }
+        return;
+    }
+    for (int64_t r = 0; r < nrows; r++) ds8b__dequant_row(type, w + (size_t)r * wstride, f32 + (size_t)r * cols, cols);
+    for (int64_t k = 0; k < nk; k++) {
+        for (int r = 0; r < 16; r++) {
+            if (r >= nrows) {
+                z[r] = _mm512_setzero_si512();
+                continue;
+            }
+            const float *p = f32 + (size_t)r * cols + (size_t)k * 32;
+            z[r] = pack_bf16(_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16));
+        }
+        transpose16(z);
+        for (int i = 0; i < 16; i++) _mm512_storeu_si512(B + (size_t)k * 1024 + (size_t)i * 64, z[i]);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Activations: bf16 rows                                               */
+/* ------------------------------------------------------------------ */
+static size_t pact_size(int64_t cols) { return (size_t)cols * 2; }
+
+static void pact_quant(const float *x, uint8_t *dst, int64_t cols) {
+    for (int64_t i = 0; i < cols; i += 32)
+        _mm512_storeu_si512(dst + (size_t)i * 2, pack_bf16(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)));
+}
+
+/* scratch: B (cols * 32 bytes), f32 rows (16 * cols * 4), a padded tail
+ * of 16 activation rows (16 * cols * 2), one C tile (1 KiB) */
+static size_t mmp_scratch(int64_t cols) { return (size_t)cols * (32 + 64 + 32) + 1024 + 256; }
+
+static inline size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* ------------------------------------------------------------------ */
+/* The kernel                                                           */
+/* ------------------------------------------------------------------ */
+
+/* 64 activation rows at a (stride as) x 16 weight rows -> 4 C tiles 0-3 */
+static inline void run4(const uint8_t *a, size_t as, const uint8_t *B, int64_t nk) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t k = 0; k < nk; k++) {
+        const uint8_t *ak = a + (size_t)k * 64;
+        _tile_loadd(6, B + (size_t)k * 1024, 64);
+        _tile_loadd(4, ak, as);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(5, ak + 16 * as, as);
+        _tile_dpbf16ps(1, 5, 6);
+        _tile_loadd(4, ak + 32 * as, as);
+        _tile_dpbf16ps(2, 4, 6);
+        _tile_loadd(5, ak + 48 * as, as);
+        _tile_dpbf16ps(3, 5, 6);
+    }
+}
+
+/* 16 activation rows -> C tile 0 */
+static inline void run1(const uint8_t *a, size_t as, const uint8_t *B, int64_t nk) {
+    _tile_zero(0);
+    for (int64_t k = 0; k < nk; k++) {
+        _tile_loadd(6, B + (size_t)k * 1024, 64);
+        _tile_loadd(4, a + (size_t)k * 64, as);
+        _tile_dpbf16ps(0, 4, 6);
+    }
+}
+
+/* C tile t (16 activation rows from c) -> y (stride ldy floats): nr = 16
+ * weight rows go straight to y, fewer through the C scratch ct. */
+#define STORE_C(t, c)                                                                            \
+    do {                                                                                         \
+        if (nr == 16) {                                                                          \
+            _tile_stored(t, yr + (size_t)(c) * (size_t)ldy, (size_t)ldy * 4);                    \
+        } else {                                                                                 \
+            _tile_stored(t, ct, 64);                                                             \
+            for (int rr = 0; rr < 16; rr++)                                                      \
+                memcpy(yr + (size_t)((c) + rr) * (size_t)ldy, ct + rr * 16, (size_t)nr * 4);     \
+        }                                                                                        \
+    } while (0)
+
+static void mmp_amx(int type, const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
+                    int64_t ncols, int64_t cols, float *y, int64_t ldy, uint8_t *scratch) {
+    int64_t nk = cols / 32;
+    uint8_t *B = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *f32 = (float *)(B + al64((size_t)cols * 32));
+    uint8_t *apad = (uint8_t *)f32 + al64((size_t)cols * 64);
+    float *ct = (float *)(apad + al64((size_t)cols * 32));
+    for (int64_t r0 = 0; r0 < nrows; r0 += 16) {
+        int64_t nr = nrows - r0 < 16 ? nrows - r0 : 16;
+        float *yr = y + r0;
+        build_b(type, w + (size_t)r0 * wstride, wstride, nr, cols, B, f32);
+        cfg_load();
+        int64_t c = 0;
+        for (; c + 64 <= ncols; c += 64) {
+            run4(xa + (size_t)c * astride, astride, B, nk);
+            STORE_C(0, c);
+            STORE_C(1, c + 16);
+            STORE_C(2, c + 32);
+            STORE_C(3, c + 48);
+        }
+        for (; c + 16 <= ncols; c += 16) {
+            run1(xa + (size_t)c * astride, astride, B, nk);
+            STORE_C(0, c);
+        }
+        if (c < ncols) {
+            /* the last < 16 activation rows, zero-padded to a whole tile */
+            int64_t nt = ncols - c;
+            size_t rb = (size_t)cols * 2;
+            for (int64_t i = 0; i < 16; i++) {
+                if (i < nt) memcpy(apad + (size_t)i * rb, xa + (size_t)(c + i) * astride, rb);
+                else memset(apad + (size_t)i * rb, 0, rb);
+            }
+            run1(apad, rb, B, nk);
+            _tile_stored(0, ct, 64);
+            for (int64_t i = 0; i < nt; i++)
+                memcpy(yr + (size_t)(c + i) * (size_t)ldy, ct + i * 16, (size_t)nr * 4);
+        }
+        _tile_release();
+    }
+}
+
+#define MMP(name, T)                                                                                      \
+    static void name(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,  \
+                     int64_t ncols, int64_t cols, float *y, int64_t ldy, uint8_t *scratch) {              \
+        mmp_amx(T, w, wstride, nrows, xa, astride, ncols, cols, y, ldy, scratch);                         \
+    }
+MMP(mmp_q4_0, DS8B_T_Q4_0)
+MMP(mmp_q4_1, DS8B_T_Q4_1)
+MMP(mmp_q5_0, DS8B_T_Q5_0)
+MMP(mmp_q5_1, DS8B_T_Q5_1)
+MMP(mmp_q8_0, DS8B_T_Q8_0)
+MMP(mmp_q2_k, DS8B_T_Q2_K)
+MMP(mmp_q3_k, DS8B_T_Q3_K)
+MMP(mmp_q4_k, DS8B_T_Q4_K)
+MMP(mmp_q5_k, DS8B_T_Q5_K)
+MMP(mmp_q6_k, DS8B_T_Q6_K)
+
+void ds8b__kops_fill_amx(ds8b__kops *k) {
+    static const struct {
+        int type;
+        ds8b__mmp_fn fn;
+    } tab[] = {{DS8B_T_Q4_0, mmp_q4_0}, {DS8B_T_Q4_1, mmp_q4_1}, {DS8B_T_Q5_0, mmp_q5_0},
+               {DS8B_T_Q5_1, mmp_q5_1}, {DS8B_T_Q8_0, mmp_q8_0}, {DS8B_T_Q2_K, mmp_q2_k},
+               {DS8B_T_Q3_K, mmp_q3_k}, {DS8B_T_Q4_K, mmp_q4_k}, {DS8B_T_Q5_K, mmp_q5_k},
+               {DS8B_T_Q6_K, mmp_q6_k}};
+    k->name = "amx";
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
+        ds8b__qkern *q = &k->q[tab[i].type];
+        if (!q->mm) continue;
+        q->mmp = tab[i].fn;
+        q->pact_size = pact_size;
+        q->pact_quant = pact_quant;
+        q->mmp_scratch = mmp_scratch;
+    }
+}
+
+/* A tight loop of independent tdpbf16ps (4 accumulators, 2 x 2 tiles):
+ * iters x 4 x 16 x 16 x 32 multiply-adds. For ds8b bench's peak probe. */
+int64_t ds8b__amx_bf16_loop(int64_t iters) {
+    static const uint8_t zero[1024] __attribute__((aligned(64)));
+    cfg_load();
+    _tile_loadd(4, zero, 64);
+    _tile_loadd(5, zero, 64);
+    _tile_loadd(6, zero, 64);
+    _tile_loadd(7, zero, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float out[256] __attribute__((aligned(64)));
+    _tile_stored(0, out, 64);
+    _tile_release();
+    return (int64_t)out[0];
+}
