@@ -58,7 +58,7 @@ endif
 # Per-ISA kernel files: chosen at run time through a function table.
 ISA_AVX2   := -mavx2 -mfma -mf16c -mbmi2
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2
-ISA_AMX    := $(ISA_AVX512) -mavx512bf16 -mamx-tile -mamx-bf16 -mamx-int8
+ISA_AMX    := $(ISA_AVX512) -mavx512bf16 -mamx-tile -mamx-bf16 -mamx-int8 -ffp-contract=off
 
 LIB_SRCS := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 LIB_SRCS := $(call ds8b_arch_srcs,$(LIB_SRCS))

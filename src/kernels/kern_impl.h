@@ -48,6 +48,7 @@ typedef struct ds8b__qkern {
     size_t (*pact_size)(int64_t cols);
     void (*pact_quant)(const float *x, uint8_t *dst, int64_t cols);
     size_t (*mmp_scratch)(int64_t cols);
+    int mmp_rows;                            /* weight rows per mmp call (0: 16) */
 } ds8b__qkern;
 
 typedef struct ds8b__kops {

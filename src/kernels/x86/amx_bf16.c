@@ -35,6 +35,7 @@
  * the tiles before returning.
  */
 #include "kernels/kern_impl.h"
+#include "quant/quant.h"
 
 #include <immintrin.h>
 
@@ -114,42 +115,90 @@ static inline __m512i q8_0_block(const uint8_t *b) {
     return pack_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
 }
 
-/* B tiles of rows 0..nrows-1 (rows nrows..15 zero): nk chunks of 1 KiB.
- * f32 is 16 x cols floats of scratch for the types without a direct
- * bf16 path (rows dequantized by ds8b__dequant_row first). */
-static void build_b(int type, const uint8_t *w, size_t wstride, int64_t nrows, int64_t cols, uint8_t *B,
-                    float *f32) {
+/* Q4_K: 32-value chunk c (0..7) of a super-block, as dq_q4_k computes it
+ * (d * scale first, then d_j * q - dmin * min). */
+static inline __m512i q4_k_chunk(const ds8b__blk_q4_k *b, int c) {
+    uint8_t s, m;
+    ds8b__k4_scale_min(b->scales, c, &s, &m);
+    float d = ds8b__f16_to_f32(b->d), dmin = ds8b__f16_to_f32(b->dmin);
+    __m512 dj = _mm512_set1_ps(d * s), nj = _mm512_set1_ps(dmin * m);
+    const uint8_t *q = b->qs + 32 * (c / 2);
+    __m128i m4 = _mm_set1_epi8(0x0F);
+    __m128i v0 = _mm_loadu_si128((const __m128i *)q), v1 = _mm_loadu_si128((const __m128i *)(q + 16));
+    if (c & 1) {
+        v0 = _mm_srli_epi16(v0, 4);
+        v1 = _mm_srli_epi16(v1, 4);
+    }
+    __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v0, m4)));
+    __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v1, m4)));
+    return pack_bf16(_mm512_sub_ps(_mm512_mul_ps(dj, f0), nj), _mm512_sub_ps(_mm512_mul_ps(dj, f1), nj));
+}
+
+/* Q6_K: chunk c (0..7) = half h = c / 4, part j = c % 4, as dq_q6_k
+ * computes it ((d * scale) * q, one scale per 16 values). */
+static inline __m512i q6_k_chunk(const ds8b__blk_q6_k *b, int c) {
+    int h = c / 4, j = c % 4;
+    const uint8_t *ql = b->ql + 64 * h + (j & 1) * 32, *qh = b->qh + 32 * h;
+    float d = ds8b__f16_to_f32(b->d);
+    const int8_t *sc = b->scales + 8 * h + 2 * j;
+    __m512 out[2];
+    for (int half = 0; half < 2; half++) {
+        __m512i l = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ql + 16 * half)));
+        __m512i hb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qh + 16 * half)));
+        l = (j & 2) ? _mm512_srli_epi32(l, 4) : _mm512_and_si512(l, _mm512_set1_epi32(0x0F));
+        hb = _mm512_and_si512(_mm512_srli_epi32(hb, 2 * j), _mm512_set1_epi32(3));
+        __m512i q = _mm512_sub_epi32(_mm512_or_si512(l, _mm512_slli_epi32(hb, 4)), _mm512_set1_epi32(32));
+        out[half] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[half]), _mm512_cvtepi32_ps(q));
+    }
+    return pack_bf16(out[0], out[1]);
+}
+
+/* One weight row as bf16 (cols values) at dst; f32 is a row of scratch
+ * for the types without a direct path (ds8b__dequant_row, then rounded). */
+static void row_bf16(int type, const uint8_t *w, int64_t cols, uint8_t *dst, float *f32) {
     int64_t nk = cols / 32;
+    switch (type) {
+    case DS8B_T_Q4_0:
+        for (int64_t k = 0; k < nk; k++) _mm512_storeu_si512(dst + k * 64, q4_0_block(w + k * 18));
+        return;
+    case DS8B_T_Q8_0:
+        for (int64_t k = 0; k < nk; k++) _mm512_storeu_si512(dst + k * 64, q8_0_block(w + k * 34));
+        return;
+    case DS8B_T_Q4_K:
+        for (int64_t k = 0; k < nk; k++)
+            _mm512_storeu_si512(dst + k * 64, q4_k_chunk((const ds8b__blk_q4_k *)w + k / 8, (int)(k % 8)));
+        return;
+    case DS8B_T_Q6_K:
+        for (int64_t k = 0; k < nk; k++)
+            _mm512_storeu_si512(dst + k * 64, q6_k_chunk((const ds8b__blk_q6_k *)w + k / 8, (int)(k % 8)));
+        return;
+    default:
+        ds8b__dequant_row(type, w, f32, cols);
+        for (int64_t k = 0; k < nk; k++)
+            _mm512_storeu_si512(dst + k * 64, pack_bf16(_mm512_loadu_ps(f32 + k * 32), _mm512_loadu_ps(f32 + k * 32 + 16)));
+    }
+}
+
+/* B tiles of weight rows 0..nrows-1 (nrows <= AMX_ROWS; rows up to the
+ * next multiple of 16 are zero): tile t, k-chunk k at B + (t * nk + k) KiB.
+ * rows is nrows x cols bf16 of scratch, f32 one row of floats. */
+static void build_b(int type, const uint8_t *w, size_t wstride, int64_t nrows, int64_t cols, uint8_t *B,
+                    uint8_t *rows, float *f32) {
+    int64_t nk = cols / 32, nt = (nrows + 15) / 16;
+    size_t rb = (size_t)cols * 2;
+    for (int64_t r = 0; r < nrows; r++) row_bf16(type, w + (size_t)r * wstride, cols, rows + (size_t)r * rb, f32);
     __m512i z[16];
-    if (type == DS8B_T_Q4_0 || type == DS8B_T_Q8_0) {
-        size_t bb = type == DS8B_T_Q4_0 ? 18 : 34;
+    for (int64_t t = 0; t < nt; t++)
         for (int64_t k = 0; k < nk; k++) {
             for (int r = 0; r < 16; r++) {
-                if (r >= nrows) {
-                    z[r] = _mm512_setzero_si512();
-                    continue;
-                }
-                const uint8_t *blk = w + (size_t)r * wstride + (size_t)k * bb;
-                z[r] = type == DS8B_T_Q4_0 ? q4_0_block(blk) : q8_0_block(blk);
+                int64_t row = t * 16 + r;
+                z[r] = row < nrows ? _mm512_loadu_si512(rows + (size_t)row * rb + (size_t)k * 64)
+                                   : _mm512_setzero_si512();
             }
             transpose16(z);
-            for (int i = 0; i < 16; i++) _mm512_storeu_si512(B + (size_t)k * 1024 + (size_t)i * 64, z[i]);
+            uint8_t *o = B + ((size_t)t * (size_t)nk + (size_t)k) * 1024;
+            for (int i = 0; i < 16; i++) _mm512_storeu_si512(o + (size_t)i * 64, z[i]);
         }
-        return;
-    }
-    for (int64_t r = 0; r < nrows; r++) ds8b__dequant_row(type, w + (size_t)r * wstride, f32 + (size_t)r * cols, cols);
-    for (int64_t k = 0; k < nk; k++) {
-        for (int r = 0; r < 16; r++) {
-            if (r >= nrows) {
-                z[r] = _mm512_setzero_si512();
-                continue;
-            }
-            const float *p = f32 + (size_t)r * cols + (size_t)k * 32;
-            z[r] = pack_bf16(_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16));
-        }
-        transpose16(z);
-        for (int i = 0; i < 16; i++) _mm512_storeu_si512(B + (size_t)k * 1024 + (size_t)i * 64, z[i]);
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -162,9 +211,14 @@ static void pact_quant(const float *x, uint8_t *dst, int64_t cols) {
         _mm512_storeu_si512(dst + (size_t)i * 2, pack_bf16(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)));
 }
 
-/* scratch: B (cols * 32 bytes), f32 rows (16 * cols * 4), a padded tail
- * of 16 activation rows (16 * cols * 2), one C tile (1 KiB) */
-static size_t mmp_scratch(int64_t cols) { return (size_t)cols * (32 + 64 + 32) + 1024 + 256; }
+/* Weight rows per kernel call (the matmul driver's chunk): four B tiles
+ * share each A tile load. */
+enum { AMX_ROWS = 64 };
+
+/* scratch: B (AMX_ROWS * cols * 2 bytes), the bf16 rows (the same), one
+ * f32 row, a padded tail of 16 activation rows (16 * cols * 2), one C
+ * tile (1 KiB), alignment */
+static size_t mmp_scratch(int64_t cols) { return (size_t)cols * (4 * AMX_ROWS + 4 + 32) + 1024 + 5 * 64; }
 
 static inline size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
 
@@ -172,85 +226,96 @@ static inline size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
 /* The kernel                                                           */
 /* ------------------------------------------------------------------ */
 
-/* 64 activation rows at a (stride as) x 16 weight rows -> 4 C tiles 0-3 */
-static inline void run4(const uint8_t *a, size_t as, const uint8_t *B, int64_t nk) {
+/* 16 activation rows at a (stride as) x nt (1..4) B tiles of 16 weight
+ * rows -> C tiles 0..nt-1: one A load per k-chunk serves all of them. */
+static inline void run_tile(const uint8_t *a, size_t as, const uint8_t *B, int64_t nk, int nt) {
+    const size_t tb = (size_t)nk * 1024;
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    for (int64_t k = 0; k < nk; k++) {
-        const uint8_t *ak = a + (size_t)k * 64;
-        _tile_loadd(6, B + (size_t)k * 1024, 64);
-        _tile_loadd(4, ak, as);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_loadd(5, ak + 16 * as, as);
-        _tile_dpbf16ps(1, 5, 6);
-        _tile_loadd(4, ak + 32 * as, as);
-        _tile_dpbf16ps(2, 4, 6);
-        _tile_loadd(5, ak + 48 * as, as);
-        _tile_dpbf16ps(3, 5, 6);
+    if (nt == 4) {
+        for (int64_t k = 0; k < nk; k++) {
+            const uint8_t *bk = B + (size_t)k * 1024;
+            _tile_loadd(4, a + (size_t)k * 64, as);
+            _tile_loadd(5, bk, 64);
+            _tile_dpbf16ps(0, 4, 5);
+            _tile_loadd(6, bk + tb, 64);
+            _tile_dpbf16ps(1, 4, 6);
+            _tile_loadd(7, bk + 2 * tb, 64);
+            _tile_dpbf16ps(2, 4, 7);
+            _tile_loadd(5, bk + 3 * tb, 64);
+            _tile_dpbf16ps(3, 4, 5);
+        }
+        return;
     }
-}
-
-/* 16 activation rows -> C tile 0 */
-static inline void run1(const uint8_t *a, size_t as, const uint8_t *B, int64_t nk) {
-    _tile_zero(0);
     for (int64_t k = 0; k < nk; k++) {
-        _tile_loadd(6, B + (size_t)k * 1024, 64);
+        const uint8_t *bk = B + (size_t)k * 1024;
         _tile_loadd(4, a + (size_t)k * 64, as);
-        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(5, bk, 64);
+        _tile_dpbf16ps(0, 4, 5);
+        if (nt > 1) {
+            _tile_loadd(6, bk + tb, 64);
+            _tile_dpbf16ps(1, 4, 6);
+        }
+        if (nt > 2) {
+            _tile_loadd(7, bk + 2 * tb, 64);
+            _tile_dpbf16ps(2, 4, 7);
+        }
     }
 }
 
-/* C tile t (16 activation rows from c) -> y (stride ldy floats): nr = 16
- * weight rows go straight to y, fewer through the C scratch ct. */
-#define STORE_C(t, c)                                                                            \
-    do {                                                                                         \
-        if (nr == 16) {                                                                          \
-            _tile_stored(t, yr + (size_t)(c) * (size_t)ldy, (size_t)ldy * 4);                    \
-        } else {                                                                                 \
-            _tile_stored(t, ct, 64);                                                             \
-            for (int rr = 0; rr < 16; rr++)                                                      \
-                memcpy(yr + (size_t)((c) + rr) * (size_t)ldy, ct + rr * 16, (size_t)nr * 4);     \
-        }                                                                                        \
+/* C tile t: 16 activation rows x weight rows 16t.. (nr of the call) ->
+ * rows n16 (<= 16) of y from yc (stride ldy floats); a full tile goes
+ * straight to y, a partial one through ct. */
+#define STORE_C(t)                                                                                   \
+    do {                                                                                             \
+        if ((t) < nt) {                                                                              \
+            int64_t w0 = 16 * (t), wn = nr - w0 < 16 ? nr - w0 : 16;                                 \
+            if (wn == 16 && n16 == 16) {                                                             \
+                _tile_stored(t, yc + w0, (size_t)ldy * 4);                                           \
+            } else {                                                                                 \
+                _tile_stored(t, ct, 64);                                                             \
+                for (int64_t i = 0; i < n16; i++)                                                    \
+                    memcpy(yc + (size_t)i * (size_t)ldy + w0, ct + i * 16, (size_t)wn * 4);          \
+            }                                                                                        \
+        }                                                                                            \
     } while (0)
 
 static void mmp_amx(int type, const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
                     int64_t ncols, int64_t cols, float *y, int64_t ldy, uint8_t *scratch) {
     int64_t nk = cols / 32;
+    size_t bbytes = al64((size_t)AMX_ROWS * (size_t)cols * 2);
     uint8_t *B = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    float *f32 = (float *)(B + al64((size_t)cols * 32));
-    uint8_t *apad = (uint8_t *)f32 + al64((size_t)cols * 64);
+    uint8_t *rows = B + bbytes;
+    float *f32 = (float *)(rows + bbytes);
+    uint8_t *apad = (uint8_t *)f32 + al64((size_t)cols * 4);
     float *ct = (float *)(apad + al64((size_t)cols * 32));
-    for (int64_t r0 = 0; r0 < nrows; r0 += 16) {
-        int64_t nr = nrows - r0 < 16 ? nrows - r0 : 16;
-        float *yr = y + r0;
-        build_b(type, w + (size_t)r0 * wstride, wstride, nr, cols, B, f32);
+    for (int64_t r0 = 0; r0 < nrows; r0 += AMX_ROWS) {
+        int64_t nr = nrows - r0 < AMX_ROWS ? nrows - r0 : AMX_ROWS;
+        int nt = (int)((nr + 15) / 16);
+        build_b(type, w + (size_t)r0 * wstride, wstride, nr, cols, B, rows, f32);
         cfg_load();
-        int64_t c = 0;
-        for (; c + 64 <= ncols; c += 64) {
-            run4(xa + (size_t)c * astride, astride, B, nk);
-            STORE_C(0, c);
-            STORE_C(1, c + 16);
-            STORE_C(2, c + 32);
-            STORE_C(3, c + 48);
-        }
-        for (; c + 16 <= ncols; c += 16) {
-            run1(xa + (size_t)c * astride, astride, B, nk);
-            STORE_C(0, c);
-        }
-        if (c < ncols) {
-            /* the last < 16 activation rows, zero-padded to a whole tile */
-            int64_t nt = ncols - c;
-            size_t rb = (size_t)cols * 2;
-            for (int64_t i = 0; i < 16; i++) {
-                if (i < nt) memcpy(apad + (size_t)i * rb, xa + (size_t)(c + i) * astride, rb);
-                else memset(apad + (size_t)i * rb, 0, rb);
+        for (int64_t c = 0; c < ncols; c += 16) {
+            int64_t n16 = ncols - c < 16 ? ncols - c : 16;
+            const uint8_t *a = xa + (size_t)c * astride;
+            size_t as = astride;
+            if (n16 < 16) {
+                /* the last < 16 activation rows, zero-padded to a whole tile */
+                size_t rb = (size_t)cols * 2;
+                for (int64_t i = 0; i < 16; i++) {
+                    if (i < n16) memcpy(apad + (size_t)i * rb, xa + (size_t)(c + i) * astride, rb);
+                    else memset(apad + (size_t)i * rb, 0, rb);
+                }
+                a = apad;
+                as = rb;
             }
-            run1(apad, rb, B, nk);
-            _tile_stored(0, ct, 64);
-            for (int64_t i = 0; i < nt; i++)
-                memcpy(yr + (size_t)(c + i) * (size_t)ldy, ct + i * 16, (size_t)nr * 4);
+            run_tile(a, as, B, nk, nt);
+            float *yc = y + (size_t)c * (size_t)ldy + r0;
+            STORE_C(0);
+            STORE_C(1);
+            STORE_C(2);
+            STORE_C(3);
         }
         _tile_release();
     }
@@ -288,6 +353,7 @@ void ds8b__kops_fill_amx(ds8b__kops *k) {
         q->pact_size = pact_size;
         q->pact_quant = pact_quant;
         q->mmp_scratch = mmp_scratch;
+        q->mmp_rows = AMX_ROWS;
     }
 }
 
