@@ -196,7 +196,7 @@ int ds8b__estimate(const char *path, const char *scheme, const ds8b_params *p, i
     }
     int64_t n_ctx = p->i[DS8B_PARAM_N_CTX];
     if (hp.n_ctx_train > 0 && n_ctx > hp.n_ctx_train) n_ctx = hp.n_ctx_train;
-    int64_t nb = p->i[DS8B_PARAM_N_BATCH];
+    int64_t nb = ds8b__n_batch_resolve(p->i[DS8B_PARAM_N_BATCH]);
     if (nb > n_ctx) nb = n_ctx;
     size_t kvb = 0;
     if (!ds8b__kv_bytes((int)p->i[DS8B_PARAM_KV_TYPE], L, n_ctx, kvd, &kvb)) {

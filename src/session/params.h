@@ -25,4 +25,8 @@ void ds8b__params_defaults(ds8b_params *p);
 /* Validates a value for a key (is_float: the key's kind). */
 int ds8b__param_check(int key, double v, bool want_float, ds8b__err *e);
 
+/* DS8B_PARAM_N_BATCH as used: 0 (the default) picks it for the kernel
+ * level in use (256 at amx, 64 elsewhere). */
+int64_t ds8b__n_batch_resolve(int64_t v);
+
 #endif

@@ -85,7 +85,7 @@ static int session_init(ds8b_session *s, ds8b_model *m, const ds8b_params *p, ds
     const ds8b__hparams *hp = &m->hp;
     s->n_ctx = p->i[DS8B_PARAM_N_CTX];
     if (hp->n_ctx_train > 0 && s->n_ctx > hp->n_ctx_train) s->n_ctx = hp->n_ctx_train;
-    s->n_batch = p->i[DS8B_PARAM_N_BATCH];
+    s->n_batch = ds8b__n_batch_resolve(p->i[DS8B_PARAM_N_BATCH]);
     if (s->n_batch > s->n_ctx) s->n_batch = s->n_ctx;
     s->ctx_policy = (int)p->i[DS8B_PARAM_CTX_POLICY];
     s->n_sink = p->i[DS8B_PARAM_N_SINK];
