@@ -11,6 +11,7 @@
  *   exponent added in the integer domain.
  * pv: a register tile of 4 rows x 2 chunks (16 values) = 8 accumulators.
  */
+#include "kernels/kernels.h"
 #include "kernels/kern_impl.h"
 
 #include <immintrin.h>
@@ -27,6 +28,16 @@ static void load256(int type, const uint8_t *src, size_t stride, int64_t off, in
     }
     int64_t nc4 = (nc + 3) & ~(int64_t)3;
     const __m256 z = _mm256_setzero_ps();
+    int64_t esz = type == DS8B_KV_F32 ? 4 : 2, pf_off, pf_len;
+    if (type == DS8B_KV_Q8_0) {
+        pf_off = off / 32 * 34;
+        pf_len = hd / 32 * 34;
+    } else {
+        pf_off = off * esz;
+        pf_len = hd * esz;
+    }
+    pf_len += pf_off & 63; /* from the first line the segment touches */
+    pf_off &= ~(int64_t)63;
     for (int64_t c = 0; c < nc4; c++) {
         float *d = dst + c * ld;
         if (c >= nc) {
@@ -34,6 +45,13 @@ static void load256(int type, const uint8_t *src, size_t stride, int64_t off, in
             continue;
         }
         const uint8_t *row = src + (size_t)c * stride;
+        /* the same row of the next block: the segment's cache lines, a
+         * block (DS8B_ATT_BLOCK rows) ahead; a prefetch past the cache's
+         * end is a hint and never faults */
+        {
+            const char *nx = (const char *)(row + (size_t)B * stride) + pf_off;
+            for (int64_t o = 0; o < pf_len; o += 64) _mm_prefetch(nx + o, _MM_HINT_T0);
+        }
         if (type == DS8B_KV_F16) {
             const uint16_t *h = (const uint16_t *)row + off;
             for (int64_t i = 0; i < hd; i += 8)
@@ -56,9 +74,9 @@ static void load256(int type, const uint8_t *src, size_t stride, int64_t off, in
 }
 
 /* lane i = sum of v[i]'s 8 lanes, one fixed tree for all i */
-AI __m256 reduce8(const __m256 *v) {
-    __m256 h0 = _mm256_hadd_ps(v[0], v[1]), h1 = _mm256_hadd_ps(v[2], v[3]);
-    __m256 h2 = _mm256_hadd_ps(v[4], v[5]), h3 = _mm256_hadd_ps(v[6], v[7]);
+AI __m256 reduce8(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m256 v4, __m256 v5, __m256 v6, __m256 v7) {
+    __m256 h0 = _mm256_hadd_ps(v0, v1), h1 = _mm256_hadd_ps(v2, v3);
+    __m256 h2 = _mm256_hadd_ps(v4, v5), h3 = _mm256_hadd_ps(v6, v7);
     __m256 u0 = _mm256_hadd_ps(h0, h1), u1 = _mm256_hadd_ps(h2, h3);
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
@@ -68,22 +86,21 @@ static void scores256(const float *Q, const float *K, int64_t ld, int64_t nr, in
         const float *q0 = Q + r * ld, *q1 = q0 + ld;
         for (int64_t c = 0; c < nc; c += 4) {
             const float *k0 = K + c * ld, *k1 = k0 + ld, *k2 = k1 + ld, *k3 = k2 + ld;
-            __m256 acc[8];
-            for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+            __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0;
             for (int64_t i = 0; i < ld; i += 8) {
                 __m256 a0 = _mm256_load_ps(q0 + i), a1 = _mm256_load_ps(q1 + i);
                 __m256 b0 = _mm256_load_ps(k0 + i), b1 = _mm256_load_ps(k1 + i);
                 __m256 b2 = _mm256_load_ps(k2 + i), b3 = _mm256_load_ps(k3 + i);
-                acc[0] = _mm256_fmadd_ps(a0, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(a0, b1, acc[1]);
-                acc[2] = _mm256_fmadd_ps(a0, b2, acc[2]);
-                acc[3] = _mm256_fmadd_ps(a0, b3, acc[3]);
-                acc[4] = _mm256_fmadd_ps(a1, b0, acc[4]);
-                acc[5] = _mm256_fmadd_ps(a1, b1, acc[5]);
-                acc[6] = _mm256_fmadd_ps(a1, b2, acc[6]);
-                acc[7] = _mm256_fmadd_ps(a1, b3, acc[7]);
+                x0 = _mm256_fmadd_ps(a0, b0, x0);
+                x1 = _mm256_fmadd_ps(a0, b1, x1);
+                x2 = _mm256_fmadd_ps(a0, b2, x2);
+                x3 = _mm256_fmadd_ps(a0, b3, x3);
+                x4 = _mm256_fmadd_ps(a1, b0, x4);
+                x5 = _mm256_fmadd_ps(a1, b1, x5);
+                x6 = _mm256_fmadd_ps(a1, b2, x6);
+                x7 = _mm256_fmadd_ps(a1, b3, x7);
             }
-            __m256 s = reduce8(acc); /* lane 4*row + position */
+            __m256 s = reduce8(x0, x1, x2, x3, x4, x5, x6, x7); /* lane 4*row + position */
             _mm_storeu_ps(S + (r + 0) * lds + c, _mm256_castps256_ps128(s));
             _mm_storeu_ps(S + (r + 1) * lds + c, _mm256_extractf128_ps(s, 1));
         }
@@ -136,29 +153,33 @@ static float softmax256(float *s, int nv, float *m, float *l) {
     return alpha;
 }
 
+#define PV_LD(j)                                                                                                  \
+    __m256 al##j = _mm256_set1_ps(alpha[r + j]);                                                                  \
+    __m256 c##j##0 = _mm256_mul_ps(_mm256_load_ps(a0 + j * ld + i), al##j);                                       \
+    __m256 c##j##1 = _mm256_mul_ps(_mm256_load_ps(a0 + j * ld + i + 8), al##j);
+#define PV_FMA(j)                                                                                                 \
+    {                                                                                                             \
+        __m256 p = _mm256_broadcast_ss(p0 + j * lds + c);                                                         \
+        c##j##0 = _mm256_fmadd_ps(p, v0, c##j##0);                                                                \
+        c##j##1 = _mm256_fmadd_ps(p, v1, c##j##1);                                                                \
+    }
+#define PV_ST(j)                                                                                                  \
+    _mm256_store_ps(a0 + j * ld + i, c##j##0);                                                                    \
+    _mm256_store_ps(a0 + j * ld + i + 8, c##j##1);
+
 static void pv256(float *A, const float *alpha, const float *P, int64_t lds, const float *V, int64_t ld, int64_t nr,
                   int64_t nc) {
     for (int64_t r = 0; r < nr; r += 4) {
         float *a0 = A + r * ld;
         const float *p0 = P + r * lds;
-        __m256 al[4];
-        for (int j = 0; j < 4; j++) al[j] = _mm256_set1_ps(alpha[r + j]);
         for (int64_t i = 0; i < ld; i += 16) {
-            __m256 acc[8];
-            for (int j = 0; j < 4; j++)
-                for (int u = 0; u < 2; u++)
-                    acc[2 * j + u] = _mm256_mul_ps(_mm256_load_ps(a0 + j * ld + i + 8 * u), al[j]);
+            PV_LD(0) PV_LD(1) PV_LD(2) PV_LD(3)
             for (int64_t c = 0; c < nc; c++) {
                 const float *v = V + c * ld + i;
                 __m256 v0 = _mm256_load_ps(v), v1 = _mm256_load_ps(v + 8);
-                for (int j = 0; j < 4; j++) {
-                    __m256 p = _mm256_broadcast_ss(p0 + j * lds + c);
-                    acc[2 * j + 0] = _mm256_fmadd_ps(p, v0, acc[2 * j + 0]);
-                    acc[2 * j + 1] = _mm256_fmadd_ps(p, v1, acc[2 * j + 1]);
-                }
+                PV_FMA(0) PV_FMA(1) PV_FMA(2) PV_FMA(3)
             }
-            for (int j = 0; j < 4; j++)
-                for (int u = 0; u < 2; u++) _mm256_store_ps(a0 + j * ld + i + 8 * u, acc[2 * j + u]);
+            PV_ST(0) PV_ST(1) PV_ST(2) PV_ST(3)
         }
     }
 }

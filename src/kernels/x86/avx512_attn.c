@@ -15,6 +15,7 @@
  * pv: a register tile of 4 rows x 4 chunks (64 values) = 16 accumulators;
  *   per position 4 V loads and 4 broadcasts of P feed 16 FMAs.
  */
+#include "kernels/kernels.h"
 #include "kernels/kern_impl.h"
 
 #include <immintrin.h>
@@ -31,6 +32,16 @@ static void load512(int type, const uint8_t *src, size_t stride, int64_t off, in
     }
     int64_t nc4 = (nc + 3) & ~(int64_t)3;
     const __m512 z = _mm512_setzero_ps();
+    int64_t esz = type == DS8B_KV_F32 ? 4 : 2, pf_off, pf_len;
+    if (type == DS8B_KV_Q8_0) {
+        pf_off = off / 32 * 34;
+        pf_len = hd / 32 * 34;
+    } else {
+        pf_off = off * esz;
+        pf_len = hd * esz;
+    }
+    pf_len += pf_off & 63; /* from the first line the segment touches */
+    pf_off &= ~(int64_t)63;
     for (int64_t c = 0; c < nc4; c++) {
         float *d = dst + c * ld;
         if (c >= nc) {
@@ -38,6 +49,13 @@ static void load512(int type, const uint8_t *src, size_t stride, int64_t off, in
             continue;
         }
         const uint8_t *row = src + (size_t)c * stride;
+        /* the same row of the next block: the segment's cache lines, a
+         * block (DS8B_ATT_BLOCK rows) ahead; a prefetch past the cache's
+         * end is a hint and never faults */
+        {
+            const char *nx = (const char *)(row + (size_t)B * stride) + pf_off;
+            for (int64_t o = 0; o < pf_len; o += 64) _mm_prefetch(nx + o, _MM_HINT_T0);
+        }
         if (type == DS8B_KV_F16) {
             const uint16_t *h = (const uint16_t *)row + off;
             int64_t i = 0;
@@ -79,45 +97,38 @@ AI __m512 pair2(__m512 a, __m512 b) {
 AI __m512 pair4(__m512 a, __m512 b) {
     return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
 }
-AI __m512 reduce16(const __m512 *v) {
-    __m512 x[8], y[4], z[2];
-    for (int i = 0; i < 8; i++) x[i] = pair1(v[2 * i], v[2 * i + 1]);
-    for (int i = 0; i < 4; i++) y[i] = pair2(x[2 * i], x[2 * i + 1]);
-    z[0] = pair4(y[0], y[1]);
-    z[1] = pair4(y[2], y[3]);
-    return pair4(z[0], z[1]);
+#define R16_ARGS __m512 v0, __m512 v1, __m512 v2, __m512 v3, __m512 v4, __m512 v5, __m512 v6, __m512 v7, \
+                 __m512 v8, __m512 v9, __m512 v10, __m512 v11, __m512 v12, __m512 v13, __m512 v14, __m512 v15
+AI __m512 reduce16(R16_ARGS) {
+    __m512 x0 = pair1(v0, v1), x1 = pair1(v2, v3), x2 = pair1(v4, v5), x3 = pair1(v6, v7);
+    __m512 x4 = pair1(v8, v9), x5 = pair1(v10, v11), x6 = pair1(v12, v13), x7 = pair1(v14, v15);
+    __m512 y0 = pair2(x0, x1), y1 = pair2(x2, x3), y2 = pair2(x4, x5), y3 = pair2(x6, x7);
+    return pair4(pair4(y0, y1), pair4(y2, y3));
 }
+
+/* 16 accumulators: row j (q j) x position u (k u) in a##j##u */
+#define FMA4(j)                                                                                                   \
+    a##j##0 = _mm512_fmadd_ps(q##j, b0, a##j##0);                                                                 \
+    a##j##1 = _mm512_fmadd_ps(q##j, b1, a##j##1);                                                                 \
+    a##j##2 = _mm512_fmadd_ps(q##j, b2, a##j##2);                                                                 \
+    a##j##3 = _mm512_fmadd_ps(q##j, b3, a##j##3);
 
 static void scores512(const float *Q, const float *K, int64_t ld, int64_t nr, int64_t nc, float *S, int64_t lds) {
     for (int64_t r = 0; r < nr; r += 4) {
-        const float *q0 = Q + r * ld, *q1 = q0 + ld, *q2 = q1 + ld, *q3 = q2 + ld;
+        const float *q0p = Q + r * ld, *q1p = q0p + ld, *q2p = q1p + ld, *q3p = q2p + ld;
         for (int64_t c = 0; c < nc; c += 4) {
             const float *k0 = K + c * ld, *k1 = k0 + ld, *k2 = k1 + ld, *k3 = k2 + ld;
-            __m512 acc[16];
-            for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00,
+                   a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
             for (int64_t i = 0; i < ld; i += 16) {
-                __m512 a0 = _mm512_load_ps(q0 + i), a1 = _mm512_load_ps(q1 + i);
-                __m512 a2 = _mm512_load_ps(q2 + i), a3 = _mm512_load_ps(q3 + i);
                 __m512 b0 = _mm512_load_ps(k0 + i), b1 = _mm512_load_ps(k1 + i);
                 __m512 b2 = _mm512_load_ps(k2 + i), b3 = _mm512_load_ps(k3 + i);
-                acc[0] = _mm512_fmadd_ps(a0, b0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(a0, b1, acc[1]);
-                acc[2] = _mm512_fmadd_ps(a0, b2, acc[2]);
-                acc[3] = _mm512_fmadd_ps(a0, b3, acc[3]);
-                acc[4] = _mm512_fmadd_ps(a1, b0, acc[4]);
-                acc[5] = _mm512_fmadd_ps(a1, b1, acc[5]);
-                acc[6] = _mm512_fmadd_ps(a1, b2, acc[6]);
-                acc[7] = _mm512_fmadd_ps(a1, b3, acc[7]);
-                acc[8] = _mm512_fmadd_ps(a2, b0, acc[8]);
-                acc[9] = _mm512_fmadd_ps(a2, b1, acc[9]);
-                acc[10] = _mm512_fmadd_ps(a2, b2, acc[10]);
-                acc[11] = _mm512_fmadd_ps(a2, b3, acc[11]);
-                acc[12] = _mm512_fmadd_ps(a3, b0, acc[12]);
-                acc[13] = _mm512_fmadd_ps(a3, b1, acc[13]);
-                acc[14] = _mm512_fmadd_ps(a3, b2, acc[14]);
-                acc[15] = _mm512_fmadd_ps(a3, b3, acc[15]);
+                __m512 q0 = _mm512_load_ps(q0p + i), q1 = _mm512_load_ps(q1p + i);
+                __m512 q2 = _mm512_load_ps(q2p + i), q3 = _mm512_load_ps(q3p + i);
+                FMA4(0) FMA4(1) FMA4(2) FMA4(3)
             }
-            __m512 s = reduce16(acc); /* lane 4*row + position */
+            /* lane 4*row + position */
+            __m512 s = reduce16(a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33);
             _mm_storeu_ps(S + (r + 0) * lds + c, _mm512_extractf32x4_ps(s, 0));
             _mm_storeu_ps(S + (r + 1) * lds + c, _mm512_extractf32x4_ps(s, 1));
             _mm_storeu_ps(S + (r + 2) * lds + c, _mm512_extractf32x4_ps(s, 2));
@@ -160,42 +171,59 @@ static float softmax512(float *s, int nv, float *m, float *l) {
     return alpha;
 }
 
+#define PV_LD(j)                                                                                                  \
+    __m512 al##j = _mm512_set1_ps(alpha[r + j]);                                                                  \
+    __m512 c##j##0 = _mm512_mul_ps(_mm512_load_ps(a0 + j * ld + i), al##j);                                       \
+    __m512 c##j##1 = _mm512_mul_ps(_mm512_load_ps(a0 + j * ld + i + 16), al##j);                                  \
+    __m512 c##j##2 = _mm512_mul_ps(_mm512_load_ps(a0 + j * ld + i + 32), al##j);                                  \
+    __m512 c##j##3 = _mm512_mul_ps(_mm512_load_ps(a0 + j * ld + i + 48), al##j);
+#define PV_FMA(j)                                                                                                 \
+    {                                                                                                             \
+        __m512 p = _mm512_set1_ps(p0[j * lds + c]);                                                               \
+        c##j##0 = _mm512_fmadd_ps(p, v0, c##j##0);                                                                \
+        c##j##1 = _mm512_fmadd_ps(p, v1, c##j##1);                                                                \
+        c##j##2 = _mm512_fmadd_ps(p, v2, c##j##2);                                                                \
+        c##j##3 = _mm512_fmadd_ps(p, v3, c##j##3);                                                                \
+    }
+#define PV_ST(j)                                                                                                  \
+    _mm512_store_ps(a0 + j * ld + i, c##j##0);                                                                    \
+    _mm512_store_ps(a0 + j * ld + i + 16, c##j##1);                                                               \
+    _mm512_store_ps(a0 + j * ld + i + 32, c##j##2);                                                               \
+    _mm512_store_ps(a0 + j * ld + i + 48, c##j##3);
+
 static void pv512(float *A, const float *alpha, const float *P, int64_t lds, const float *V, int64_t ld, int64_t nr,
                   int64_t nc) {
     for (int64_t r = 0; r < nr; r += 4) {
         float *a0 = A + r * ld;
         const float *p0 = P + r * lds;
-        __m512 al[4];
-        for (int j = 0; j < 4; j++) al[j] = _mm512_set1_ps(alpha[r + j]);
         int64_t i = 0;
         for (; i + 64 <= ld; i += 64) {
-            __m512 acc[16];
-            for (int j = 0; j < 4; j++)
-                for (int u = 0; u < 4; u++)
-                    acc[4 * j + u] = _mm512_mul_ps(_mm512_load_ps(a0 + j * ld + i + 16 * u), al[j]);
+            PV_LD(0) PV_LD(1) PV_LD(2) PV_LD(3)
             for (int64_t c = 0; c < nc; c++) {
                 const float *v = V + c * ld + i;
                 __m512 v0 = _mm512_load_ps(v), v1 = _mm512_load_ps(v + 16);
                 __m512 v2 = _mm512_load_ps(v + 32), v3 = _mm512_load_ps(v + 48);
-                for (int j = 0; j < 4; j++) {
-                    __m512 p = _mm512_set1_ps(p0[j * lds + c]);
-                    acc[4 * j + 0] = _mm512_fmadd_ps(p, v0, acc[4 * j + 0]);
-                    acc[4 * j + 1] = _mm512_fmadd_ps(p, v1, acc[4 * j + 1]);
-                    acc[4 * j + 2] = _mm512_fmadd_ps(p, v2, acc[4 * j + 2]);
-                    acc[4 * j + 3] = _mm512_fmadd_ps(p, v3, acc[4 * j + 3]);
-                }
+                PV_FMA(0) PV_FMA(1) PV_FMA(2) PV_FMA(3)
             }
-            for (int j = 0; j < 4; j++)
-                for (int u = 0; u < 4; u++) _mm512_store_ps(a0 + j * ld + i + 16 * u, acc[4 * j + u]);
+            PV_ST(0) PV_ST(1) PV_ST(2) PV_ST(3)
         }
+        /* the same per-element arithmetic, one 16-value chunk at a time */
         for (; i < ld; i += 16) {
-            __m512 acc[4];
-            for (int j = 0; j < 4; j++) acc[j] = _mm512_mul_ps(_mm512_load_ps(a0 + j * ld + i), al[j]);
+            __m512 e0 = _mm512_mul_ps(_mm512_load_ps(a0 + i), _mm512_set1_ps(alpha[r]));
+            __m512 e1 = _mm512_mul_ps(_mm512_load_ps(a0 + ld + i), _mm512_set1_ps(alpha[r + 1]));
+            __m512 e2 = _mm512_mul_ps(_mm512_load_ps(a0 + 2 * ld + i), _mm512_set1_ps(alpha[r + 2]));
+            __m512 e3 = _mm512_mul_ps(_mm512_load_ps(a0 + 3 * ld + i), _mm512_set1_ps(alpha[r + 3]));
             for (int64_t c = 0; c < nc; c++) {
                 __m512 v = _mm512_load_ps(V + c * ld + i);
-                for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(p0[j * lds + c]), v, acc[j]);
+                e0 = _mm512_fmadd_ps(_mm512_set1_ps(p0[c]), v, e0);
+                e1 = _mm512_fmadd_ps(_mm512_set1_ps(p0[lds + c]), v, e1);
+                e2 = _mm512_fmadd_ps(_mm512_set1_ps(p0[2 * lds + c]), v, e2);
+                e3 = _mm512_fmadd_ps(_mm512_set1_ps(p0[3 * lds + c]), v, e3);
             }
-            for (int j = 0; j < 4; j++) _mm512_store_ps(a0 + j * ld + i, acc[j]);
+            _mm512_store_ps(a0 + i, e0);
+            _mm512_store_ps(a0 + ld + i, e1);
+            _mm512_store_ps(a0 + 2 * ld + i, e2);
+            _mm512_store_ps(a0 + 3 * ld + i, e3);
         }
     }
 }
