@@ -121,6 +121,7 @@ const cli_optdef bench_opts[] = {
     {"-p", CLI_INT, "512"},
     {"-n", CLI_INT, "128"},
     {"-r", CLI_INT, "3"},
+    {"--depth", CLI_INT, "D", 0, "-d"},
     {"--threads", CLI_INTS, "N", 0, "-t"},
     {"--batch", CLI_INT, "N"},
     {"--seqs", CLI_INTS, "1,2,4,8,16"},
@@ -154,7 +155,7 @@ static int refuse(const cli_args *a, const char *const *names, const char *mode)
 }
 
 int cmd_bench(const cli_args *a) {
-    static const char *const model_only[] = {"-m", "-p", "-n", "--batch", "--seqs", "--verbose", NULL};
+    static const char *const model_only[] = {"-m", "-p", "-n", "--batch", "--seqs", "--depth", "--verbose", NULL};
     static const char *const kernels_only[] = {"--types", "--shapes", "--n", "--runs", "--rowwise", NULL};
     if (cli_flag(a, "--kernels"))
         return refuse(a, model_only, "of bench --kernels") ? 2 : cli_bench_kernels(a);
@@ -171,8 +172,10 @@ int cmd_bench(const cli_args *a) {
     static const char *const spec_only[] = {"--k", "--spec", "--draft-file", "--draft-self", "--draft-model",
                                             "--temp", "--seed", NULL};
     if (refuse(a, spec_only, "without --pass-cost or --spec-prompt")) return 2;
-    int64_t pp64 = 512, tg64 = 128, reps64 = 3, th64 = 0;
+    int64_t pp64 = 512, tg64 = 128, reps64 = 3, th64 = 0, depth64 = 0;
     cli_int(a, "-p", &pp64);
+    cli_int(a, "--depth", &depth64);
+    if (depth64 < 0 || depth64 > 10000000) return cli_usage(a, "--depth must be 0..10000000");
     cli_int(a, "-n", &tg64);
     cli_int(a, "-r", &reps64);
     if (cli_opt(a, "--threads") && cli_parse_ints(cli_opt(a, "--threads"), &th64, 1) != 1)
@@ -181,6 +184,9 @@ int cmd_bench(const cli_args *a) {
     if (pp64 < 0 || tg64 < 0 || pp64 > 1000000 || tg64 > 1000000 || reps64 > 1000 || th64 < 0 || th64 > 4096)
         return cli_usage(a, "-p and -n must be 0..1000000, -r 1..1000, --threads 0..4096");
     int pp = (int)pp64, tg = (int)tg64, reps = (int)reps64, threads = (int)th64;
+    int64_t depth = depth64;
+    if (depth > 0 && (cli_opt(a, "--seqs") || cli_opt(a, "--grammar")))
+        return cli_usage(a, "--depth goes with the plain pp/tg runs, not --seqs or --grammar");
     if (pp == 0 && tg == 0) return cli_usage(a, "nothing to measure with -p 0 -n 0");
     int64_t seqs[64];
     int nseqs = cli_opt(a, "--seqs") ? cli_parse_ints(cli_opt(a, "--seqs"), seqs, 64) : 0;
@@ -209,7 +215,7 @@ int cmd_bench(const cli_args *a) {
     ds8b_params *p;
     ds8b_params_create(&p);
     /* room for the warm-up (32 + 4 tokens) as well */
-    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, pp + tg + 8 > 64 ? pp + tg + 8 : 64);
+    ds8b_params_set_int(p, DS8B_PARAM_N_CTX, depth + pp + tg + 8 > 64 ? depth + pp + tg + 8 : 64);
     ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
     int64_t nb;
     if (cli_int(a, "--batch", &nb)) ds8b_params_set_int(p, DS8B_PARAM_N_BATCH, nb);
@@ -227,22 +233,37 @@ int cmd_bench(const cli_args *a) {
     if (!ids) { ds8b_session_free(s); ds8b_model_free(m); return cli_fail("allocating the prompt", DS8B_E_NOMEM); }
     for (int i = 0; i < nids; i++) ids[i] = (int32_t)((i * 7919 + 11) % vocab);
     double *tpp = calloc((size_t)reps, sizeof *tpp), *ttg = calloc((size_t)reps, sizeof *ttg);
-    /* warm-up: a short prompt and a few generated tokens */
+    /* warm-up: a short prompt and a few generated tokens; with --depth,
+     * the D tokens of context, evaluated once (timed and printed), which
+     * every test then starts from (ds8b_session_truncate back to D) */
     ds8b_session_reset(s);
-    rc = ds8b_eval(s, ids, 32, NULL);
-    for (int i = 0; i < 4 && !rc; i++) {
-        int32_t t;
-        ds8b_sample(s, &t);
-        rc = ds8b_eval(s, &t, 1, NULL);
+    double fill_s = 0;
+    if (depth > 0) {
+        double f0 = cli_now_s();
+        for (int64_t done = 0; done < depth && !rc;) {
+            int64_t chunk = depth - done < nids ? depth - done : nids;
+            rc = ds8b_eval(s, ids, (size_t)chunk, NULL);
+            done += chunk;
+        }
+        fill_s = cli_now_s() - f0;
+    } else {
+        rc = ds8b_eval(s, ids, 32, NULL);
+        for (int i = 0; i < 4 && !rc; i++) {
+            int32_t t;
+            ds8b_sample(s, &t);
+            rc = ds8b_eval(s, &t, 1, NULL);
+        }
     }
     for (int r = 0; r < reps && !rc; r++) {
-        ds8b_session_reset(s);
+        if (depth > 0) rc = ds8b_session_truncate(s, depth);
+        else ds8b_session_reset(s);
         double t0 = cli_now_s();
-        if (pp > 0) {
+        if (pp > 0 && !rc) {
             rc = ds8b_eval(s, ids, (size_t)pp, NULL);
             tpp[r] = pp / (cli_now_s() - t0);
         }
-        ds8b_session_reset(s);
+        if (depth > 0) rc = rc ? rc : ds8b_session_truncate(s, depth);
+        else ds8b_session_reset(s);
         rc = rc ? rc : ds8b_eval(s, ids, 1, NULL);
         t0 = cli_now_s();
         for (int i = 0; i < tg && !rc; i++) {
@@ -266,16 +287,33 @@ int cmd_bench(const cli_args *a) {
     double ppm, pps, tgm, tgs;
     mean_sd(tpp, reps, &ppm, &pps);
     mean_sd(ttg, reps, &tgm, &tgs);
-    double roof = bw * 1e9 / bpt;
+    /* KV bytes one decoded token reads: K and V of every cached position
+     * in every layer, at the mean depth of the tg run (D + 1 + tg/2) */
+    double kvpos = 0, kvread = 0;
+    {
+        size_t kvb = 0;
+        if (ds8b__kv_bytes(s->kv.type, m->hp.n_layer, 1, m->hp.n_head_kv * m->hp.head_dim, &kvb))
+            kvpos = (double)kvb;
+        kvread = kvpos * ((double)depth + 1.0 + tg / 2.0);
+    }
+    double roof = bw * 1e9 / (bpt + kvread);
+    char at[48] = "";
+    if (depth > 0) snprintf(at, sizeof at, " @ d%lld", (long long)depth);
     printf("| model | scheme | threads | isa | test | t/s |\n|---|---|---|---|---|---|\n");
     if (pp > 0)
-        printf("| %s | %s | %d | %s | pp%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
-               ds8b__isa_name(), pp, ppm, pps);
+        printf("| %s | %s | %d | %s | pp%d%s | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
+               ds8b__isa_name(), pp, at, ppm, pps);
     if (tg > 0)
-        printf("| %s | %s | %d | %s | tg%d | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
-               ds8b__isa_name(), tg, tgm, tgs);
+        printf("| %s | %s | %d | %s | tg%d%s | %.2f ± %.2f |\n", m->desc, m->scheme ? m->scheme : "?", nth,
+               ds8b__isa_name(), tg, at, tgm, tgs);
+    if (depth > 0)
+        printf("\ncontext of %lld tokens evaluated once in %.1f s (%.2f t/s)\n", (long long)depth, fill_s,
+               (double)depth / fill_s);
     printf("\nmemory read bandwidth: %.1f GB/s (%d threads)\n", bw, nth);
     printf("weight bytes read per token: %.3f GB\n", bpt / 1e9);
+    if (depth > 0 || tg > 0)
+        printf("KV bytes read per token: %.3f GB (%.0f bytes per cached position, mean depth %.0f)\n",
+               kvread / 1e9, kvpos, (double)depth + 1.0 + tg / 2.0);
     if (tg > 0) printf("decode roofline: %.2f t/s; tg%d reaches %.0f%% of it\n", roof, tg, 100.0 * tgm / roof);
     else printf("decode roofline: %.2f t/s\n", roof);
     if (pp > 0) {

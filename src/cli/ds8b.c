@@ -74,7 +74,7 @@ static const cli_command commands[] = {
     {"make-random", cmd_make_random, "model files", make_random_opts, 0, "CONFIG.json OUTDIR",
      "a full-size bf16 checkpoint with random weights"},
     {"bench", cmd_bench, "benchmarks", bench_opts, L, NULL,
-     "-m PATH: pp/tg speed (--seqs: batched decoding); --kernels: matmul kernels alone, no model; "
+     "-m PATH: pp/tg speed (--depth D: after D tokens of context, as llama-bench -d; --seqs: batched decoding); --kernels: matmul kernels alone, no model; "
      "--pass-cost: a speculation pass of k+1 positions vs 1; --spec-prompt FILE: speculation end to end; "
      "--grammar FILE.gbnf: decoding with and without the grammar"},
     {"grammar", cmd_grammar, "grammars", grammar_opts, 0, "[FILE.gbnf]",

@@ -103,6 +103,7 @@ static void init_once(void) {
     g_max_level = cpu_level();
     ds8b__kops_fill_scalar(&g_tab[0]);
     g_tab[0].gact_quant = ds8b__gact_quant_scalar;
+    ds8b__attn_fill_scalar(&g_tab[0].attn);
 #if defined(__aarch64__)
     ds8b__arm_fill_levels(g_tab, g_max_level);
     int lvl = ds8b__arm_env_cap(getenv("DS8B_ISA"), g_max_level);
@@ -114,11 +115,13 @@ static void init_once(void) {
     if (g_max_level >= 1) {
         ds8b__kops_fill_avx2(&g_tab[1]);
         ds8b__kops_fill_decode_avx2(&g_tab[1]);
+        ds8b__attn_fill_avx2(&g_tab[1].attn);
     }
     g_tab[2] = g_tab[1];
     if (g_max_level >= 2) {
         ds8b__kops_fill_avx512(&g_tab[2]);
         ds8b__kops_fill_decode_avx512(&g_tab[2]);
+        ds8b__attn_fill_avx512(&g_tab[2].attn);
     }
     g_tab[3] = g_tab[2];
     if (g_max_level >= 3) ds8b__kops_fill_amx(&g_tab[3]);

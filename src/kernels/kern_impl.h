@@ -51,8 +51,40 @@ typedef struct ds8b__qkern {
     int mmp_rows;                            /* weight rows per mmp call (0: 16) */
 } ds8b__qkern;
 
+/* The attention primitives (attn.c drives them; kernels.h's
+ * ds8b__attention). B = DS8B_ATT_BLOCK positions per block; ld = head_dim
+ * rounded up to 16; row pointers are 64-byte aligned.
+ *  load:    dst[c*ld + i] = value off+i of cached row c (src + c*stride)
+ *           in f32, i < hd, c < nc; zeroes i in hd..ld-1 and the rows
+ *           nc..round4(nc)-1.
+ *  scores:  S[r*lds + c] = dot(Q + r*ld, K + c*ld) over ld values, for
+ *           r < nr and c < nc (both multiples of 4); each score's
+ *           summation order is fixed by ld alone.
+ *  softmax: one query row's block: s holds B scores (base 2), the first
+ *           nv valid (1 <= nv <= B); sets m = max(m, max s), returns
+ *           alpha = 2^(m_old - m_new), l = l*alpha + sum p, writes
+ *           p = 2^(s - m_new) into s (0 for lanes nv..B-1).
+ *  pv:      A[r*ld + i] = A[r*ld + i]*alpha[r] + sum over c < nc (in
+ *           order) of P[r*lds + c] * V[c*ld + i]; nr a multiple of 4. */
+typedef struct ds8b__attn_ops {
+    void (*load)(int type, const uint8_t *src, size_t stride, int64_t off, int64_t hd, int64_t nc, float *dst,
+                 int64_t ld);
+    void (*scores)(const float *Q, const float *K, int64_t ld, int64_t nr, int64_t nc, float *S, int64_t lds);
+    float (*softmax)(float *s, int nv, float *m, float *l);
+    void (*pv)(float *A, const float *alpha, const float *P, int64_t lds, const float *V, int64_t ld, int64_t nr,
+               int64_t nc);
+} ds8b__attn_ops;
+void ds8b__attn_fill_scalar(ds8b__attn_ops *o);
+void ds8b__attn_fill_avx2(ds8b__attn_ops *o);   /* x86/avx2_attn.c */
+void ds8b__attn_fill_avx512(ds8b__attn_ops *o); /* x86/avx512_attn.c */
+/* The scalar load (the SIMD levels fall back to it for head segments
+ * that do not start on a 32-value block of a Q8_0 row). */
+void ds8b__attn_load_ref(int type, const uint8_t *src, size_t stride, int64_t off, int64_t hd, int64_t nc,
+                         float *dst, int64_t ld);
+
 typedef struct ds8b__kops {
     const char *name;
+    ds8b__attn_ops attn;
     ds8b__qkern q[DS8B_T__COUNT];
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, const float *x, float a, int64_t n);

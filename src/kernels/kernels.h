@@ -76,6 +76,34 @@ void ds8b__vec_axpy_f16(float *y, const uint16_t *h, float a, int64_t n);
 void ds8b__vec_f16_to_f32(const uint16_t *h, float *f, int64_t n);
 void ds8b__vec_f32_to_f16(const float *f, uint16_t *h, int64_t n);
 
+/* Attention over the KV cache (attn.c): one tile of n_tok tokens x n_head
+ * query heads of one KV group; token t attends to positions 0..pos[t].
+ * Head h of token t reads q[t*ldq + h*hd ..] and writes out[t*ldo + h*hd ..].
+ * k and v point at position 0 of the layer's cached rows (stride bytes
+ * apart, of DS8B_KV_* type kv_type); the group's head is values
+ * off..off+hd-1 of a row. Each output is a function of its own query and
+ * position only (bit-identical for any tiling and thread), for a given
+ * level. n_tok <= ds8b__attn_tile_tokens(n_head); scratch holds
+ * ds8b__attn_scratch_floats() floats. */
+enum { DS8B_ATT_BLOCK = 32, DS8B_ATT_ROWS = 64 };
+typedef struct ds8b__attn_args {
+    int kv_type;
+    const uint8_t *k, *v;
+    size_t stride;
+    int64_t off, hd;
+    int64_t n_tok, n_head;
+    const float *q;
+    int64_t ldq;
+    float *out;
+    int64_t ldo;
+    const int64_t *pos;
+} ds8b__attn_args;
+void ds8b__attention(const ds8b__attn_args *a, float *scratch);
+/* Tokens one tile may hold for n_head_group query heads per KV head. */
+int64_t ds8b__attn_tile_tokens(int64_t n_head_group);
+/* Floats of scratch one ds8b__attention call needs; false on overflow. */
+bool ds8b__attn_scratch_floats(int64_t hd, int64_t n_head_group, size_t *floats);
+
 /* Benchmarks (bench_kernels.c), for `ds8b bench`. */
 /* Times ds8b__matmul on random weights of the type (rows x cols) against
  * n random activation rows with a pool of `threads`, best of reps runs.

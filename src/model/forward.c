@@ -17,6 +17,7 @@
 #include "quant/quant.h"
 
 #include <math.h>
+#include <stdatomic.h>
 
 /* ================================================================== */
 /* KV cache storage                                                    */
@@ -143,67 +144,66 @@ static void embed_row(const ds8b__tensor *t, int64_t id, float *dst) {
 static inline ds8b__kv *row_kv(const ds8b__fwd *f, int64_t t) { return f->row_kv ? f->row_kv[t] : f->kv; }
 static inline int64_t row_pos(const ds8b__fwd *f, int64_t t) { return f->row_pos ? f->row_pos[t] : f->pos + t; }
 
+/* Work units: (tile, KV head) pairs. A tile is a run of consecutive rows
+ * on one cache (sc->att_tiles holds the first row of each, then n), at
+ * most ds8b__attn_tile_tokens(group) rows. Each unit's results depend on
+ * its own rows only (attn.c), so the units go to whichever thread asks
+ * next, costliest (latest) tiles first. */
 typedef struct att_job {
     const ds8b__fwd *f;
-    int64_t layer;
+    int64_t layer, n_tiles;
+    _Atomic int64_t next;
 } att_job;
 
 static void attention_task(void *ctx, int ith, int nth) {
+    (void)nth;
     att_job *j = ctx;
     const ds8b__fwd *f = j->f;
     const ds8b__hparams *hp = &f->m->hp;
     ds8b__scratch *sc = f->sc;
-    int64_t hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
-    int64_t qd = nh * hd;
-    int64_t total = f->n * nh;
-    int64_t per = (total + nth - 1) / nth, lo = per * ith, hi = lo + per < total ? lo + per : total;
-    float *scores = sc->scores + (size_t)ith * (size_t)sc->n_scores;
-    float *tmp = sc->kvrow + (size_t)ith * (size_t)(2 * hd);
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t w = lo; w < hi; w++) {
-        int64_t t = w / nh, h = w % nh, g = h / group;
-        const ds8b__kv *kv = row_kv(f, t);
-        int64_t p = row_pos(f, t); /* attend to 0..p */
-        const float *q = sc->q + (size_t)t * qd + h * hd;
-        float mx = -INFINITY;
-        size_t seg = (size_t)(g * hd);
-        if (kv->type == DS8B_KV_F16) {
-            /* the common case: SIMD dots straight from the f16 rows */
-            for (int64_t c = 0; c <= p; c++) {
-                const uint16_t *k = (const uint16_t *)kv_row(kv, kv->k, j->layer, c) + seg;
-                float d = ds8b__vec_dot_f16f32(k, q, hd) * scale;
-                scores[c] = d;
-                if (d > mx) mx = d;
-            }
-        } else {
-            for (int64_t c = 0; c <= p; c++) {
-                const float *k = kv_seg(kv, kv->k, j->layer, c, g * hd, hd, tmp);
-                float d = ds8b__vec_dot_f32(q, k, hd) * scale;
-                scores[c] = d;
-                if (d > mx) mx = d;
-            }
-        }
-        float sum = 0.0f;
-        for (int64_t c = 0; c <= p; c++) {
-            float ev = expf(scores[c] - mx);
-            scores[c] = ev;
-            sum += ev;
-        }
-        float inv = 1.0f / sum;
-        float *out = sc->att + (size_t)t * qd + h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        if (kv->type == DS8B_KV_F16) {
-            for (int64_t c = 0; c <= p; c++) {
-                const uint16_t *v = (const uint16_t *)kv_row(kv, kv->v, j->layer, c) + seg;
-                ds8b__vec_axpy_f16(out, v, scores[c] * inv, hd);
-            }
-        } else {
-            for (int64_t c = 0; c <= p; c++) {
-                const float *v = kv_seg(kv, kv->v, j->layer, c, g * hd, hd, tmp + hd);
-                ds8b__vec_axpy(out, v, scores[c] * inv, hd);
-            }
-        }
+    int64_t hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
+    int64_t qd = nh * hd, units = j->n_tiles * nkv;
+    float *ws = sc->scores + (size_t)ith * sc->att_floats;
+    int64_t pos[DS8B_ATT_ROWS];
+    for (;;) {
+        int64_t u = atomic_fetch_add(&j->next, 1);
+        if (u >= units) break;
+        int64_t tile = j->n_tiles - 1 - u / nkv, g = u % nkv;
+        int64_t t0 = sc->att_tiles[tile], t1 = sc->att_tiles[tile + 1];
+        const ds8b__kv *kv = row_kv(f, t0);
+        for (int64_t t = t0; t < t1; t++) pos[t - t0] = row_pos(f, t);
+        ds8b__attn_args a = {
+            .kv_type = kv->type,
+            .k = kv_row(kv, kv->k, j->layer, 0),
+            .v = kv_row(kv, kv->v, j->layer, 0),
+            .stride = kv->row_bytes,
+            .off = g * hd,
+            .hd = hd,
+            .n_tok = t1 - t0,
+            .n_head = group,
+            .q = sc->q + (size_t)t0 * qd + g * group * hd,
+            .ldq = qd,
+            .out = sc->att + (size_t)t0 * qd + g * group * hd,
+            .ldo = qd,
+            .pos = pos,
+        };
+        ds8b__attention(&a, ws);
     }
+}
+
+/* Splits the n rows into attention tiles (sc->att_tiles); returns their count. */
+static int64_t att_tiles(const ds8b__fwd *f) {
+    const ds8b__hparams *hp = &f->m->hp;
+    int64_t cap = ds8b__attn_tile_tokens(hp->n_head / hp->n_head_kv), nt = 0;
+    if (cap > DS8B_ATT_ROWS) cap = DS8B_ATT_ROWS;
+    for (int64_t t = 0; t < f->n;) {
+        int64_t e = t + 1;
+        while (e < f->n && e - t < cap && row_kv(f, e) == row_kv(f, t)) e++;
+        f->sc->att_tiles[nt++] = (int32_t)t;
+        t = e;
+    }
+    f->sc->att_tiles[nt] = (int32_t)f->n;
+    return nt;
 }
 
 /* ================================================================== */
@@ -235,6 +235,7 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
         embed_row(&m->tok_embd, ids[t], sc->x + (size_t)t * d);
     }
 
+    int64_t n_tiles = att_tiles(f);
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const ds8b__layer *L = &m->layers[l];
         /* attention block */
@@ -259,7 +260,8 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
             ds8b__kv_put(kv, kv->k, l, pos, k);
             ds8b__kv_put(kv, kv->v, l, pos, sc->v + t * kvd);
         }
-        att_job job = {f, l};
+        att_job job = {.f = f, .layer = l, .n_tiles = n_tiles};
+        atomic_init(&job.next, 0);
         ds8b__pool_run(f->pool, attention_task, &job);
         if ((rc = MM(&L->wo, sc->att, sc->o))) return rc;
         for (int64_t i = 0; i < n * d; i++) sc->x[i] += sc->o[i];

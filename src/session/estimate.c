@@ -209,7 +209,15 @@ int ds8b__estimate(const char *path, const char *scheme, const ds8b_params *p, i
     if ((rc = ds8b__pool_create((int)p->i[DS8B_PARAM_N_THREADS], &pool, e))) goto out;
     int nt = ds8b__pool_size(pool);
     out[DS8B_MEM_THREADS] += atomic_load(&sc.cur[DS8B_MEM_THREADS]) - before_threads;
-    int64_t scratch = nb * (3 * d + 2 * qd + 2 * kvd + 2 * ff) + (int64_t)nt * n_ctx + (int64_t)nt * 2 * hd + hp.n_vocab;
+    size_t att_floats = 0;
+    if (!ds8b__attn_scratch_floats(hd, hp.n_head / hp.n_head_kv, &att_floats)) {
+        rc = ds8b__seterr(e, DS8B_E_LIMIT, "attention scratch size overflows");
+        goto out;
+    }
+    /* per thread: the attention tile scratch; per row: the buffers, and
+     * one int32 (4 bytes, counted as a float) of the tile list */
+    int64_t scratch = nb * (3 * d + 2 * qd + 2 * kvd + 2 * ff) + (int64_t)nt * (int64_t)att_floats + (nb + 1) +
+                      (int64_t)nt * 2 * hd + hp.n_vocab;
     out[DS8B_MEM_SCRATCH] += scratch * 4;
     /* matmul workspace: a dry run of every (type, width) the model uses */
     {

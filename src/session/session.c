@@ -31,8 +31,14 @@ int ds8b__scratch_alloc(ds8b__scratch *sc, const ds8b__hparams *hp, int64_t nb, 
     A(o, nb * d)
     A(gate, nb * hp->n_ff)
     A(up, nb * hp->n_ff)
-    A(scores, (int64_t)n_threads * n_scores)
+    if (!ds8b__attn_scratch_floats(hp->head_dim, hp->n_head / hp->n_head_kv, &sc->att_floats) ||
+        sc->att_floats > (size_t)INT64_MAX / 4 / (size_t)(n_threads > 0 ? n_threads : 1))
+        return ds8b__seterr(e, DS8B_E_LIMIT, "attention scratch size overflows");
+    A(scores, (int64_t)n_threads * (int64_t)sc->att_floats)
     sc->n_scores = n_scores;
+    if (!(sc->att_tiles = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)(nb + 1) * sizeof(int32_t),
+                                        "session scratch (att_tiles)", e)))
+        return DS8B_E_NOMEM;
     A(kvrow, (int64_t)n_threads * 2 * hp->head_dim)
     A(logits, hp->n_vocab)
 #undef A
@@ -50,6 +56,8 @@ void ds8b__scratch_free(ds8b__scratch *sc) {
         ds8b__free(*f[i]);
         *f[i] = NULL;
     }
+    ds8b__free(sc->att_tiles);
+    sc->att_tiles = NULL;
     ds8b__free(sc->ws.buf);
     sc->ws.buf = NULL;
     sc->ws.cap = 0;

@@ -46,8 +46,10 @@ typedef struct ds8b__scratch {
     float *o;          /* (n_batch, n_embd) projection output */
     float *gate;       /* (n_batch, n_ff) */
     float *up;         /* (n_batch, n_ff) */
-    float *scores;     /* (n_threads, n_scores) per-thread attention scores */
-    int64_t n_scores;  /* floats per thread in scores: the longest context served */
+    float *scores;     /* (n_threads, att_floats) per-thread attention scratch */
+    size_t att_floats; /* ds8b__attn_scratch_floats() of the model */
+    int32_t *att_tiles;/* (n_batch + 1) first row of each attention tile */
+    int64_t n_scores;  /* the longest context served */
     float *kvrow;      /* (n_threads, 2*kvd) per-thread dequantized K/V rows */
     float *logits;     /* (n_vocab) last row */
     ds8b__workspace ws;
