@@ -1,6 +1,6 @@
 /*
  * dispatch.c -- picks the kernel level once from cpuid, honouring
- * DS8B_ISA=scalar|avx2|avx512 as an upper bound, and exposes the float
+ * DS8B_ISA=scalar|avx2|avx512|avx512-vnni|avx512-bf16 as an upper bound, and exposes the float
  * helpers through the chosen table.
  */
 #include "kernels/kernels.h"
@@ -15,7 +15,9 @@
  * 2 dotprod, 3 i8mm. */
 #define DS8B_NLEVELS 4
 #else
-#define DS8B_NLEVELS 3
+/* x86 levels: 0 scalar, 1 avx2, 2 avx512-vnni, 3 avx512-bf16 (level 2 plus
+ * vdpbf16ps kernels for W4A16 and BF16 weights, bf16 activations). */
+#define DS8B_NLEVELS 4
 #endif
 static ds8b__kops g_tab[DS8B_NLEVELS];
 static int g_max_level;
@@ -24,8 +26,19 @@ static _Atomic(const ds8b__kops *) g_cur;
 static _Atomic int g_level;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-#if defined(__x86_64__) && defined(__clang__) && __clang_major__ < 15
+#if defined(__x86_64__)
 #include <cpuid.h>
+/* AVX512-BF16: cpuid leaf 7 subleaf 1, EAX bit 5 (the OS support of the
+ * AVX-512 state is checked with avx512f by __builtin_cpu_supports). */
+static bool avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return false;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return (a >> 5) & 1u;
+}
+#endif
+#if defined(__x86_64__) && defined(__clang__) && __clang_major__ < 15
 /* clang before 15 does not know "f16c" and "bmi2" in __builtin_cpu_supports */
 static bool f16c_and_bmi2(void) {
     unsigned a, b, c, d;
@@ -46,7 +59,8 @@ static int cpu_level(void) {
     bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512vnni");
-    return avx512 ? 2 : 1;
+    if (!avx512) return 1;
+    return avx512_bf16() ? 3 : 2;
 #elif defined(__aarch64__)
     return ds8b__arm_cpu_level();
 #else
@@ -75,6 +89,8 @@ static void init_once(void) {
         ds8b__kops_fill_avx512(&g_tab[2]);
         ds8b__kops_fill_decode_avx512(&g_tab[2]);
     }
+    g_tab[3] = g_tab[2];
+    if (g_max_level >= 3) ds8b__kops_fill_avx512bf16(&g_tab[3]);
     int lvl = g_max_level;
     const char *env = getenv("DS8B_ISA");
     if (env && *env) {
@@ -82,6 +98,7 @@ static void init_once(void) {
         if (!strcmp(env, "scalar") || !strcmp(env, "generic")) want = 0;
         else if (!strcmp(env, "avx2")) want = 1;
         else if (!strcmp(env, "avx512") || !strcmp(env, "avx512-vnni")) want = 2;
+        else if (!strcmp(env, "avx512-bf16")) want = 3;
         if (want >= 0 && want < lvl) lvl = want;
     }
 #endif
@@ -115,7 +132,7 @@ const char *ds8b__isa_name(void) {
 #if defined(__aarch64__)
     static const char *names[DS8B_NLEVELS] = {"scalar", "neon", "dotprod", "i8mm"};
 #else
-    static const char *names[3] = {"scalar", "avx2", "avx512-vnni"};
+    static const char *names[DS8B_NLEVELS] = {"scalar", "avx2", "avx512-vnni", "avx512-bf16"};
 #endif
     return names[ds8b__isa_level()];
 }

@@ -47,9 +47,9 @@ int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, c
 /* True if ds8b__matmul accepts weights of this type. */
 bool ds8b__matmul_supports(int type);
 
-/* Name of the level in use: "avx512-vnni", "avx2" or "scalar". */
+/* Name of the level in use: "avx512-bf16", "avx512-vnni", "avx2" or "scalar". */
 const char *ds8b__isa_name(void);
-/* Level in use: 0 scalar, 1 avx2, 2 avx512-vnni. */
+/* Level in use: 0 scalar, 1 avx2, 2 avx512-vnni, 3 avx512-bf16 (x86; ARM: 0 scalar, 1 neon, 2 dotprod, 3 i8mm). */
 int ds8b__isa_level(void);
 /* Highest level this CPU supports (ignoring DS8B_ISA). */
 int ds8b__isa_max_level(void);
