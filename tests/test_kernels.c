@@ -637,7 +637,7 @@ static void test_matmul_multi(void) {
 }
 
 /* ================================================================== */
-/* Level avx512-bf16: W4A16 and BF16 weights on vdpbf16ps               */
+/* Level avx512-bf16: W4A16, BF16 and F16 weights on vdpbf16ps             */
 /* ================================================================== */
 /* The level's own pieces against the plain-C reference (bf16_ref.c), bit
  * for bit: activation rounding, W4A16 expansion, then whole matmuls with
@@ -704,6 +704,8 @@ static void test_bf16_level(void) {
         {DS8B_T_W4A16, 37, 800, 17}, {DS8B_T_W4A16, 150, 1024, 40}, {DS8B_T_W4A16, 7, 4128, 3},
         {DS8B_T_BF16, 1, 1, 1},      {DS8B_T_BF16, 5, 31, 2},      {DS8B_T_BF16, 3, 33, 7},
         {DS8B_T_BF16, 19, 100, 13},  {DS8B_T_BF16, 45, 513, 19},   {DS8B_T_BF16, 130, 1000, 70},
+        {DS8B_T_F16, 1, 1, 1},       {DS8B_T_F16, 5, 31, 2},       {DS8B_T_F16, 3, 33, 7},
+        {DS8B_T_F16, 19, 100, 16},   {DS8B_T_F16, 45, 513, 19},    {DS8B_T_F16, 130, 1000, 70},
     };
     int nsh = (int)(sizeof sh / sizeof sh[0]);
     for (int si = 0; si < nsh; si++) {
@@ -721,7 +723,13 @@ static void test_bf16_level(void) {
         for (int64_t r = 0; r < rows; r++) {
             const uint8_t *src = (const uint8_t *)w.data + r * rb;
             if (type == DS8B_T_W4A16) ds8b__w4a16_bf16_wrow_ref(src, wb + r * nch * 32, nch);
-            else memcpy(wb + r * nch * 32, src, (size_t)cols * 2);
+            else if (type == DS8B_T_BF16) memcpy(wb + r * nch * 32, src, (size_t)cols * 2);
+            else
+                for (int64_t i = 0; i < cols; i++) {
+                    uint16_t h;
+                    memcpy(&h, src + 2 * i, 2);
+                    wb[r * nch * 32 + i] = ds8b__bf16_rne_daz(ds8b__f16_to_f32(h));
+                }
         }
         for (int64_t c = 0; c < n; c++) {
             if (type == DS8B_T_W4A16) ds8b__w4a16_bf16_act_ref(x + c * cols, xb + c * nch * 32, cols);

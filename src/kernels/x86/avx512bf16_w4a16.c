@@ -157,8 +157,21 @@ static void mm_w4a16(const uint8_t *w, size_t wstride, int64_t nrows, const uint
 /* ================================================================== */
 /* R weight rows (bf16, wstride bytes apart) x C activation rows: nk full
  * chunks of 32, then one chunk of tail (< 32) values if tail > 0. */
+/* 32 weights as bf16: stored bf16, or f16 rounded to bf16 (F16 true). */
+AI __m512i ldw(const uint8_t *p, const bool F16) {
+    if (!F16) return _mm512_loadu_si512(p);
+    __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+    __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p + 1));
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+AI __m512i ldw_m(const uint8_t *p, __mmask32 m, const bool F16) {
+    __m512i v = _mm512_maskz_loadu_epi16(m, p);
+    if (!F16) return v;
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)),
+                                        _mm512_cvtph_ps(_mm512_castsi512_si256(v)));
+}
 AI void bf_tile(const uint8_t *w, size_t wstride, const uint8_t *xa, size_t astride, int64_t nk, int tail,
-                float *y, int64_t ldy, bool pf, const int R, const int C) {
+                float *y, int64_t ldy, bool pf, const bool F16, const int R, const int C) {
     __m512 acc[4][6];
     #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -170,7 +183,7 @@ AI void bf_tile(const uint8_t *w, size_t wstride, const uint8_t *xa, size_t astr
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w + (size_t)r * wstride + 64 * (size_t)k;
             if (pf) _mm_prefetch((const char *)p + BF_PF, _MM_HINT_T0);
-            wv[r] = _mm512_loadu_si512(p);
+            wv[r] = ldw(p, F16);
         }
         #pragma GCC unroll 6
         for (int c = 0; c < C; c++) {
@@ -183,7 +196,7 @@ AI void bf_tile(const uint8_t *w, size_t wstride, const uint8_t *xa, size_t astr
         __mmask32 m = (__mmask32)((1u << tail) - 1u);
         __m512i wv[4];
         #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_epi16(m, w + (size_t)r * wstride + 64 * (size_t)nk);
+        for (int r = 0; r < R; r++) wv[r] = ldw_m(w + (size_t)r * wstride + 64 * (size_t)nk, m, F16);
         #pragma GCC unroll 6
         for (int c = 0; c < C; c++) {
             __m512i x = _mm512_loadu_si512(xa + (size_t)c * astride + 64 * (size_t)nk);
@@ -209,8 +222,8 @@ AI void bf_tile(const uint8_t *w, size_t wstride, const uint8_t *xa, size_t astr
 
 /* All nrows x ncols outputs on bf16 rows: activation tiles of 6 outer,
  * so a chunk of weight rows stays in cache across them. */
-static void bf_rows(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
-                    int64_t ncols, int64_t cols, float *y, int64_t ldy, bool pf) {
+AI void bf_rows_t(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
+                    int64_t ncols, int64_t cols, float *y, int64_t ldy, bool pf, const bool F16) {
     int64_t nk = cols / 32;
     int tail = (int)(cols % 32);
     for (int64_t c0 = 0; c0 < ncols; c0 += 6) {
@@ -221,19 +234,48 @@ static void bf_rows(const uint8_t *w, size_t wstride, int64_t nrows, const uint8
             const uint8_t *wr = w + (size_t)r0 * wstride;
             float *yc = y + (size_t)c0 * (size_t)ldy + (size_t)r0;
             switch (rr) {
-            case 1: BF_CASES(1, wr, wstride, xc, astride, nk, tail, yc, ldy, pf) break;
-            case 2: BF_CASES(2, wr, wstride, xc, astride, nk, tail, yc, ldy, pf) break;
-            case 3: BF_CASES(3, wr, wstride, xc, astride, nk, tail, yc, ldy, pf) break;
-            default: BF_CASES(4, wr, wstride, xc, astride, nk, tail, yc, ldy, pf) break;
+            case 1: BF_CASES(1, wr, wstride, xc, astride, nk, tail, yc, ldy, pf, F16) break;
+            case 2: BF_CASES(2, wr, wstride, xc, astride, nk, tail, yc, ldy, pf, F16) break;
+            case 3: BF_CASES(3, wr, wstride, xc, astride, nk, tail, yc, ldy, pf, F16) break;
+            default: BF_CASES(4, wr, wstride, xc, astride, nk, tail, yc, ldy, pf, F16) break;
             }
         }
     }
+}
+static void bf_rows(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
+                    int64_t ncols, int64_t cols, float *y, int64_t ldy, bool pf) {
+    bf_rows_t(w, wstride, nrows, xa, astride, ncols, cols, y, ldy, pf, false);
 }
 
 static void mm_bf16(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
                     int64_t ncols, int64_t cols, float *y, int64_t ldy) {
     /* weights streamed from memory when there are few activation rows */
     bf_rows(w, wstride, nrows, xa, astride, ncols, cols, y, ldy, ncols <= 6);
+}
+
+/* F16 weights: each value rounded to bf16 (vcvtph2ps, vcvtne2ps2bf16).
+ * Decode converts in registers; the prompt kernel converts slices of 16
+ * rows once into scratch (the same bf16 values, so the same bits). */
+static void mm_f16(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
+                   int64_t ncols, int64_t cols, float *y, int64_t ldy) {
+    bf_rows_t(w, wstride, nrows, xa, astride, ncols, cols, y, ldy, ncols <= 6, true);
+}
+static size_t f16p_scratch(int64_t cols) { return (size_t)16 * (size_t)((cols + 31) / 32) * 64; }
+static void mmp_f16(const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
+                    int64_t ncols, int64_t cols, float *y, int64_t ldy, uint8_t *scratch) {
+    int64_t nk = cols / 32, tail = cols % 32;
+    size_t srow = (size_t)((cols + 31) / 32) * 64;
+    for (int64_t r0 = 0; r0 < nrows; r0 += 16) {
+        int64_t nr = nrows - r0 < 16 ? nrows - r0 : 16;
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *src = w + (size_t)(r0 + r) * wstride;
+            uint8_t *d = scratch + (size_t)r * srow;
+            for (int64_t k = 0; k < nk; k++) _mm512_storeu_si512(d + 64 * k, ldw(src + 64 * k, true));
+            if (tail) _mm512_storeu_si512(d + 64 * nk, ldw_m(src + 64 * nk, (__mmask32)((1u << tail) - 1u), true));
+        }
+        /* whole chunks now (the tail zero-filled): same products as mm_f16 */
+        bf_rows(scratch, srow, nr, xa, astride, ncols, (cols + 31) / 32 * 32, y + r0, ldy, false);
+    }
 }
 
 /* W4A16 prompt: slices of up to 16 rows expanded once into scratch. */
@@ -273,4 +315,14 @@ void ds8b__kops_fill_avx512bf16(ds8b__kops *k) {
     q->act_size = bf_act_size;
     q->act_quant = bf_act;
     q->batched = true;
+    q = &k->q[DS8B_T_F16];
+    memset(q, 0, sizeof *q);
+    q->mm = mm_f16;
+    q->act_size = bf_act_size;
+    q->act_quant = bf_act;
+    q->batched = true;
+    q->mmp = mmp_f16;
+    q->pact_size = bf_act_size;
+    q->pact_quant = bf_act;
+    q->mmp_scratch = f16p_scratch;
 }
