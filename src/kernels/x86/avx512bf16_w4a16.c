@@ -78,9 +78,9 @@ static void bf_act(const float *x, uint8_t *dst, int64_t cols) {
 AI __m512i w4_expand(const ds8b__blk_w4a16 *b, __m512 iota, __m512i sh) {
     __m512i idx = _mm512_srlv_epi16(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)b->qs)), sh);
     uint32_t dm;
-    memcpy(&dm, b, 4); /* d, then m */
-    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dm));
-    __m512 l = _mm512_fmadd_ps(iota, _mm512_broadcastss_ps(f), _mm512_broadcastss_ps(_mm_movehdup_ps(f)));
+    memcpy(&dm, b, 4); /* d, then m: converted as d, m, d, m, ... */
+    __m512 f = _mm512_cvtph_ps(_mm256_set1_epi32((int)dm));
+    __m512 l = _mm512_fmadd_ps(iota, _mm512_moveldup_ps(f), _mm512_movehdup_ps(f));
     __m512i lut = _mm512_broadcast_i64x4((__m256i)_mm512_cvtneps_pbh(l));
     return _mm512_permutexvar_epi16(idx, lut);
 }
