@@ -105,17 +105,22 @@ AI void w4_tile(const uint8_t *w, size_t wstride, const uint8_t *xa, size_t astr
     for (int r = 0; r < R; r++)
         #pragma GCC unroll 4
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m512i x[4];
+    /* two blocks (40 bytes) per step, one prefetch per row and step */
+    for (int64_t b = 0; b < nb; b += 2) {
+        int nbs = nb - b < 2 ? 1 : 2;
         #pragma GCC unroll 4
-        for (int c = 0; c < C; c++) x[c] = _mm512_loadu_si512(xa + (size_t)c * astride + 64 * (size_t)b);
-        #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            const ds8b__blk_w4a16 *blk = (const ds8b__blk_w4a16 *)(w + (size_t)r * wstride) + b;
-            if (!(b & 1)) _mm_prefetch((const char *)blk + BF_PF, _MM_HINT_T0);
-            __m512i wv = w4_expand(blk, iota, sh);
+        for (int r = 0; r < R; r++)
+            _mm_prefetch((const char *)((const ds8b__blk_w4a16 *)(w + (size_t)r * wstride) + b) + BF_PF, _MM_HINT_T0);
+        for (int s = 0; s < nbs; s++) {
+            __m512i x[4];
             #pragma GCC unroll 4
-            for (int c = 0; c < C; c++) acc[r][c] = dp(acc[r][c], wv, x[c]);
+            for (int c = 0; c < C; c++) x[c] = _mm512_loadu_si512(xa + (size_t)c * astride + 64 * (size_t)(b + s));
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i wv = w4_expand((const ds8b__blk_w4a16 *)(w + (size_t)r * wstride) + b + s, iota, sh);
+                #pragma GCC unroll 4
+                for (int c = 0; c < C; c++) acc[r][c] = dp(acc[r][c], wv, x[c]);
+            }
         }
     }
     #pragma GCC unroll 4
