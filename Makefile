@@ -86,7 +86,7 @@ lib: $(SHLIB) $(STLIB) $(LIBDIR)/libds8b.so $(LIBDIR)/$(SONAME) $(BUILD)/ds8b.pc
 
 $(BUILD)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(if $(findstring amx,$(notdir $<)),$(ISA_AMX),$(if $(findstring avx512,$<),$(ISA_AVX512),$(if $(findstring avx2,$<),$(ISA_AVX2)))) -c $< -o $@
+	$(CC) $(CFLAGS_BASE) $(if $(findstring amx,$(notdir $<)),$(ISA_AMX),$(if $(findstring avx512,$<),$(ISA_AVX512),$(if $(findstring avx2,$<),$(ISA_AVX2)))) $(if $(and $(findstring x86/,$<),$(findstring bf16,$(notdir $<))),-mavx512bf16) -c $< -o $@
 
 $(SHLIB): $(LIB_OBJS) src/libds8b.map
 	@mkdir -p $(LIBDIR)

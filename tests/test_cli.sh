@@ -125,6 +125,20 @@ done <<<"$GOOD"
 if [ -s "$tmp/l.f32" ] && [ $(( $(stat -c %s "$tmp/l.f32") % (3 * 4) )) -eq 0 ]; then ok cli_eval_wrote_logits
 else bad cli_eval_wrote_logits "$(stat -c %s "$tmp/l.f32" 2>&1)"; fi
 
+# ------------------------------------------------- DS8B_ISA caps the level
+# On a CPU with AVX512-BF16 the default level is avx512-bf16 and
+# DS8B_ISA=avx512 falls back to avx512-vnni (float activations for W4A16).
+isa_of() { DS8B_ISA=$1 timeout 60 "$CLI" bench --kernels --types w4a16 --shapes 64x64 --n 1 --threads 1 --runs 1 -r 1 2>&1 | sed -n 's/^isa \([a-z0-9-]*\);.*/\1/p'; }
+top=$(isa_of "")
+case $top in
+  avx512-bf16|amx)
+    a=$(isa_of avx512); b=$(isa_of avx512-vnni); c=$(isa_of avx512-bf16)
+    if [ "$a" = avx512-vnni ] && [ "$b" = avx512-vnni ] && [ "$c" = avx512-bf16 ]; then ok cli_isa_caps_bf16
+    else bad cli_isa_caps_bf16 "DS8B_ISA=avx512 -> $a, avx512-vnni -> $b, avx512-bf16 -> $c"; fi ;;
+  "") bad cli_isa_caps_bf16 "no isa line from bench --kernels" ;;
+  *) echo "ok cli_isa_caps_bf16 # SKIP this CPU's top level is $top, not avx512-bf16" ;;
+esac
+
 # ------------------------------------------------- every command covered
 "$CLI" help >"$tmp/help" 2>&1
 listed=$(sed -nE 's/^  ([a-z][a-z-]*)  .*/\1/p' "$tmp/help" | sort -u)

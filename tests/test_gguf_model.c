@@ -100,8 +100,27 @@ static void test_llamacpp_files_nll(void) {
     cJSON_Delete(nllj);
 }
 
-/* The F16 file's logits match the safetensors reference to 2e-3. */
+/* Kernel levels (src/kernels/kernels.h; the tests link the static library). */
+int ds8b__isa_force(int level);
+const char *ds8b__isa_name(void);
+
+/* The F16 file's logits match the safetensors reference to 2e-3 with float
+ * activations; at the level avx512-bf16 (F16 weights rounded to bf16,
+ * bf16 activations) to 0.25 (measured up to 0.16), after the strict check
+ * at the level below. */
+static void f16_logits_at(double tol);
 static void test_f16_logits(void) {
+    ds8b__isa_force(-1);
+    if (!ds8b__isa_bf16_act()) {
+        f16_logits_at(2e-3);
+        return;
+    }
+    ds8b__isa_force(2);
+    f16_logits_at(2e-3);
+    ds8b__isa_force(-1);
+    f16_logits_at(0.25);
+}
+static void f16_logits_at(double tol) {
     char p[1024], jp[1024], fp[1024];
     ds8b_model *m = NULL;
     CHECK(ds8b_model_load(t_path(p, sizeof p, "testdata/gguf/demo-llama-f16.gguf"), NULL, &m) == 0, "%s", ds8b_errmsg());
@@ -127,7 +146,7 @@ static void test_f16_logits(void) {
         double md = 0;
         for (int64_t r = 0; r < rows; r++)
             for (int64_t k = 0; k < V; k++) md = fmax(md, fabs(lg[(size_t)(first + r) * V + k] - want[off + (size_t)r * V + k]));
-        CHECK(md <= 2e-3, "f16 gguf logits differ by %.3g", md);
+        CHECK(md <= tol, "f16 gguf logits differ by %.3g (%s)", md, ds8b__isa_name());
         free(lg);
         free(ids);
         ds8b_session_free(s);

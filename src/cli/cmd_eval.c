@@ -3,6 +3,7 @@
  * perplexity and ds8b kld (mean NLL over windows, against a base model).
  */
 #include "cli.h"
+#include "kernels/kernels.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -139,8 +140,16 @@ static int perplexity(const cli_args *a, bool kld) {
         ds8b_session_reset(s);
         if ((rc = ds8b_eval(s, ids, n, lg))) { free(ids); cli_fail("evaluating", rc); goto out2; }
         if (bs) {
+            /* the base is the float model: at the level avx512-bf16 (bf16
+             * activations for BF16/F16/W4A16 weights) it runs one level
+             * lower, with float activations (docs/quantization.md) */
+            bool cap = ds8b__isa_bf16_act();
+            int lvl = ds8b__isa_level();
+            if (cap) ds8b__isa_force(2); /* avx512-vnni */
             ds8b_session_reset(bs);
-            if ((rc = ds8b_eval(bs, ids, n, blg))) { free(ids); cli_fail("evaluating the base", rc); goto out2; }
+            rc = ds8b_eval(bs, ids, n, blg);
+            if (cap) ds8b__isa_force(lvl);
+            if (rc) { free(ids); cli_fail("evaluating the base", rc); goto out2; }
         }
         double wn = 0, wbn = 0;
         for (size_t i = 0; i + 1 < n; i++) {

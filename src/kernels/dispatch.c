@@ -1,6 +1,6 @@
 /*
  * dispatch.c -- picks the kernel level once from cpuid, honouring
- * DS8B_ISA=scalar|avx2|avx512 as an upper bound, and exposes the float
+ * DS8B_ISA=scalar|avx2|avx512|avx512-vnni|avx512-bf16 as an upper bound, and exposes the float
  * helpers through the chosen table.
  */
 #include "kernels/kernels.h"
@@ -15,8 +15,10 @@
  * 2 dotprod, 3 i8mm. */
 #define DS8B_NLEVELS 4
 #else
-/* x86: 0 scalar, 1 avx2, 2 avx512-vnni, 3 amx */
-#define DS8B_NLEVELS 4
+/* x86 levels: 0 scalar, 1 avx2, 2 avx512-vnni, 3 avx512-bf16 (level 2 plus
+ * vdpbf16ps kernels for W4A16 and BF16 weights, bf16 activations), 4 amx
+ * (level 3 plus the AMX-BF16 prompt kernels of the integer types). */
+#define DS8B_NLEVELS 5
 #endif
 static ds8b__kops g_tab[DS8B_NLEVELS];
 static int g_max_level;
@@ -25,8 +27,19 @@ static _Atomic(const ds8b__kops *) g_cur;
 static _Atomic int g_level;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-#if defined(__x86_64__) && defined(__clang__) && __clang_major__ < 15
+#if defined(__x86_64__)
 #include <cpuid.h>
+/* AVX512-BF16: cpuid leaf 7 subleaf 1, EAX bit 5 (the OS support of the
+ * AVX-512 state is checked with avx512f by __builtin_cpu_supports). */
+static bool avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return false;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return (a >> 5) & 1u;
+}
+#endif
+#if defined(__x86_64__) && defined(__clang__) && __clang_major__ < 15
 /* clang before 15 does not know "f16c" and "bmi2" in __builtin_cpu_supports */
 static bool f16c_and_bmi2(void) {
     unsigned a, b, c, d;
@@ -91,7 +104,8 @@ static int cpu_level(void) {
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512vnni");
     if (!avx512) return 1;
-    return amx_usable() ? 3 : 2;
+    if (!avx512_bf16()) return 2;
+    return amx_usable() ? 4 : 3;
 #elif defined(__aarch64__)
     return ds8b__arm_cpu_level();
 #else
@@ -124,7 +138,9 @@ static void init_once(void) {
         ds8b__attn_fill_avx512(&g_tab[2].attn);
     }
     g_tab[3] = g_tab[2];
-    if (g_max_level >= 3) ds8b__kops_fill_amx(&g_tab[3]);
+    if (g_max_level >= 3) ds8b__kops_fill_avx512bf16(&g_tab[3]);
+    g_tab[4] = g_tab[3];
+    if (g_max_level >= 4) ds8b__kops_fill_amx(&g_tab[4]);
     int lvl = g_max_level;
     const char *env = getenv("DS8B_ISA");
     if (env && *env) {
@@ -132,7 +148,8 @@ static void init_once(void) {
         if (!strcmp(env, "scalar") || !strcmp(env, "generic")) want = 0;
         else if (!strcmp(env, "avx2")) want = 1;
         else if (!strcmp(env, "avx512") || !strcmp(env, "avx512-vnni")) want = 2;
-        else if (!strcmp(env, "amx")) want = 3;
+        else if (!strcmp(env, "avx512-bf16")) want = 3;
+        else if (!strcmp(env, "amx")) want = 4;
         if (want >= 0 && want < lvl) lvl = want;
     }
 #endif
@@ -166,9 +183,17 @@ const char *ds8b__isa_name(void) {
 #if defined(__aarch64__)
     static const char *names[DS8B_NLEVELS] = {"scalar", "neon", "dotprod", "i8mm"};
 #else
-    static const char *names[DS8B_NLEVELS] = {"scalar", "avx2", "avx512-vnni", "amx"};
+    static const char *names[DS8B_NLEVELS] = {"scalar", "avx2", "avx512-vnni", "avx512-bf16", "amx"};
 #endif
     return names[ds8b__isa_level()];
+}
+
+bool ds8b__isa_bf16_act(void) {
+#if defined(__aarch64__)
+    return false;
+#else
+    return ds8b__isa_level() >= 3;
+#endif
 }
 
 const char *ds8b__isa_note(void) {

@@ -146,6 +146,25 @@ void ds8b__kops_fill_neon(ds8b__kops *k);
 void ds8b__kops_fill_dotprod(ds8b__kops *k);
 void ds8b__kops_fill_i8mm(ds8b__kops *k);
 #endif
+/* Level avx512-bf16 (x86/avx512bf16_w4a16.c): W4A16 and BF16 weights on
+ * vdpbf16ps with bf16-rounded activations; overrides q[W4A16], q[BF16].
+ * AVX512-BF16 CPUs only. The helpers expose its activation rounding and
+ * W4A16 expansion to the tests. */
+void ds8b__kops_fill_avx512bf16(ds8b__kops *k);
+void ds8b__avx512bf16_w4a16_row(const void *w, uint16_t *dst, int64_t nb);
+void ds8b__avx512bf16_w4a16_act(const float *x, uint16_t *dst, int64_t cols);
+void ds8b__avx512bf16_act(const float *x, uint16_t *dst, int64_t cols);
+/* Plain-C reference of that level, bit for bit (bf16_ref.c): bf16 round
+ * to nearest even, denormals to zero; the element stored at position p of
+ * a W4A16 32-chunk; a W4A16 activation row (cols/32 chunks) and weight row
+ * (nb blocks) in that order; a bf16 activation row padded with zeros to
+ * whole chunks; the dot of nchunk chunks as vdpbf16ps + the fixed tree. */
+uint16_t ds8b__bf16_rne_daz(float f);
+int ds8b__w4a16_pos(int p);
+void ds8b__w4a16_bf16_act_ref(const float *x, uint16_t *dst, int64_t cols);
+void ds8b__w4a16_bf16_wrow_ref(const void *w, uint16_t *dst, int64_t nb);
+void ds8b__bf16_act_ref(const float *x, uint16_t *dst, int64_t cols);
+float ds8b__bf16_dot_ref(const uint16_t *w, const uint16_t *x, int64_t nchunk);
 /* Table of the level in use. */
 const ds8b__kops *ds8b__kops_get(void);
 

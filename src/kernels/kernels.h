@@ -47,13 +47,17 @@ int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, c
 /* True if ds8b__matmul accepts weights of this type. */
 bool ds8b__matmul_supports(int type);
 
-/* Name of the level in use: "amx", "avx512-vnni", "avx2" or "scalar"
- * (x86), "i8mm", "dotprod", "neon" or "scalar" (aarch64). */
+/* Name of the level in use: "amx", "avx512-bf16", "avx512-vnni", "avx2" or
+ * "scalar" (x86), "i8mm", "dotprod", "neon" or "scalar" (aarch64). */
 const char *ds8b__isa_name(void);
 /* Why a level the CPU has is not used (AMX without the OS's tile state or
  * the kernel's permission), or NULL. */
 const char *ds8b__isa_note(void);
-/* Level in use: 0 scalar, 1 avx2, 2 avx512-vnni. */
+/* True if the level in use runs W4A16/BF16/F16 weights on bf16-rounded
+ * activations (x86 avx512-bf16 and amx); false elsewhere. */
+bool ds8b__isa_bf16_act(void);
+/* Level in use: 0 scalar, 1 avx2, 2 avx512-vnni, 3 avx512-bf16, 4 amx (x86;
+ * ARM: 0 scalar, 1 neon, 2 dotprod, 3 i8mm). */
 int ds8b__isa_level(void);
 /* Highest level this CPU supports (ignoring DS8B_ISA). */
 int ds8b__isa_max_level(void);
