@@ -391,7 +391,9 @@ static void test_calibrate_and_quantize(void) {
     CHECK(ds8b_imatrix_compute(src, text, len, p, &im) == DS8B_E_CANCELLED && im == NULL, "cancel: %s", ds8b_errmsg());
     ds8b_params_set_progress(p, NULL, NULL);
     CHECK(ds8b_imatrix_compute(src, text, len, p, &im) == 0, "compute: %s", ds8b_errmsg());
-    CHECK(ds8b_imatrix_compute(src, "", 0, p, &im) == DS8B_E_INVALID, "empty text");
+    ds8b_imatrix *none = NULL;
+    CHECK(ds8b_imatrix_compute(src, "", 0, p, &none) == DS8B_E_INVALID && none == NULL, "empty text");
+    CHECK(im != NULL, "no imatrix computed");
     int64_t n_layer = 0, ne = 0, ch = 0;
     ds8b_model_info(src, DS8B_MODEL_N_LAYER, &n_layer);
     if (im) {
