@@ -13,7 +13,14 @@
  *   q5_0            every matrix Q5_0; output Q6_K
  *   q5_k_m          Q5_K; attn_v and ffn_down Q6_K in the q4_k_m layers; output Q6_K
  *   q6_k            every matrix Q6_K
+ *   q3_k_m          Q3_K; attn_v Q5_K in layers 0-1, else Q4_K; ffn_down Q5_K
+ *                   below n/16, else Q4_K; attn_output Q4_K; output Q6_K
+ *   q2_k            Q2_K; attn_v Q4_K (Q3_K with < 4 query heads per KV head);
+ *                   ffn_down, attn_output Q3_K; output Q6_K
  * "The output matrix" is lm_head, or the embeddings when they are tied.
+ * An importance matrix on the params (ds8b_params_set_imatrix) gives each
+ * quantized matrix with an entry of its GGUF name per-column weights for
+ * the error-minimising search (model/imatrix.h).
  * Norm weights stay f32.
  *
  * GGUF files follow llama.cpp's converter: its tensor names and metadata
