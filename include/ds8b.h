@@ -239,16 +239,47 @@ DS8B_API int ds8b_model_set_log(ds8b_model *m, ds8b_log_fn fn, void *user);
 /* ------------------------------------------------------------------ */
 /* Quantization                                                        */
 /* ------------------------------------------------------------------ */
-/* Schemes: "f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "w4a16". */
+/* Schemes: "f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0",
+ * "q3_k_m", "q2_k", "w4a16". */
 
-/* Quantizes a loaded float model into a new in-memory model. */
+/* Quantizes a loaded float model into a new in-memory model. An importance
+ * matrix set on params (ds8b_params_set_imatrix) weighs the quantization
+ * error of each matrix by its columns' activations. */
 DS8B_API int ds8b_model_quantize(const ds8b_model *src, const char *scheme,
                                  const ds8b_params *params, ds8b_model **out);
 /* Converts a checkpoint directory or model file into a GGUF file at
  * out_path, streaming one tensor at a time. The file is written under a
- * temporary name and renamed into place only when complete. */
+ * temporary name and renamed into place only when complete. Uses the
+ * importance matrix set on params, as ds8b_model_quantize does. */
 DS8B_API int ds8b_quantize(const char *in_path, const char *out_path, const char *scheme,
                            const ds8b_params *params);
+
+/* Importance matrices (llama.cpp's "imatrix"): for each matrix, the sum of
+ * the squared activations of each input column over calibration text. */
+typedef struct ds8b_imatrix ds8b_imatrix;
+/* Reads an imatrix file of llama.cpp: its GGUF format (general.type
+ * "imatrix") or the older .dat format. A malformed file gives
+ * DS8B_E_FORMAT with a message naming what is wrong. */
+DS8B_API int ds8b_imatrix_load(const char *path, ds8b_imatrix **out);
+/* Computes one by running the float model m over len bytes of UTF-8 text,
+ * in chunks of 512 tokens that each start with BOS. params (may be NULL):
+ * DS8B_PARAM_N_THREADS, the progress callback (stage "calibrating"; a
+ * nonzero return cancels with DS8B_E_CANCELLED). */
+DS8B_API int ds8b_imatrix_compute(ds8b_model *m, const char *text, size_t len,
+                                  const ds8b_params *params, ds8b_imatrix **out);
+/* Writes it in llama.cpp's GGUF imatrix format (written under a temporary
+ * name, renamed when complete). */
+DS8B_API int ds8b_imatrix_save(const ds8b_imatrix *im, const char *path);
+DS8B_API void ds8b_imatrix_free(ds8b_imatrix *im);
+enum {
+    DS8B_IMATRIX_ENTRIES = 1,   /* matrices it has statistics for */
+    DS8B_IMATRIX_CHUNKS = 2,    /* chunks of text they were gathered over (0 if unknown) */
+    DS8B_IMATRIX_CHUNK_SIZE = 3 /* tokens per chunk (0 if unknown) */
+};
+DS8B_API int ds8b_imatrix_info(const ds8b_imatrix *im, int key, int64_t *value);
+/* Makes ds8b_quantize and ds8b_model_quantize with these params use im
+ * (NULL: none). The params borrow it: keep im alive while they are used. */
+DS8B_API int ds8b_params_set_imatrix(ds8b_params *p, const ds8b_imatrix *im);
 
 /* ------------------------------------------------------------------ */
 /* Sessions: KV cache, sampler, generation                             */

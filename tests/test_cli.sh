@@ -45,6 +45,7 @@ kld|-m $M --base $M --windows $tmp/w.json|--base|--seed
 info|$M|-m|--ctx
 estimate|$M|--kv-type|--batch
 quantize|$M $tmp/q.gguf q8_0||--threads
+imatrix|-m $M -f $tmp/cal.txt -o $tmp/im.gguf|-f|--threads
 convert|$M $tmp/c.gguf||--threads
 make-random|$M/config.json $tmp/rnd|--tokenizer|--shard-gb
 bench|-m $M -p 8 -n 4 -r 1|-m|-r
@@ -52,6 +53,7 @@ grammar|--check $SH/testdata/grammars/json.gbnf|--json-schema|
 help|||
 version|||"
 echo '[[1, 2, 3, 4], [5, 6, 7]]' >"$tmp/w.json"
+printf 'The quick brown fox jumps over the lazy dog. Calibration text for the importance matrix.\n' >"$tmp/cal.txt"
 while IFS='|' read -r cmd args vopt nopt; do
   # shellcheck disable=SC2086
   expect_usage "cli_${cmd}_unknown_option" "'--no-such-option'" $cmd $args --no-such-option
@@ -84,6 +86,8 @@ expect_usage cli_temp_not_finite "--temp needs a number" generate -m $M -p Hi --
 expect_usage cli_flag_with_value "--raw takes no value" generate -m $M -p Hi --raw=yes
 expect_usage cli_required_missing "needs -p" generate -m $M
 expect_usage cli_positional_missing "needs IN OUT SCHEME" quantize $M "$tmp/q.gguf"
+expect_usage cli_quantize_imatrix_and_calibrate "not both" quantize $M "$tmp/q.gguf" q4_0 --imatrix "$tmp/im.gguf" --calibrate "$tmp/cal.txt"
+expect_usage cli_quantize_save_needs_calibrate "needs --calibrate" quantize $M "$tmp/q.gguf" q4_0 --save-imatrix "$tmp/im.gguf"
 expect_usage cli_positional_extra "unexpected argument 'extra'" info $M extra
 expect_usage cli_path_twice "not both" info $M -m $M
 expect_usage cli_bench_kernels_only "--types" bench -m $M --types q4_0
@@ -105,6 +109,9 @@ kld||kld -m $M --base $M --windows $tmp/w.json|\"mean_kld\": 0.0
 info||info $M --ctx 256|n_layer +6
 estimate||estimate -m $M --kv-type q8_0 --ctx 512|n_ctx 512
 quantize||quantize $M $tmp/q.gguf q8_0 --threads 1|wrote .*q8_0
+imatrix||imatrix -m $M -f $tmp/cal.txt -o $tmp/im.gguf --threads 1|wrote .*43 matrices
+quantize_imatrix||quantize $M $tmp/qi.gguf q4_0 --imatrix $tmp/im.gguf --threads 1|q4_0 with an importance matrix
+quantize_calibrate||quantize $M $tmp/qc.gguf q2_k --calibrate $tmp/cal.txt --save-imatrix $tmp/im2.gguf --threads 1|q2_k with an importance matrix
 convert||convert $M $tmp/c.gguf bf16|wrote .*bf16
 make-random||make-random $M/config.json $tmp/rnd --tokenizer $M --seed 3 --shard-gb 0.01|random llama checkpoint
 bench||bench -m $M -p 8 -n 4 -r 1 --threads 1|\| tg4 \|

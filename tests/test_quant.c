@@ -198,6 +198,7 @@ static void test_roundtrip(void) {
         {DS8B_T_Q8_0, 0.006}, {DS8B_T_Q4_0, 0.105}, {DS8B_T_Q4_1, 0.095}, {DS8B_T_Q5_0, 0.052},
         {DS8B_T_Q5_1, 0.047}, {DS8B_T_Q4_K, 0.10},  {DS8B_T_Q5_K, 0.05},  {DS8B_T_Q6_K, 0.026},
         {DS8B_T_W4A16, 0.095}, {DS8B_T_Q8_K, 0.010}, {DS8B_T_F16, 0.001}, {DS8B_T_BF16, 0.004},
+        {DS8B_T_Q3_K, 0.17},  {DS8B_T_Q2_K, 0.31},
     };
     enum { N = 256 * 64 };
     static float x[N], y[N];
@@ -236,7 +237,8 @@ static void test_roundtrip(void) {
 
 static void test_edge_inputs(void) {
     static const int types[] = {DS8B_T_Q8_0, DS8B_T_Q4_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1,
-                                DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K, DS8B_T_W4A16, DS8B_T_Q8_K};
+                                DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K, DS8B_T_W4A16, DS8B_T_Q8_K,
+                                DS8B_T_Q3_K, DS8B_T_Q2_K};
     float x[512], y[512];
     uint8_t q[2048];
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -269,7 +271,7 @@ static void test_edge_inputs(void) {
             }
         }
     }
-    CHECK(ds8b__quant_row(DS8B_T_Q2_K, x, q, 256) == DS8B_E_UNSUPPORTED, "q2_k");
+    CHECK(ds8b__quant_row(DS8B_T_Q8_1, x, q, 256) == DS8B_E_UNSUPPORTED, "q8_1 (activations only)");
     CHECK(ds8b__quant_row(DS8B_T_Q4_0, x, q, 33) == DS8B_E_INVALID, "bad n");
     CHECK(ds8b__quant_row(12345, x, q, 32) == DS8B_E_UNSUPPORTED, "bad type");
 }

@@ -301,7 +301,8 @@ static void test_quant_rows_same_bytes_every_isa(void) {
         SKIP("this CPU has neither AVX2 nor AVX-512");
         return;
     }
-    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q5_0, DS8B_T_Q6_K, DS8B_T_Q4_K, DS8B_T_Q5_K};
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q5_0, DS8B_T_Q6_K, DS8B_T_Q4_K, DS8B_T_Q5_K,
+                                DS8B_T_Q3_K, DS8B_T_Q2_K};
     const int64_t n = 256 * 23;
     float *x = malloc((size_t)n * sizeof(float)), *imp = malloc((size_t)n * sizeof(float));
     uint8_t *q[8]; /* one per level (x86 has 4, ARM 4) */

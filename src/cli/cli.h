@@ -104,10 +104,11 @@ extern const cli_optdef eval_opts[], perplexity_opts[];               /* cmd_eva
 int cmd_eval(const cli_args *a);
 int cmd_perplexity(const cli_args *a);
 int cmd_kld(const cli_args *a);
-extern const cli_optdef info_opts[], quantize_opts[], make_random_opts[];  /* cmd_model.c */
+extern const cli_optdef info_opts[], quantize_opts[], imatrix_opts[], make_random_opts[];  /* cmd_model.c */
 int cmd_info(const cli_args *a);
 int cmd_estimate(const cli_args *a);
 int cmd_quantize(const cli_args *a);
+int cmd_imatrix(const cli_args *a);
 int cmd_convert(const cli_args *a);
 int cmd_make_random(const cli_args *a);
 extern const cli_optdef bench_opts[];                                 /* cmd_bench.c */

@@ -93,13 +93,22 @@ static int perplexity(const cli_args *a, bool kld) {
      * picks one language; default: all of them) */
     cJSON *wins = root;
     const char *lang = cli_opt(a, "--lang");
+    /* per language (reference files): its name and how many windows it has */
+    enum { MAX_LANGS = 16 };
+    const char *lnames[MAX_LANGS];
+    int lcount[MAX_LANGS], nl = 0;
     if (root && cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, "perplexity")) {
         cJSON *ppl = cJSON_GetObjectItemCaseSensitive(root, "perplexity");
         cJSON *all = cJSON_CreateArray();
         for (cJSON *l = ppl ? ppl->child : NULL; l; l = l->next) {
             if (lang && strcmp(l->string, lang) != 0) continue;
             cJSON *w = cJSON_GetObjectItemCaseSensitive(l, "windows");
-            for (cJSON *x = w ? w->child : NULL; x; x = x->next) cJSON_AddItemToArray(all, cJSON_Duplicate(x, 1));
+            int cnt = 0;
+            for (cJSON *x = w ? w->child : NULL; x; x = x->next, cnt++) cJSON_AddItemToArray(all, cJSON_Duplicate(x, 1));
+            if (nl < MAX_LANGS && cnt > 0) {
+                lnames[nl] = l->string;
+                lcount[nl++] = cnt;
+            }
         }
         cJSON_AddItemToObject(root, "__all", all);
         wins = all;
@@ -131,6 +140,10 @@ static int perplexity(const cli_args *a, bool kld) {
     double sum_nll = 0, sum_kl = 0, sum_base_nll = 0;
     int64_t n_kl = 0, n_agree = 0;
     int nw = 0;
+    /* per language: nll, base nll, kl sums; kl and agreement counts */
+    double l_nll[MAX_LANGS] = {0}, l_bnll[MAX_LANGS] = {0}, l_kl[MAX_LANGS] = {0};
+    int64_t l_nkl[MAX_LANGS] = {0}, l_agree[MAX_LANGS] = {0};
+    int cur_l = 0, left_in_l = nl ? lcount[0] : 0;
     for (cJSON *w = wins->child; w; w = w->next) {
         char *wj = cJSON_PrintUnformatted(w);
         size_t n;
@@ -152,6 +165,8 @@ static int perplexity(const cli_args *a, bool kld) {
             if (rc) { free(ids); cli_fail("evaluating the base", rc); goto out2; }
         }
         double wn = 0, wbn = 0;
+        while (nl && left_in_l == 0 && cur_l + 1 < nl) left_in_l = lcount[++cur_l];
+        left_in_l--;
         for (size_t i = 0; i + 1 < n; i++) {
             const float *r = lg + i * (size_t)vocab;
             int64_t am, bam;
@@ -167,11 +182,16 @@ static int perplexity(const cli_args *a, bool kld) {
                 sum_kl += kl;
                 n_kl++;
                 n_agree += am == bam;
+                l_kl[cur_l] += kl;
+                l_nkl[cur_l]++;
+                l_agree[cur_l] += am == bam;
                 wbn += blz - b[ids[i + 1]];
             }
         }
         sum_nll += wn / (double)(n - 1);
         sum_base_nll += wbn / (double)(n - 1);
+        l_nll[cur_l] += wn / (double)(n - 1);
+        l_bnll[cur_l] += wbn / (double)(n - 1);
         nw++;
         free(ids);
     }
@@ -183,6 +203,18 @@ static int perplexity(const cli_args *a, bool kld) {
                "\"top1_agreement\": %.4f",
                bmean, exp(bmean), 100.0 * (exp(mean) / exp(bmean) - 1.0), sum_kl / (double)n_kl,
                (double)n_agree / (double)n_kl);
+    }
+    if (nl > 1) { /* a reference file of several languages: each one too */
+        printf(", \"langs\": {");
+        for (int l = 0; l < nl; l++) {
+            printf("%s\"%s\": {\"windows\": %d, \"mean_nll\": %.6f", l ? ", " : "", lnames[l], lcount[l],
+                   l_nll[l] / lcount[l]);
+            if (bs)
+                printf(", \"base_mean_nll\": %.6f, \"mean_kld\": %.6f, \"top1_agreement\": %.4f", l_bnll[l] / lcount[l],
+                       l_kl[l] / (double)(l_nkl[l] ? l_nkl[l] : 1), (double)l_agree[l] / (double)(l_nkl[l] ? l_nkl[l] : 1));
+            printf("}");
+        }
+        printf("}");
     }
     printf("}\n");
     ret = 0;

@@ -136,8 +136,51 @@ static int on_progress(void *user, double frac, const char *stage) {
 /* quantize and convert */
 const cli_optdef quantize_opts[] = {
     {"--threads", CLI_INT, "N"},
+    {"--imatrix", CLI_STR, "FILE"},
+    {"--calibrate", CLI_STR, "TEXT_FILE"},
+    {"--save-imatrix", CLI_STR, "FILE"},
     {0},
 };
+
+/* An importance matrix from --imatrix FILE, or computed over --calibrate
+ * TEXT_FILE with the float model at in (saved to --save-imatrix FILE when
+ * given). *im stays NULL when neither is given. Returns a process status. */
+static int get_imatrix(const cli_args *a, const char *in, ds8b_params *p, ds8b_imatrix **im) {
+    const char *ipath = cli_opt(a, "--imatrix"), *cpath = cli_opt(a, "--calibrate"), *spath = cli_opt(a, "--save-imatrix");
+    *im = NULL;
+    if (ipath && cpath) return cli_usage(a, "give --imatrix or --calibrate, not both");
+    if (spath && !cpath) return cli_usage(a, "--save-imatrix needs --calibrate");
+    int rc;
+    if (ipath) {
+        if ((rc = ds8b_imatrix_load(ipath, im))) return cli_fail("reading the importance matrix", rc);
+    } else if (cpath) {
+        size_t len;
+        char *text = cli_read_file(cpath, &len);
+        if (!text) return 1;
+        ds8b_model *m = NULL;
+        if ((rc = ds8b_model_load(in, p, &m))) {
+            free(text);
+            return cli_fail("loading the model to calibrate", rc);
+        }
+        double t0 = cli_now_s();
+        rc = ds8b_imatrix_compute(m, text, len, p, im);
+        free(text);
+        ds8b_model_free(m);
+        fputc('\n', stderr);
+        if (rc) return cli_fail("calibrating", rc);
+        int64_t ch = 0;
+        ds8b_imatrix_info(*im, DS8B_IMATRIX_CHUNKS, &ch);
+        fprintf(stderr, "ds8b: importance matrix from %lld chunks of %s in %.1f s\n", (long long)ch, cpath,
+                cli_now_s() - t0);
+        if (spath && (rc = ds8b_imatrix_save(*im, spath))) {
+            ds8b_imatrix_free(*im);
+            *im = NULL;
+            return cli_fail("writing the importance matrix", rc);
+        }
+    }
+    if (*im) ds8b_params_set_imatrix(p, *im);
+    return 0;
+}
 
 static int quantize(const cli_args *a, const char *fixed_scheme) {
     const char *in = a->pos[0], *out = a->pos[1];
@@ -152,17 +195,75 @@ static int quantize(const cli_args *a, const char *fixed_scheme) {
     }
     double last = -1;
     ds8b_params_set_progress(p, on_progress, &last);
+    ds8b_imatrix *im = NULL;
+    int st_im = get_imatrix(a, in, p, &im);
+    if (st_im) {
+        ds8b_params_free(p);
+        return st_im;
+    }
+    last = -1;
     double t0 = cli_now_s();
     int rc = ds8b_quantize(in, out, scheme, p);
     double dt = cli_now_s() - t0;
     ds8b_params_free(p);
+    ds8b_imatrix_free(im);
     fputc('\n', stderr);
     if (rc) return cli_fail("quantizing", rc);
     struct stat st;
     stat(out, &st);
-    fprintf(stderr, "ds8b: wrote %s (%s, %.1f MB) in %.1f s, peak RSS %.2f GB\n", out, scheme,
-            (double)st.st_size / 1e6, dt, cli_peak_rss_gb());
+    fprintf(stderr, "ds8b: wrote %s (%s%s, %.1f MB) in %.1f s, peak RSS %.2f GB\n", out, scheme,
+            im ? " with an importance matrix" : "", (double)st.st_size / 1e6, dt, cli_peak_rss_gb());
     return 0;
+}
+
+/* ds8b imatrix: an importance matrix of a float model over text, written
+ * in llama.cpp's GGUF imatrix format. */
+const cli_optdef imatrix_opts[] = {
+    {"-m", CLI_STR, "MODEL", CLI_REQ},
+    {"-f", CLI_STR, "TEXT_FILE", CLI_REQ},
+    {"-o", CLI_STR, "OUT.gguf", CLI_REQ},
+    {"--threads", CLI_INT, "N"},
+    {0},
+};
+
+int cmd_imatrix(const cli_args *a) {
+    const char *mpath = cli_opt(a, "-m"), *tpath = cli_opt(a, "-f"), *opath = cli_opt(a, "-o");
+    ds8b_params *p;
+    if (ds8b_params_create(&p)) return 1;
+    int64_t th;
+    if (cli_int(a, "--threads", &th) && ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, th)) {
+        fprintf(stderr, "ds8b: --threads %lld: %s\n", (long long)th, ds8b_errmsg());
+        ds8b_params_free(p);
+        return 2;
+    }
+    double last = -1;
+    ds8b_params_set_progress(p, on_progress, &last);
+    size_t len;
+    char *text = cli_read_file(tpath, &len);
+    if (!text) {
+        ds8b_params_free(p);
+        return 1;
+    }
+    ds8b_model *m = NULL;
+    ds8b_imatrix *im = NULL;
+    int ret = 0, rc;
+    double t0 = cli_now_s();
+    if ((rc = ds8b_model_load(mpath, p, &m))) ret = cli_fail("loading the model", rc);
+    else if ((rc = ds8b_imatrix_compute(m, text, len, p, &im))) ret = cli_fail("calibrating", rc);
+    else if ((rc = ds8b_imatrix_save(im, opath))) ret = cli_fail("writing the importance matrix", rc);
+    fputc('\n', stderr);
+    if (!ret) {
+        int64_t n = 0, ch = 0;
+        ds8b_imatrix_info(im, DS8B_IMATRIX_ENTRIES, &n);
+        ds8b_imatrix_info(im, DS8B_IMATRIX_CHUNKS, &ch);
+        fprintf(stderr, "ds8b: wrote %s (%lld matrices, %lld chunks) in %.1f s\n", opath, (long long)n, (long long)ch,
+                cli_now_s() - t0);
+    }
+    free(text);
+    ds8b_imatrix_free(im);
+    ds8b_model_free(m);
+    ds8b_params_free(p);
+    return ret;
 }
 
 /* ================================================================== */

@@ -68,7 +68,10 @@ static const cli_command commands[] = {
     {"info", cmd_info, "model files", info_opts, S | L, "[PATH]", "PATH or -m PATH"},
     {"estimate", cmd_estimate, "model files", info_opts, S, "[PATH]", "memory per category and scheme; PATH or -m PATH"},
     {"quantize", cmd_quantize, "model files", quantize_opts, 0, "IN OUT SCHEME",
-     "SCHEME: f32 f16 bf16 q8_0 q6_k q5_k_m q5_0 q4_k_m q4_0 w4a16; writes GGUF"},
+     "SCHEME: f32 f16 bf16 q8_0 q6_k q5_k_m q5_0 q4_k_m q4_0 q3_k_m q2_k w4a16; writes GGUF; "
+     "--imatrix FILE (llama.cpp's, GGUF or .dat) or --calibrate TEXT_FILE: importance-weighted"},
+    {"imatrix", cmd_imatrix, "model files", imatrix_opts, 0, NULL,
+     "-m FLOAT_MODEL -f TEXT_FILE -o OUT.gguf: importance matrix in llama.cpp's GGUF imatrix format"},
     {"convert", cmd_convert, "model files", quantize_opts, 0, "IN OUT [f16|bf16|f32]",
      "HF checkpoint to GGUF without quantizing"},
     {"make-random", cmd_make_random, "model files", make_random_opts, 0, "CONFIG.json OUTDIR",

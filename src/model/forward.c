@@ -14,6 +14,7 @@
  *   logits = rmsnorm(x) * out_norm Wout^T
  */
 #include "session/session.h"
+#include "model/imatrix.h"
 #include "quant/quant.h"
 
 #include <math.h>
@@ -243,6 +244,7 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
         {
             const ds8b__tensor *w3[3] = {&L->wq, &L->wk, &L->wv};
             float *y3[3] = {sc->q, sc->k, sc->v};
+            if (f->imat) ds8b__imat_acc_add(f->imat->attn_in + l * d, sc->xb, n, d);
             if ((rc = ds8b__matmul_multi(f->pool, w3, 3, sc->xb, n, y3, &sc->ws, f->flags, e))) return rc;
         }
         for (int64_t t = 0; t < n; t++) {
@@ -263,6 +265,7 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
         att_job job = {.f = f, .layer = l, .n_tiles = n_tiles};
         atomic_init(&job.next, 0);
         ds8b__pool_run(f->pool, attention_task, &job);
+        if (f->imat) ds8b__imat_acc_add(f->imat->o_in + l * qd, sc->att, n, qd);
         if ((rc = MM(&L->wo, sc->att, sc->o))) return rc;
         for (int64_t i = 0; i < n * d; i++) sc->x[i] += sc->o[i];
 
@@ -271,12 +274,14 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
         {
             const ds8b__tensor *w2[2] = {&L->w_gate, &L->w_up};
             float *y2[2] = {sc->gate, sc->up};
+            if (f->imat) ds8b__imat_acc_add(f->imat->ffn_in + l * d, sc->xb, n, d);
             if ((rc = ds8b__matmul_multi(f->pool, w2, 2, sc->xb, n, y2, &sc->ws, f->flags, e))) return rc;
         }
         for (int64_t i = 0; i < n * ff; i++) {
             float g = sc->gate[i];
             sc->gate[i] = g / (1.0f + expf(-g)) * sc->up[i];
         }
+        if (f->imat) ds8b__imat_acc_add(f->imat->down_in + l * ff, sc->gate, n, ff);
         if ((rc = MM(&L->w_down, sc->gate, sc->o))) return rc;
         for (int64_t i = 0; i < n * d; i++) sc->x[i] += sc->o[i];
         if (f->cancel && atomic_load(f->cancel))
@@ -291,6 +296,11 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
         rmsnorm(sc->xb, sc->x + (n - 1) * d, m->out_norm, d, eps);
         if ((rc = ds8b__matmul_ex(f->pool, &m->output, sc->xb, 1, sc->logits, &sc->ws, f->flags, e)))
             return rc;
+    }
+    if (f->imat) { /* the output matrix's input, for every row */
+        for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, m->out_norm, d, eps);
+        ds8b__imat_acc_add(f->imat->out_in, sc->xb, n, d);
+        f->imat->rows += n;
     }
     return DS8B_OK;
 }
@@ -307,6 +317,7 @@ int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, i
     f.kv = &s->kv;
     f.pos = pos;
     f.cancel = &s->cancel;
+    f.imat = s->imat;
     return ds8b__forward_rows(&f, want_logits, logits_all, e);
 }
 

@@ -13,7 +13,14 @@
  *   q5_0            every matrix Q5_0; output Q6_K
  *   q5_k_m          Q5_K; attn_v and ffn_down Q6_K in the q4_k_m layers; output Q6_K
  *   q6_k            every matrix Q6_K
+ *   q3_k_m          Q3_K; attn_v Q5_K in layers 0-1, else Q4_K; ffn_down Q5_K
+ *                   below n/16, else Q4_K; attn_output Q4_K; output Q6_K
+ *   q2_k            Q2_K; attn_v Q4_K (Q3_K with < 4 query heads per KV head);
+ *                   ffn_down, attn_output Q3_K; output Q6_K
  * "The output matrix" is lm_head, or the embeddings when they are tied.
+ * An importance matrix on the params (ds8b_params_set_imatrix) gives each
+ * quantized matrix with an entry of its GGUF name per-column weights for
+ * the error-minimising search (model/imatrix.h).
  * Norm weights stay f32.
  *
  * GGUF files follow llama.cpp's converter: its tensor names and metadata
@@ -25,6 +32,7 @@
 #include "model/model.h"
 
 #include "formats/gguf.h"
+#include "model/imatrix.h"
 #include "quant/quant.h"
 #include "session/params.h"
 #include "threads/pool.h"
@@ -41,25 +49,38 @@ typedef struct scheme_info {
     int base;       /* type of most matrices */
     int output;     /* type of the output matrix */
     int embd;       /* type of the embeddings when not tied */
-    bool k_mix;     /* q4_k_m's Q6_K layers */
+    int mix;        /* MIX_*: per-role exceptions */
     int ftype;      /* llama.cpp general.file_type */
 } scheme_info;
 
-static const scheme_info k_schemes[] = {
-    {"f32", DS8B_T_F32, DS8B_T_F32, DS8B_T_F32, false, 0},
-    {"f16", DS8B_T_F16, DS8B_T_F16, DS8B_T_F16, false, 1},
-    {"bf16", DS8B_T_BF16, DS8B_T_BF16, DS8B_T_BF16, false, 32},
-    {"q8_0", DS8B_T_Q8_0, DS8B_T_Q8_0, DS8B_T_Q8_0, false, 7},
-    {"q4_0", DS8B_T_Q4_0, DS8B_T_Q6_K, DS8B_T_Q4_0, false, 2},
-    {"q4_k_m", DS8B_T_Q4_K, DS8B_T_Q6_K, DS8B_T_Q4_K, true, 15},
-    {"w4a16", DS8B_T_W4A16, DS8B_T_Q8_0, DS8B_T_W4A16, false, 3},
-    /* llama.cpp's mixes of the same names (src/llama-quant.cpp), so sizes compare */
-    {"q5_0", DS8B_T_Q5_0, DS8B_T_Q6_K, DS8B_T_Q5_0, false, 8},
-    {"q5_k_m", DS8B_T_Q5_K, DS8B_T_Q6_K, DS8B_T_Q5_K, true, 17},
-    {"q6_k", DS8B_T_Q6_K, DS8B_T_Q6_K, DS8B_T_Q6_K, false, 18},
+enum {
+    MIX_NONE = 0,
+    MIX_K_M,  /* q4_k_m, q5_k_m: attn_v and ffn_down Q6_K in the more_bits() layers */
+    MIX_Q3KM, /* q3_k_m: attn_v Q5_K in layers 0-1 else Q4_K; ffn_down Q5_K below n/16 else Q4_K;
+                 attn_output Q4_K */
+    MIX_Q2K,  /* q2_k: attn_v Q4_K (Q3_K without grouped-query attention); ffn_down and
+                 attn_output Q3_K */
 };
 
-const char *ds8b__scheme_list(void) { return "f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_0, q4_k_m, q4_0, w4a16"; }
+static const scheme_info k_schemes[] = {
+    {"f32", DS8B_T_F32, DS8B_T_F32, DS8B_T_F32, MIX_NONE, 0},
+    {"f16", DS8B_T_F16, DS8B_T_F16, DS8B_T_F16, MIX_NONE, 1},
+    {"bf16", DS8B_T_BF16, DS8B_T_BF16, DS8B_T_BF16, MIX_NONE, 32},
+    {"q8_0", DS8B_T_Q8_0, DS8B_T_Q8_0, DS8B_T_Q8_0, MIX_NONE, 7},
+    {"q4_0", DS8B_T_Q4_0, DS8B_T_Q6_K, DS8B_T_Q4_0, MIX_NONE, 2},
+    {"q4_k_m", DS8B_T_Q4_K, DS8B_T_Q6_K, DS8B_T_Q4_K, MIX_K_M, 15},
+    {"w4a16", DS8B_T_W4A16, DS8B_T_Q8_0, DS8B_T_W4A16, MIX_NONE, 3},
+    /* llama.cpp's mixes of the same names (src/llama-quant.cpp), so sizes compare */
+    {"q5_0", DS8B_T_Q5_0, DS8B_T_Q6_K, DS8B_T_Q5_0, MIX_NONE, 8},
+    {"q5_k_m", DS8B_T_Q5_K, DS8B_T_Q6_K, DS8B_T_Q5_K, MIX_K_M, 17},
+    {"q6_k", DS8B_T_Q6_K, DS8B_T_Q6_K, DS8B_T_Q6_K, MIX_NONE, 18},
+    {"q3_k_m", DS8B_T_Q3_K, DS8B_T_Q6_K, DS8B_T_Q3_K, MIX_Q3KM, 12},
+    {"q2_k", DS8B_T_Q2_K, DS8B_T_Q6_K, DS8B_T_Q2_K, MIX_Q2K, 10},
+};
+
+const char *ds8b__scheme_list(void) {
+    return "f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_0, q4_k_m, q4_0, q3_k_m, q2_k, w4a16";
+}
 
 static const scheme_info *find_scheme(const char *name) {
     for (size_t i = 0; i < sizeof k_schemes / sizeof k_schemes[0]; i++)
@@ -79,9 +100,20 @@ static const ds8b__tensor *layer_mat(const ds8b__layer *L, int r) {
     return t[r];
 }
 
-static int type_for(const scheme_info *s, int role, int64_t layer, int64_t n_layer, const ds8b__tensor *src) {
+/* gqa: query heads per key/value head (the q2_k attn_v rule). */
+static int type_for(const scheme_info *s, int role, int64_t layer, int64_t n_layer, int64_t gqa,
+                    const ds8b__tensor *src) {
     int t = s->base;
-    if (s->k_mix && (role == R_V || role == R_DOWN) && more_bits(layer, n_layer)) t = DS8B_T_Q6_K;
+    if (s->mix == MIX_K_M && (role == R_V || role == R_DOWN) && more_bits(layer, n_layer)) t = DS8B_T_Q6_K;
+    if (s->mix == MIX_Q3KM) {
+        if (role == R_V) t = layer < 2 ? DS8B_T_Q5_K : DS8B_T_Q4_K;
+        else if (role == R_DOWN) t = layer < n_layer / 16 ? DS8B_T_Q5_K : DS8B_T_Q4_K;
+        else if (role == R_O) t = DS8B_T_Q4_K;
+    }
+    if (s->mix == MIX_Q2K) {
+        if (role == R_V) t = gqa >= 4 ? DS8B_T_Q4_K : DS8B_T_Q3_K;
+        else if (role == R_DOWN || role == R_O) t = DS8B_T_Q3_K;
+    }
     /* a row that is not a whole number of blocks falls back to a type that fits */
     const ds8b__type_traits *ti = ds8b__type_info(t);
     if (src->ne[0] % ti->block_elems) t = src->ne[0] % 32 ? DS8B_T_F16 : DS8B_T_Q8_0;
@@ -90,7 +122,8 @@ static int type_for(const scheme_info *s, int role, int64_t layer, int64_t n_lay
 
 /* Type a scheme gives a matrix: role 0..6 for the layer matrices (q, k, v,
  * o, gate, up, down), 7 for the embeddings, 8 for the output matrix; -1
- * for an unknown scheme. */
+ * for an unknown scheme. Assumes grouped-query attention with >= 4 query
+ * heads per KV head (both DeepSeek 8B models and the demo models). */
 int ds8b__scheme_matrix_type(const char *scheme, int role, int64_t layer, int64_t n_layer, int64_t cols, bool tied) {
     const scheme_info *s = find_scheme(scheme);
     if (!s) return -1;
@@ -98,7 +131,7 @@ int ds8b__scheme_matrix_type(const char *scheme, int role, int64_t layer, int64_
     t.ne[0] = cols;
     if (role == 7) return tied ? s->output : s->embd;
     if (role == 8) return s->output;
-    return type_for(s, role, layer, n_layer, &t);
+    return type_for(s, role, layer, n_layer, 4, &t);
 }
 
 /* ================================================================== */
@@ -110,6 +143,7 @@ typedef struct conv_job {
     uint8_t *dst;          /* rows of dst_type */
     int64_t row0, nrows;   /* which source rows */
     int64_t head_dim;      /* > 0: permute rows within heads for GGUF llama Q/K */
+    const float *colw;     /* (cols) importance of each column (imatrix), or NULL */
     float *tmp;            /* (nth, cols) */
     int rc;
 } conv_job;
@@ -135,18 +169,18 @@ static void conv_task(void *ctx, int ith, int nth) {
             for (int64_t c = 0; c < cols; c++) ((uint16_t *)d)[c] = ds8b__f32_to_f16(tmp[c]);
         else if (j->dst_type == DS8B_T_BF16)
             for (int64_t c = 0; c < cols; c++) ((uint16_t *)d)[c] = ds8b__f32_to_bf16(tmp[c]);
-        else if (ds8b__quant_row(j->dst_type, tmp, d, cols) != 0)
+        else if (ds8b__quant_row_w(j->dst_type, tmp, j->colw, d, cols) != 0)
             j->rc = DS8B_E_UNSUPPORTED;
     }
 }
 
 /* Converts nrows rows starting at row0 of src into dst. */
 static int convert_rows(ds8b__pool *pool, const ds8b__tensor *src, int dst_type, int64_t row0, int64_t nrows,
-                        int64_t permute_hd, uint8_t *dst, float *tmp, ds8b__err *e) {
+                        int64_t permute_hd, const float *colw, uint8_t *dst, float *tmp, ds8b__err *e) {
     if (src->layout != DS8B_LAYOUT_ROWS) { /* repacked at load: convert a row-major copy */
         ds8b__tensor u;
         int rc = ds8b__tensor_rowmajor(src, &u, e);
-        if (!rc) rc = convert_rows(pool, &u, dst_type, row0, nrows, permute_hd, dst, tmp, e);
+        if (!rc) rc = convert_rows(pool, &u, dst_type, row0, nrows, permute_hd, colw, dst, tmp, e);
         ds8b__free(u.owned);
         return rc;
     }
@@ -156,7 +190,7 @@ static int convert_rows(ds8b__pool *pool, const ds8b__tensor *src, int dst_type,
         memcpy(dst, (const uint8_t *)src->data + (size_t)row0 * rb, (size_t)nrows * rb);
         return DS8B_OK;
     }
-    conv_job j = {src, dst_type, dst, row0, nrows, permute_hd, tmp, 0};
+    conv_job j = {src, dst_type, dst, row0, nrows, permute_hd, colw, tmp, 0};
     ds8b__pool_run(pool, conv_task, &j);
     if (j.rc)
         return ds8b__seterr(e, DS8B_E_UNSUPPORTED, "tensor %s: cannot convert %s to %s", src->name ? src->name : "?",
@@ -273,6 +307,26 @@ static void wq_stop(wqueue *q) {
     pthread_mutex_unlock(&q->mu);
 }
 
+/* The importance of each column of tensor `name` (cols of them) from the
+ * importance matrix of p into w; *found tells whether it has the tensor.
+ * An entry of another width is an error (the imatrix of another model). */
+static int imatrix_columns(const ds8b_params *p, const char *name, int64_t cols, float *w, bool *found,
+                           ds8b__err *e) {
+    *found = false;
+    const ds8b_imatrix *im = p ? p->imatrix : NULL;
+    const ds8b__imat_ent *ent = ds8b__imatrix_find(im, name);
+    if (!ent) return DS8B_OK;
+    if (ent->n != cols)
+        return ds8b__seterr(e, DS8B_E_MISMATCH,
+                            "importance matrix entry '%s' has %lld columns, the tensor %lld (an imatrix of another model?)",
+                            name, (long long)ent->n, (long long)cols);
+    ds8b__imatrix_weights(ent, w);
+    *found = true;
+    return DS8B_OK;
+}
+/* Quantized types use an importance matrix; float ones do not. */
+static bool uses_imatrix(int type) { return type != DS8B_T_F32 && type != DS8B_T_F16 && type != DS8B_T_BF16; }
+
 static int report(const ds8b_params *p, double frac, const char *stage, ds8b__err *e) {
     if (p && p->progress && p->progress(p->progress_user, frac, stage))
         return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled by the progress callback at %s", stage);
@@ -287,8 +341,8 @@ static int pool_for(const ds8b_params *p, ds8b__pool **pool, ds8b__err *e) {
 /* ================================================================== */
 /* In memory                                                           */
 /* ================================================================== */
-static int quant_tensor_mem(ds8b__pool *pool, const ds8b__tensor *src, int type, int64_t permute_hd, ds8b__tensor *dst,
-                            ds8b__err *e) {
+static int quant_tensor_mem(ds8b__pool *pool, const ds8b_params *p, const char *gname, const ds8b__tensor *src,
+                            int type, int64_t permute_hd, ds8b__tensor *dst, int64_t *n_imat, ds8b__err *e) {
     size_t rb, total;
     if (!ds8b__row_bytes(type, src->ne[0], &rb) || !ds8b__mul_ok(rb, (size_t)src->ne[1], &total))
         return ds8b__seterr(e, DS8B_E_INVALID, "tensor %s: rows of %lld do not fit type %s", src->name ? src->name : "?",
@@ -296,8 +350,13 @@ static int quant_tensor_mem(ds8b__pool *pool, const ds8b__tensor *src, int type,
     uint8_t *buf = ds8b__xmalloc(DS8B_MEM_WEIGHTS, total, src->name ? src->name : "a quantized tensor", e);
     if (!buf) return DS8B_E_NOMEM;
     int nth = ds8b__pool_size(pool);
-    float *tmp = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)nth * (size_t)src->ne[0] * sizeof(float), "quantizer scratch", e);
-    int rc = tmp ? convert_rows(pool, src, type, 0, src->ne[1], permute_hd, buf, tmp, e) : DS8B_E_NOMEM;
+    float *tmp = ds8b__xmalloc(DS8B_MEM_SCRATCH, ((size_t)nth + 1) * (size_t)src->ne[0] * sizeof(float), "quantizer scratch", e);
+    float *colw = tmp ? tmp + (size_t)nth * (size_t)src->ne[0] : NULL;
+    bool have = false;
+    int rc = tmp ? DS8B_OK : DS8B_E_NOMEM;
+    if (!rc && uses_imatrix(type)) rc = imatrix_columns(p, gname, src->ne[0], colw, &have, e);
+    if (have) (*n_imat)++;
+    if (!rc) rc = convert_rows(pool, src, type, 0, src->ne[1], permute_hd, have ? colw : NULL, buf, tmp, e);
     ds8b__free(tmp);
     if (rc) {
         ds8b__free(buf);
@@ -342,9 +401,13 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
     /* zeroed before any early return: ds8b__model_destroy walks the table */
     if (!m->layers || !m->path || !m->scheme) return ds8b__seterr(e, DS8B_E_NOMEM, "model tables");
     int rc;
+    int64_t n_imat = 0;
     int embd_type = src->output_is_embd ? sch->output : sch->embd;
-    if ((rc = quant_tensor_mem(pool, &src->tok_embd, embd_type, 0, &m->tok_embd, e))) return rc;
-    if (!src->output_is_embd && (rc = quant_tensor_mem(pool, &src->output, sch->output, 0, &m->output, e))) return rc;
+    if ((rc = quant_tensor_mem(pool, p, "token_embd.weight", &src->tok_embd, embd_type, 0, &m->tok_embd, &n_imat, e)))
+        return rc;
+    if (!src->output_is_embd &&
+        (rc = quant_tensor_mem(pool, p, "output.weight", &src->output, sch->output, 0, &m->output, &n_imat, e)))
+        return rc;
     if (!(m->out_norm = copy_vec(src->out_norm, hp->n_embd))) return ds8b__seterr(e, DS8B_E_NOMEM, "norms");
     for (int64_t i = 0; i < hp->n_layer; i++) {
         const ds8b__layer *S = &src->layers[i];
@@ -352,8 +415,10 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
         ds8b__tensor *dst[R__N] = {&D->wq, &D->wk, &D->wv, &D->wo, &D->w_gate, &D->w_up, &D->w_down};
         for (int r = 0; r < R__N; r++) {
             const ds8b__tensor *t = layer_mat(S, r);
-            if ((rc = quant_tensor_mem(pool, t, type_for(sch, r, i, hp->n_layer, t), r == R_Q || r == R_K ? permute_hd : 0,
-                                        dst[r], e)))
+            char gname[64];
+            snprintf(gname, sizeof gname, "blk.%lld.%s.weight", (long long)i, k_role_gguf[r]);
+            int ty = type_for(sch, r, i, hp->n_layer, hp->n_head / (hp->n_head_kv > 0 ? hp->n_head_kv : 1), t);
+            if ((rc = quant_tensor_mem(pool, p, gname, t, ty, r == R_Q || r == R_K ? permute_hd : 0, dst[r], &n_imat, e)))
                 return rc;
         }
         D->attn_norm = copy_vec(S->attn_norm, hp->n_embd);
@@ -366,6 +431,9 @@ static int quantize_mem(const ds8b_model *src, const scheme_info *sch, const ds8
         snprintf(st, sizeof st, "layer %lld", (long long)i);
         if ((rc = report(p, (double)(i + 1) / (double)hp->n_layer, st, e))) return rc;
     }
+    if (p && p->imatrix && p->imatrix->n > 0 && n_imat == 0 && sch->base != DS8B_T_F32 && sch->base != DS8B_T_F16 &&
+        sch->base != DS8B_T_BF16)
+        return ds8b__seterr(e, DS8B_E_MISMATCH, "the importance matrix has no entry for any matrix of this model");
     m->n_tensors = src->n_tensors;
     if ((rc = ds8b__model_finish(m, e))) return rc;
     /* keep any per-pair frequency divisors the source carried (GGUF rope_freqs) */
@@ -591,7 +659,7 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
             t = &wt[n++];
             snprintf(t->name, sizeof t->name, "blk.%lld.%s.weight", (long long)i, k_role_gguf[r]);
             t->src = layer_mat(L, r);
-            t->type = type_for(sch, r, i, hp->n_layer, t->src);
+            t->type = type_for(sch, r, i, hp->n_layer, hp->n_head / (hp->n_head_kv > 0 ? hp->n_head_kv : 1), t->src);
             if (permute && (r == R_Q || r == R_K)) t->permute_hd = hp->head_dim;
         }
         for (int v = 0; v < 4; v++) {
@@ -607,6 +675,34 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
     const char *base = m->path ? strrchr(m->path, '/') : NULL;
     const char *name = base && base[1] ? base + 1 : (m->path && *m->path ? m->path : "model");
     if ((rc = write_metadata(w, m, sch, name, e))) goto done;
+    /* which matrices the importance matrix covers (checked before any data is written) */
+    int64_t n_imat = 0;
+    if (p && p->imatrix) {
+        for (int64_t i = 0; i < n; i++) {
+            if (!wt[i].src || !uses_imatrix(wt[i].type)) continue;
+            const ds8b__imat_ent *ent = ds8b__imatrix_find(p->imatrix, wt[i].name);
+            if (!ent) continue;
+            if (ent->n != wt[i].src->ne[0]) {
+                rc = ds8b__seterr(e, DS8B_E_MISMATCH,
+                                  "importance matrix entry '%s' has %lld columns, the tensor %lld (an imatrix of another model?)",
+                                  wt[i].name, (long long)ent->n, (long long)wt[i].src->ne[0]);
+                goto done;
+            }
+            n_imat++;
+        }
+        if (n_imat == 0 && uses_imatrix(sch->base)) {
+            rc = ds8b__seterr(e, DS8B_E_MISMATCH, "the importance matrix has no entry for any matrix of this model");
+            goto done;
+        }
+        /* llama-quantize's keys */
+        const ds8b_imatrix *im = p->imatrix;
+        if (n_imat && ((rc = ds8b__gguf_writer_add_i32(w, "quantize.imatrix.entries_count", (int32_t)im->n, e)) ||
+                       (rc = ds8b__gguf_writer_add_i32(w, "quantize.imatrix.chunks_count",
+                                                       (int32_t)(im->chunk_count > INT32_MAX ? INT32_MAX : im->chunk_count), e)) ||
+                       (im->dataset && (rc = ds8b__gguf_writer_add_str(w, "quantize.imatrix.dataset", im->dataset,
+                                                                       strlen(im->dataset), e)))))
+            goto done;
+    }
     size_t total_bytes = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t ne[2];
@@ -630,7 +726,8 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
     int64_t max_cols = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
     if (hp->n_head * hp->head_dim > max_cols) max_cols = hp->n_head * hp->head_dim;
     const size_t chunk_cap = 16u << 20;
-    tmp = ds8b__xmalloc(DS8B_MEM_SCRATCH, (size_t)nth * (size_t)max_cols * sizeof(float), "quantizer scratch", e);
+    tmp = ds8b__xmalloc(DS8B_MEM_SCRATCH, ((size_t)nth + 1) * (size_t)max_cols * sizeof(float), "quantizer scratch", e);
+    float *colw = tmp ? tmp + (size_t)nth * (size_t)max_cols : NULL;
     /* two output buffers: one converting, one being written */
     chunk = ds8b__xmalloc(DS8B_MEM_SCRATCH, 2 * chunk_cap, "quantizer output buffers", e);
     if (!tmp || !chunk) { rc = DS8B_E_NOMEM; goto done; }
@@ -656,6 +753,8 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
         const ds8b__tensor *src = wt[i].src;
         size_t rb;
         ds8b__row_bytes(wt[i].type, src->ne[0], &rb);
+        bool have_w = false;
+        if (uses_imatrix(wt[i].type) && (rc = imatrix_columns(p, wt[i].name, src->ne[0], colw, &have_w, e))) goto done;
         int64_t rows_per = (int64_t)(chunk_cap / rb);
         if (rows_per < 1) rows_per = 1;
         if (wt[i].permute_hd && rows_per > wt[i].permute_hd) rows_per -= rows_per % wt[i].permute_hd;
@@ -666,7 +765,8 @@ static int write_gguf(const ds8b_model *m, const scheme_info *sch, const char *o
             if (r1 < src->ne[1]) prefetch_rows(src, r1, src->ne[1] - r1 < rows_per ? src->ne[1] - r1 : rows_per);
             else if (i + 1 < n && wt[i + 1].src) prefetch_rows(wt[i + 1].src, 0, 1);
             uint8_t *buf = chunk + (size_t)cur * chunk_cap;
-            if ((rc = convert_rows(pool, src, wt[i].type, r0, nr, wt[i].permute_hd, buf, tmp, e))) goto done;
+            if ((rc = convert_rows(pool, src, wt[i].type, r0, nr, wt[i].permute_hd, have_w ? colw : NULL, buf, tmp, e)))
+                goto done;
             release_rows(src, r0, nr);
             if ((rc = wq_wait(&wq))) goto done_err;
             if ((rc = wq_put(&wq, i, buf, (size_t)nr * rb, e))) goto done;

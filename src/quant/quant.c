@@ -392,6 +392,38 @@ static void weights_or_ones(const float *imp, float *w, int n) {
     for (int i = 0; i < n; i++) s += w[i];
     if (!(s > 0)) for (int i = 0; i < n; i++) w[i] = 1.0f;
 }
+/* Weights from an importance matrix (imp: the mean square of the input
+ * column each value multiplies, so the expected squared error of the
+ * matrix product): imp[i] * sqrt(sigma^2 + x[i]^2), sigma^2 the mean
+ * square of the value's group of gs (llama.cpp's form). Of the three forms
+ * measured on q4_0, q4_k_m and q2_k of both demo models
+ * (docs/quantization.md) this one gave the lowest summed mean KL
+ * divergence; imp times the format's own weighting (a * rms + |x|) and
+ * sqrt(imp) times it were within 1%. All-zero importance (columns the
+ * calibration never activated) falls back to the format's own weighting
+ * a * rms(group) + |x| (a = 3 for Q4_K/Q5_K, else 1). */
+static void imp_weights_a(const float *x, const float *imp, float *w, int n, int gs, float a) {
+    float tot = 0;
+    for (int g = 0; g < n; g += gs) {
+        int m = n - g < gs ? n - g : gs;
+        float s = 0;
+        for (int i = g; i < g + m; i++) s += x[i] * x[i];
+        for (int i = g; i < g + m; i++) {
+            float v = isfinite(imp[i]) && imp[i] > 0 ? imp[i] : 0.0f;
+            w[i] = v * sqrtf(s / (float)m + x[i] * x[i]);
+            tot += w[i];
+        }
+    }
+    if (!(tot > 0) || !isfinite(tot))
+        for (int g = 0; g < n; g += gs) {
+            int m = n - g < gs ? n - g : gs;
+            float s = 0;
+            for (int i = g; i < g + m; i++) s += x[i] * x[i];
+            float rms = sqrtf(s / (float)m);
+            for (int i = g; i < g + m; i++) w[i] = rms > 0 ? a * rms + fabsf(x[i]) : 1.0f;
+        }
+}
+static void imp_weights(const float *x, const float *imp, float *w, int n, int gs) { imp_weights_a(x, imp, w, n, gs, 1.0f); }
 
 float ds8b__quant_i8_32(const float *x, int8_t *q) {
     float amax = 0.0f;
@@ -436,7 +468,8 @@ static void q_q5_0(const float *x, float d, ds8b__blk_q5_0 *b) {
 static void q_q4_1(const float *x, const float *imp, ds8b__blk_q4_1 *b) {
     float w[32], d, m;
     int q[32];
-    weights_or_ones(imp, w, 32);
+    if (imp) imp_weights(x, imp, w, 32, 32);
+    else weights_or_ones(NULL, w, 32);
     search_affine(x, w, 32, 15, false, q, &d, &m);
     b->d = ds8b__f32_to_f16(d);
     b->m = ds8b__f32_to_f16(m);
@@ -446,7 +479,8 @@ static void q_q4_1(const float *x, const float *imp, ds8b__blk_q4_1 *b) {
 static void q_q5_1(const float *x, const float *imp, ds8b__blk_q5_1 *b) {
     float w[32], d, m;
     int q[32];
-    weights_or_ones(imp, w, 32);
+    if (imp) imp_weights(x, imp, w, 32, 32);
+    else weights_or_ones(NULL, w, 32);
     search_affine(x, w, 32, 31, false, q, &d, &m);
     b->d = ds8b__f32_to_f16(d);
     b->m = ds8b__f32_to_f16(m);
@@ -465,69 +499,63 @@ static void q_q5_1(const float *x, const float *imp, ds8b__blk_q5_1 *b) {
 /* ================================================================== */
 /* Default importance for K-quants: emphasise large magnitudes a little
  * (rms of the super-block plus |x|). */
-static void k_weights(const float *x, const float *imp, float *w, int n) {
+static void k_weights_g(const float *x, const float *imp, float *w, int n, int gs) {
     if (imp) {
-        weights_or_ones(imp, w, n);
+        imp_weights(x, imp, w, n, gs);
         return;
     }
-    /* per group of 32: its rms plus |x| */
-    for (int g = 0; g < n; g += 32) {
-        int m = n - g < 32 ? n - g : 32;
+    /* per group of gs: its rms plus |x| */
+    for (int g = 0; g < n; g += gs) {
+        int m = n - g < gs ? n - g : gs;
         float s = 0;
         for (int i = g; i < g + m; i++) s += x[i] * x[i];
         float rms = sqrtf(s / (float)m);
         for (int i = g; i < g + m; i++) w[i] = rms > 0 ? rms + fabsf(x[i]) : 1.0f;
     }
 }
+static void k_weights(const float *x, const float *imp, float *w, int n) { k_weights_g(x, imp, w, n, 32); }
 
-/* Shared by Q4_K and Q5_K: 8 sub-blocks of 32 with codes 0..qmax. */
-static void k_affine(const float *x, const float *imp, int qmax, uint16_t *pd, uint16_t *pdmin,
-                     uint8_t scales[12], int q[256]) {
-    float w[256], sc[8], mn[8];
-    /* Without an importance matrix each value weighs 3*rms(group) + |x|:
-     * between plain squared error (best for demo-qwen3 zh) and llama.cpp's
-     * rms + |x| (best for demo-llama); measured in docs/quantization.md */
-    if (imp) weights_or_ones(imp, w, 256);
-    else
-        for (int g = 0; g < 256; g += 32) {
-            float ss = 0;
-            for (int i = g; i < g + 32; i++) ss += x[i] * x[i];
-            float rms = sqrtf(ss / 32.0f);
-            for (int i = g; i < g + 32; i++) w[i] = rms > 0 ? 3.0f * rms + fabsf(x[i]) : 1.0f;
-        }
+/* The affine K-quant fit: ng groups of gs values (x, weights w), codes
+ * 0..qmax, x ~= d*ls*q - dmin*lm with the group scales ls and mins lm in
+ * 0..smax against f16 super-scales d and dmin. Each group is fitted by
+ * search_affine; after the scales are quantized, each group's (ls, lm) is
+ * refined against its neighbours (+-1 each) with the codes re-rounded.
+ * Q4_K and Q5_K: 8 x 32, smax 63; Q2_K: 16 x 16, smax 15. */
+static void affine_groups(const float *x, const float *w, int gs, int ng, int qmax, int smax, uint16_t *pd,
+                          uint16_t *pdmin, uint8_t *ls, uint8_t *lm, int *q) {
+    float sc[16], mn[16];
     float max_sc = 0, max_mn = 0;
-    for (int j = 0; j < 8; j++) {
+    for (int j = 0; j < ng; j++) {
         float d, m;
-        search_affine(x + 32 * j, w + 32 * j, 32, qmax, true, q + 32 * j, &d, &m);
+        search_affine(x + gs * j, w + gs * j, gs, qmax, true, q + gs * j, &d, &m);
         sc[j] = d;
         mn[j] = -m;
         if (sc[j] > max_sc) max_sc = sc[j];
         if (mn[j] > max_mn) max_mn = mn[j];
     }
-    float d = max_sc / 63.0f, dmin = max_mn / 63.0f;
+    float d = max_sc / (float)smax, dmin = max_mn / (float)smax;
     *pd = ds8b__f32_to_f16(d);
     *pdmin = ds8b__f32_to_f16(dmin);
     float d16 = ds8b__f16_to_f32(*pd), dm16 = ds8b__f16_to_f32(*pdmin);
-    uint8_t ls[8], lm[8];
-    for (int j = 0; j < 8; j++) {
-        ls[j] = (uint8_t)(d16 > 0 ? qround(sc[j] / d16, 0, 63) : 0);
-        lm[j] = (uint8_t)(dm16 > 0 ? qround(mn[j] / dm16, 0, 63) : 0);
+    for (int j = 0; j < ng; j++) {
+        ls[j] = (uint8_t)(d16 > 0 ? qround(sc[j] / d16, 0, smax) : 0);
+        lm[j] = (uint8_t)(dm16 > 0 ? qround(mn[j] / dm16, 0, smax) : 0);
     }
-    /* The 6-bit scale and min of each group, rounded to the nearest, are
-     * not always the best pair once the codes are re-rounded against them:
+    /* The scale and min of each group, rounded to the nearest, are not
+     * always the best pair once the codes are re-rounded against them:
      * try the neighbours and keep the pair with the smallest weighted
      * error. */
-    for (int j = 0; j < 8; j++) {
-        const float *xj = x + 32 * j, *wj = w + 32 * j;
+    for (int j = 0; j < ng; j++) {
+        const float *xj = x + gs * j, *wj = w + gs * j;
         int bs = ls[j], bm = lm[j];
         double best = INFINITY;
         for (int a = ls[j] - 1; a <= ls[j] + 1; a++) {
-            if (a < 0 || a > 63) continue;
+            if (a < 0 || a > smax) continue;
             for (int b = lm[j] - 1; b <= lm[j] + 1; b++) {
-                if (b < 0 || b > 63) continue;
+                if (b < 0 || b > smax) continue;
                 float dj = d16 * (float)a, mj = dm16 * (float)b, id = dj != 0.0f ? 1.0f / dj : 0.0f;
                 double err = 0;
-                for (int i = 0; i < 32; i++) {
+                for (int i = 0; i < gs; i++) {
                     int v = qround((xj[i] + mj) * id, 0, qmax);
                     double r = (double)dj * v - mj - xj[i];
                     err += wj[i] * r * r;
@@ -542,6 +570,29 @@ static void k_affine(const float *x, const float *imp, int qmax, uint16_t *pd, u
         ls[j] = (uint8_t)bs;
         lm[j] = (uint8_t)bm;
     }
+    for (int j = 0; j < ng; j++) {
+        float dj = d16 * ls[j], mj = dm16 * lm[j];
+        requant_affine(x + gs * j, gs, dj, -mj, qmax, q + gs * j);
+    }
+}
+
+/* Shared by Q4_K and Q5_K: 8 sub-blocks of 32 with codes 0..qmax. */
+static void k_affine(const float *x, const float *imp, int qmax, uint16_t *pd, uint16_t *pdmin,
+                     uint8_t scales[12], int q[256]) {
+    float w[256];
+    /* Without an importance matrix each value weighs 3*rms(group) + |x|:
+     * between plain squared error (best for demo-qwen3 zh) and llama.cpp's
+     * rms + |x| (best for demo-llama); measured in docs/quantization.md */
+    if (imp) imp_weights_a(x, imp, w, 256, 32, 3.0f);
+    else
+        for (int g = 0; g < 256; g += 32) {
+            float ss = 0;
+            for (int i = g; i < g + 32; i++) ss += x[i] * x[i];
+            float rms = sqrtf(ss / 32.0f);
+            for (int i = g; i < g + 32; i++) w[i] = rms > 0 ? 3.0f * rms + fabsf(x[i]) : 1.0f;
+        }
+    uint8_t ls[8], lm[8];
+    affine_groups(x, w, 32, 8, qmax, 63, pd, pdmin, ls, lm, q);
     memset(scales, 0, 12);
     for (int j = 0; j < 8; j++) {
         if (j < 4) {
@@ -553,9 +604,75 @@ static void k_affine(const float *x, const float *imp, int qmax, uint16_t *pd, u
             scales[j] |= (uint8_t)((lm[j] >> 4) << 6);
         }
     }
-    for (int j = 0; j < 8; j++) {
-        float dj = d16 * ls[j], mj = dm16 * lm[j];
-        requant_affine(x + 32 * j, 32, dj, -mj, qmax, q + 32 * j);
+}
+
+/* Q2_K: 16 groups of 16, codes 0..3, 4-bit scales and mins. Default
+ * weights rms(group of 16) + |x|. */
+static void q_q2_k(const float *x, const float *imp, ds8b__blk_q2_k *b) {
+    float w[256];
+    int q[256];
+    uint8_t ls[16], lm[16];
+    k_weights_g(x, imp, w, 256, 16);
+    affine_groups(x, w, 16, 16, 3, 15, &b->d, &b->dmin, ls, lm, q);
+    for (int j = 0; j < 16; j++) b->scales[j] = (uint8_t)(ls[j] | (lm[j] << 4));
+    memset(b->qs, 0, sizeof b->qs);
+    /* value i: half h = i/128, plane p = (i%128)/32, byte 32h + i%32, bits 2p */
+    for (int i = 0; i < 256; i++) b->qs[32 * (i / 128) + i % 32] |= (uint8_t)(q[i] << (2 * ((i % 128) / 32)));
+}
+
+/* Q3_K: 16 groups of 16, symmetric codes -4..3 (the scale search of the
+ * 32-block formats), 6-bit signed group scales against an f16 super-scale
+ * that maps the largest scale onto -32; each group's 6-bit scale is then
+ * refined against its neighbours (+-1). Default weights rms(16) + |x|. */
+static void q_q3_k(const float *x, const float *imp, ds8b__blk_q3_k *b) {
+    float w[256], sc[16];
+    int q[256];
+    k_weights_g(x, imp, w, 256, 16);
+    sym_search()(x, w, 16, 16, -4, 3, sc);
+    float amax = 0, smax = 0;
+    for (int j = 0; j < 16; j++)
+        if (fabsf(sc[j]) > amax) {
+            amax = fabsf(sc[j]);
+            smax = sc[j];
+        }
+    b->d = ds8b__f32_to_f16(amax > 0 ? -smax / 32.0f : 0.0f);
+    float d16 = ds8b__f16_to_f32(b->d);
+    int ls[16];
+    for (int j = 0; j < 16; j++) {
+        const float *xj = x + 16 * j, *wj = w + 16 * j;
+        int l0 = d16 != 0.0f ? qround(sc[j] / d16, -32, 31) : 0, best_l = l0;
+        double best = INFINITY;
+        for (int l = l0 - 1; l <= l0 + 1; l++) {
+            if (l < -32 || l > 31) continue;
+            int tq[16];
+            float dj = d16 * (float)l;
+            requant_sym(xj, 16, dj, -4, 3, tq);
+            double err = 0;
+            for (int i = 0; i < 16; i++) {
+                double r = (double)dj * tq[i] - xj[i];
+                err += wj[i] * r * r;
+            }
+            if (err < best) {
+                best = err;
+                best_l = l;
+            }
+        }
+        ls[j] = best_l;
+        requant_sym(xj, 16, d16 * (float)best_l, -4, 3, q + 16 * j);
+    }
+    memset(b->scales, 0, sizeof b->scales);
+    for (int j = 0; j < 16; j++) {
+        int s = ls[j] + 32;
+        if (j < 8) b->scales[j] |= (uint8_t)(s & 0xF);
+        else b->scales[j - 8] |= (uint8_t)((s & 0xF) << 4);
+        b->scales[8 + (j & 3)] |= (uint8_t)((s >> 4) << (2 * (j >> 2)));
+    }
+    memset(b->qs, 0, sizeof b->qs);
+    memset(b->hmask, 0, sizeof b->hmask);
+    for (int i = 0; i < 256; i++) {
+        int u = q[i] + 4, h = i / 128, p = (i % 128) / 32, l = i % 32;
+        b->qs[32 * h + l] |= (uint8_t)((u & 3) << (2 * p));
+        if (u & 4) b->hmask[l] |= (uint8_t)(1u << (4 * h + p));
     }
 }
 
@@ -633,7 +750,7 @@ bool ds8b__type_can_quantize(int type) {
     switch (type) {
     case DS8B_T_F32: case DS8B_T_F16: case DS8B_T_BF16:
     case DS8B_T_Q4_0: case DS8B_T_Q4_1: case DS8B_T_Q5_0: case DS8B_T_Q5_1:
-    case DS8B_T_Q8_0: case DS8B_T_Q4_K: case DS8B_T_Q5_K: case DS8B_T_Q6_K:
+    case DS8B_T_Q8_0: case DS8B_T_Q2_K: case DS8B_T_Q3_K: case DS8B_T_Q4_K: case DS8B_T_Q5_K: case DS8B_T_Q6_K:
     case DS8B_T_Q8_K: case DS8B_T_W4A16:
         return true;
     default: return false;
@@ -676,7 +793,7 @@ int ds8b__quant_row_w(int type, const float *src, const float *imp, void *dst, i
             int nb = (int)((n - i) / 32 < 16 ? (n - i) / 32 : 16);
             for (int j = 0; j < nb * 32; j++) xb[j] = finite_or0(src[i + j]);
             if (imp)
-                for (int k = 0; k < nb; k++) weights_or_ones(imp + i + 32 * k, wb + 32 * k, 32);
+                for (int k = 0; k < nb; k++) imp_weights(xb + 32 * k, imp + i + 32 * k, wb + 32 * k, 32, 32);
             else if (type != DS8B_T_Q8_0) /* rms + |x|: lower NLL than plain error (Q4_0, Q5_0) */
                 for (int k = 0; k < nb; k++) k_weights(xb + 32 * k, NULL, wb + 32 * k, 32);
             search(xb, wb, 32, nb, qmin, -qmin - 1 + (type == DS8B_T_Q8_0), d);
@@ -695,6 +812,8 @@ int ds8b__quant_row_w(int type, const float *src, const float *imp, void *dst, i
         case DS8B_T_Q4_1:
         case DS8B_T_W4A16: q_q4_1(buf, w, (void *)o); break;
         case DS8B_T_Q5_1: q_q5_1(buf, w, (void *)o); break;
+        case DS8B_T_Q2_K: q_q2_k(buf, w, (void *)o); break;
+        case DS8B_T_Q3_K: q_q3_k(buf, w, (void *)o); break;
         case DS8B_T_Q4_K: q_q4_k(buf, w, (void *)o); break;
         case DS8B_T_Q5_K: q_q5_k(buf, w, (void *)o); break;
         case DS8B_T_Q6_K: q_q6_k(buf, w, (void *)o); break;

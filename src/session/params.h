@@ -17,6 +17,7 @@ struct ds8b_params {
     ds8b__log log;
     ds8b_progress_fn progress;
     void *progress_user;
+    const struct ds8b_imatrix *imatrix; /* borrowed: ds8b_params_set_imatrix */
 };
 
 /* Fills p with the documented defaults (p needs no freeing afterwards as

@@ -121,6 +121,7 @@ struct ds8b_session {
     bool free_deferred;       /* ds8b_session_free was called from that callback */
     struct ds8b__spec *spec;  /* speculative decoding (session/spec.h) */
     struct ds8b__gsess *gram; /* grammar attached by ds8b_session_set_grammar, or NULL (src/grammar) */
+    struct ds8b__imat_acc *imat; /* set only while ds8b_imatrix_compute runs (model/imatrix.c) */
     ds8b__err err;
 };
 
@@ -173,6 +174,7 @@ typedef struct ds8b__fwd {
     const int64_t *row_pos;    /* (n) each row's position */
     const _Atomic int *cancel; /* checked after each layer; may be NULL */
     int flags;                 /* DS8B_MM_* for every matmul */
+    struct ds8b__imat_acc *imat; /* activation statistics to gather (calibration), or NULL */
 } ds8b__fwd;
 int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, ds8b__err *e);
 

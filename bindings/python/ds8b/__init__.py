@@ -18,6 +18,7 @@ library's code and message.
 #   params.py    keyword parameters -> ds8b_params; param_bounds()
 #   library.py   versions, heap accounting and limits, estimate()
 #   model.py     Model, Tokenizer, quantize(), chat-template rendering
+#   imatrix.py   Imatrix: importance matrices for quantization
 #   _stream.py   the one streaming path: _Run, stream(), Generation, Completion, Piece
 #   chat.py      Chat
 #   session.py   Session
@@ -37,6 +38,7 @@ from .params import param_bounds
 from .library import (estimate, hard_heap_limit, library_path, memory_highwater, memory_reserved,
                       memory_used, soft_heap_limit, version, version_number)
 from .model import Model, Tokenizer, quantize
+from .imatrix import Imatrix
 from ._stream import Completion, Generation, Piece
 from .chat import Chat, ToolCall
 from .session import Session
@@ -48,7 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Model", "Tokenizer", "Session", "Chat", "ToolCall", "Batch", "BatchMember", "Generation",
     "Completion", "Piece", "Channel",
-    "Mem", "quantize", "estimate", "param_bounds", "memory_used", "memory_highwater",
+    "Mem", "quantize", "Imatrix", "estimate", "param_bounds", "memory_used", "memory_highwater",
     "memory_reserved", "soft_heap_limit", "hard_heap_limit",
     "version", "version_number", "library_path", "check_version", "EXPECTED_MAJOR",
     "Error", "InvalidArgument", "Misuse", "OutOfMemory", "FileError", "FormatError",

@@ -282,28 +282,40 @@ class Model(_Handle):
                                       byref(peak)))
         return cur.value, peak.value
 
-    def quantize(self, scheme):
+    def quantize(self, scheme, imatrix=None):
         """A new in-memory Model with the weights quantized to scheme
-        ("q8_0", "q4_0", "q4_k_m", "f16", ...)."""
+        ("q8_0", "q4_0", "q4_k_m", "q3_k_m", "q2_k", "f16", ...); imatrix
+        (an ds8b.Imatrix) weighs the error by the columns' activations."""
         if not isinstance(scheme, str):
             raise TypeError("scheme must be str")
         h = c_void_p()
-        rc = _L().ds8b_model_quantize(self._handle(), scheme.encode(), None, byref(h))
+        if imatrix is None:
+            rc = _L().ds8b_model_quantize(self._handle(), scheme.encode(), None, byref(h))
+        else:
+            from .imatrix import _set_on
+            with _Params({}, (), "Model.quantize()") as bag:
+                _set_on(bag.h, imatrix)
+                rc = _L().ds8b_model_quantize(self._handle(), scheme.encode(), bag.h, byref(h))
         if rc != _OK:
             _raise(rc)
         return Model._adopt(h, "%s [%s]" % (self.path, scheme))
 
 
-def quantize(in_path, out_path, scheme, progress=None, log=None):
+def quantize(in_path, out_path, scheme, progress=None, log=None, imatrix=None):
     """Converts a checkpoint directory or model file into a GGUF file at
-    out_path with the given scheme ("f32", "f16", "bf16", "q8_0", "q4_0",
-    "q4_k_m", "w4a16"). progress(fraction, stage) may return True to cancel;
-    an exception it raises is re-raised here."""
+    out_path with the given scheme ("f32", "f16", "bf16", "q8_0", "q6_k",
+    "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q3_k_m", "q2_k", "w4a16"). imatrix
+    (an ds8b.Imatrix) weighs the quantization error by the columns'
+    activations. progress(fraction, stage) may return True to cancel; an
+    exception it raises is re-raised here."""
     bin_, bout = _path_bytes(in_path, "in_path"), _path_bytes(out_path, "out_path")
     if not isinstance(scheme, str):
         raise TypeError("scheme must be str, not %s" % type(scheme).__name__)
     trap = _Trap()
     with _Params({}, (), "quantize()", log=log, progress=progress, trap=trap) as bag:
+        if imatrix is not None:
+            from .imatrix import _set_on
+            _set_on(bag.h, imatrix)
         rc = _L().ds8b_quantize(bin_, bout, scheme.encode("utf-8"), bag.h)
         msg = _last_message() if rc != _OK else ""
     trap.raise_()

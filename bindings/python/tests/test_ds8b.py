@@ -1051,6 +1051,39 @@ def test_quantize_wrapper(tmp_path):
         ds8b.quantize(MODEL_DIR, str(tmp_path / "x.gguf"), 8)
 
 
+def test_imatrix(tmp_path):
+    """Importance matrices: computed over text, saved in llama.cpp's GGUF
+    format and read back, used by quantize(); a corrupt file raises."""
+    text = open(os.path.join(ROOT, "docs", "quantization.md"), encoding="utf-8").read()
+    with ds8b.Model(MODEL_DIR) as m:
+        stages = []
+        with ds8b.Imatrix.compute(m, text, threads=1, progress=lambda f, s: stages.append(s)) as im:
+            assert im.entries == 7 * m.info["layers"] + 1
+            assert im.chunks >= 1 and im.chunk_size == 512
+            assert stages and stages[-1] == "calibrating"
+            p = tmp_path / "im.gguf"
+            im.save(str(p))
+            with ds8b.Imatrix.load(str(p)) as back:
+                assert back.entries == im.entries
+            out_a, out_b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+            ds8b.quantize(MODEL_DIR, str(out_a), "q4_0")
+            ds8b.quantize(MODEL_DIR, str(out_b), "q4_0", imatrix=im)
+            assert out_a.read_bytes() != out_b.read_bytes()
+            with m.quantize("q2_k", imatrix=im) as q:
+                assert q.info["vocab"] == 8192
+        with pytest.raises(ds8b.Misuse):
+            im.save(str(tmp_path / "closed.gguf"))
+    bad = tmp_path / "bad.dat"
+    bad.write_bytes(b"\x02\x00\x00\x00\xff\xff\xff\x7f")
+    with pytest.raises(ds8b.Error) as ei:
+        ds8b.Imatrix.load(str(bad))
+    assert "name length" in str(ei.value)
+    with pytest.raises(TypeError):
+        ds8b.quantize(MODEL_DIR, str(tmp_path / "x.gguf"), "q4_0", imatrix="not an imatrix")
+    with pytest.raises(TypeError):
+        ds8b.Imatrix()
+
+
 def test_quantize_progress_exception(tmp_path):
     class Boom(Exception):
         pass
