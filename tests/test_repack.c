@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "kernels/packing.h"
 
 #include <math.h>
 
@@ -219,9 +220,92 @@ static void test_repack_estimate(void) {
     }
 }
 
+
+static int g_calls, g_cancel_at;
+static double g_last;
+static int on_progress(void *user, double f, const char *stage) {
+    (void)user;
+    (void)stage;
+    g_calls++;
+    g_last = f;
+    return g_cancel_at > 0 && g_calls >= g_cancel_at;
+}
+
+static ds8b_model *load_t(const char *path, int threads, bool progress) {
+    ds8b_params *p;
+    ds8b_params_create(&p);
+    ds8b_params_set_int(p, DS8B_PARAM_USE_MMAP, 0);
+    ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, threads);
+    if (progress) ds8b_params_set_progress(p, on_progress, NULL);
+    ds8b_model *m = NULL;
+    int rc = ds8b_model_load(path, p, &m);
+    ds8b_params_free(p);
+    return rc == 0 ? m : NULL;
+}
+
+/* The parallel repacker: every packed matrix is ds8b__pack_matrix of the
+ * file's bytes, for 1, 2 and 3 threads and work items of one group or of
+ * the default size; progress ends at 1; a callback that cancels fails the
+ * load with DS8B_E_CANCELLED. */
+static void test_repack_threads(void) {
+    char path[1024];
+    t_path(path, sizeof path, "testdata/gguf/demo-llama-Q4_0.gguf");
+    ds8b_model *a = load(path, 1);
+    if (!a) return;
+    size_t saved = ds8b__repack_chunk_bytes;
+    for (int chunk = 0; chunk < 2; chunk++) {
+        ds8b__repack_chunk_bytes = chunk ? saved : 1; /* 1: one group per item */
+        for (int th = 1; th <= 3; th++) {
+            g_calls = 0;
+            g_last = -1;
+            g_cancel_at = 0;
+            ds8b_model *b = load_t(path, th, true);
+            CHECK(b != NULL, "load with %d threads: %s", th, ds8b_errmsg());
+            if (!b) continue;
+            CHECK(g_calls >= 1 && g_last == 1.0, "threads %d: progress called %d times, last %g", th, g_calls, g_last);
+            int bad = 0;
+            for (int64_t i = 0; i < a->hp.n_layer; i++) {
+                const ds8b__tensor *ta[2] = {&a->layers[i].wq, &a->layers[i].w_down};
+                const ds8b__tensor *tb[2] = {&b->layers[i].wq, &b->layers[i].w_down};
+                for (int k = 0; k < 2; k++) {
+                    uint8_t *ref = malloc(ta[k]->nbytes);
+                    size_t rb;
+                    ds8b__row_bytes(ta[k]->type, ta[k]->ne[0], &rb);
+                    ds8b__pack_matrix(ta[k]->type, ta[k]->data, ta[k]->ne[1], ta[k]->ne[0] / 32, ref);
+                    bad += tb[k]->layout != DS8B_LAYOUT_G16 || tb[k]->nbytes != ta[k]->nbytes ||
+                           memcmp(ref, tb[k]->data, ta[k]->nbytes) != 0;
+                    free(ref);
+                }
+            }
+            CHECK(bad == 0, "chunk %d threads %d: %d packed matrices differ from ds8b__pack_matrix", chunk, th, bad);
+            ds8b_model_free(b);
+        }
+    }
+    /* cancelled on the first report (one group per item: many reports) */
+    ds8b__repack_chunk_bytes = 1;
+    for (int th = 1; th <= 2; th++) {
+        g_calls = 0;
+        g_cancel_at = 1;
+        ds8b_params *p;
+        ds8b_params_create(&p);
+        ds8b_params_set_int(p, DS8B_PARAM_USE_MMAP, 0);
+        ds8b_params_set_int(p, DS8B_PARAM_N_THREADS, th);
+        ds8b_params_set_progress(p, on_progress, NULL);
+        ds8b_model *m = NULL;
+        int rc = ds8b_model_load(path, p, &m);
+        CHECK(rc == DS8B_E_CANCELLED && m == NULL, "threads %d: cancelled load returned %d (%s)", th, rc, ds8b_errmsg());
+        ds8b_model_free(m);
+        ds8b_params_free(p);
+    }
+    g_cancel_at = 0;
+    ds8b__repack_chunk_bytes = saved;
+    ds8b_model_free(a);
+}
+
 int main(void) {
     RUN(test_repacked_logits);
     RUN(test_repacked_batch);
     RUN(test_repack_estimate);
+    RUN(test_repack_threads);
     T_EXIT();
 }

@@ -114,6 +114,13 @@ int ds8b__scheme_matrix_type(const char *scheme, int role, int64_t layer, int64_
  * ds8b__tensor_rowmajor: *out = t, or for a packed t a row-major
  * DS8B_MEM_SCRATCH copy (free out->owned). */
 int ds8b__model_repack(ds8b_model *m, ds8b__err *e);
+/* The same on n_threads threads (0: one per CPU), work items of about
+ * 1 MiB handed out in file order; progress (may be NULL) is called from
+ * the calling thread, and a nonzero return cancels (DS8B_E_CANCELLED,
+ * the model left as mapped). The layout does not depend on n_threads. */
+/* Bytes of weights per work item (1 MiB; tests set it smaller). */
+extern size_t ds8b__repack_chunk_bytes;
+int ds8b__model_repack_ex(ds8b_model *m, int n_threads, ds8b_progress_fn progress, void *user, ds8b__err *e);
 bool ds8b__repack_wanted(const ds8b__tensor *t);
 int64_t ds8b__repack_bytes(const ds8b__tensor *t);
 int ds8b__tensor_rowmajor(const ds8b__tensor *t, ds8b__tensor *out, ds8b__err *e);

@@ -32,8 +32,11 @@ DS8B_API int ds8b_model_load(const char *path, const ds8b_params *params, ds8b_m
          * the row-group layout of the decode kernels */
         ds8b_params defaults;
         if (!params) ds8b__params_defaults(&defaults);
-        int64_t use_mmap = (params ? params : &defaults)->i[DS8B_PARAM_USE_MMAP];
-        if (!rc && use_mmap == 0 && (rc = ds8b__model_repack(*out, &e))) {
+        const ds8b_params *pp = params ? params : &defaults;
+        int64_t use_mmap = pp->i[DS8B_PARAM_USE_MMAP];
+        /* on the threads the params ask for (0: one per CPU) */
+        if (!rc && use_mmap == 0 &&
+            (rc = ds8b__model_repack_ex(*out, (int)pp->i[DS8B_PARAM_N_THREADS], pp->progress, pp->progress_user, &e))) {
             ds8b__model_destroy(*out);
             *out = NULL;
         }
