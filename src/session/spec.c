@@ -51,6 +51,7 @@
  */
 #include "session/spec.h"
 
+#include "grammar/grammar.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
@@ -247,6 +248,7 @@ static int draft_model(ds8b_session *s, const ctxv *c, int64_t k, int32_t *out, 
 /* Cost model                                                          */
 /* ================================================================== */
 static double accept_p(const ds8b__spec *sp) { return sp->acc_a / (sp->acc_a + sp->acc_f); }
+double ds8b__spec_accept_p(const ds8b_session *s) { return accept_p(s->spec); }
 
 static void observe(ds8b__spec *sp, int64_t accepted, bool rejected) {
     sp->acc_a = 0.9 * sp->acc_a + (double)accepted;
@@ -324,13 +326,125 @@ static int verify_pass(ds8b_session *s, const int32_t *ids, int64_t n, ds8b__err
     return DS8B_OK;
 }
 
-/* Makes position i of the last pass current: the cache holds the pass's
- * first i+1 tokens, the logits are row i's. */
-static void take_row(ds8b_session *s, int64_t base, int64_t i) {
+
+/* ================================================================== */
+/* Drafting and checking, shared by the loop below and ds8b_batch      */
+/* ================================================================== */
+void ds8b__spec_begin(ds8b_session *s) {
+    ds8b__spec *sp = s->spec;
+    sp->host_pos = 0;
+    sp->host_live = sp->n_host > 0;
+    sp->shadow = -1;
+    sp->plain_run = 0;
+}
+
+void ds8b__spec_keep(ds8b_session *s, int32_t t) {
+    ds8b__spec *sp = s->spec;
+    host_advance(sp, t);
+    if (sp->shadow >= 0) { /* auto, backed off: was the draft right? */
+        observe(sp, sp->shadow == t, sp->shadow != t);
+        sp->shadow = -1;
+    }
+}
+
+void ds8b__spec_unused(ds8b_session *s, const int32_t *drafts, int64_t k) {
+    if (k > 0) s->spec->shadow = drafts[0];
+}
+
+int ds8b__spec_draft(ds8b__gen *g, int32_t t, int64_t cap, bool shared, int32_t *out, int64_t *k_out,
+                     double *gain_out, ds8b__err *e) {
+    ds8b_session *s = ds8b__gen_session(g);
+    ds8b__spec *sp = s->spec;
+    *k_out = 0;
+    if (gain_out) *gain_out = 0;
+    /* how many drafts could be used */
+    int64_t kmax = cap - 1;
+    if (kmax > sp->max_draft) kmax = sp->max_draft;
+    int64_t room = s->n_ctx - s->n_past - 1;
+    if (kmax > room) kmax = room;
+    if (s->max_tokens > 0) {
+        int64_t left = s->max_tokens - ds8b__gen_count(g);
+        if (kmax > left) kmax = left;
+    }
+    if (kmax <= 0) return DS8B_OK;
+    ctxv c = {s->tokens, s->n_past, t};
+    double gain = 0;
+    int64_t k = 0;
+    bool live_host = sp->host_live && sp->host_pos < sp->n_host;
+    if (sp->ds && !live_host) {
+        k = best_k(sp, kmax, true, &gain);
+        bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03 || shared;
+        if (!pays && ++sp->plain_run >= 32) pays = true, k = k < 2 ? (kmax < 2 ? kmax : 2) : k; /* probe */
+        if (!pays) k = 0;
+        if (k > 0) {
+            double t0 = now_s();
+            int64_t got = 0;
+            int rc = draft_model(s, &c, k, out, &got, e);
+            if (rc) return rc;
+            if (got > 0 && sp->t1 > 0) sp->gamma = ewma(sp->gamma, (now_s() - t0) / ((double)got * sp->t1));
+            k = got;
+        }
+    } else {
+        int64_t avail = draft_lookup(s, &c, kmax, out);
+        k = best_k(sp, avail, false, &gain);
+        bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03 || shared;
+        if (!pays && avail > 0 && ++sp->plain_run >= 64) pays = true; /* re-measure the pass */
+        if (!pays) {
+            if (avail > 0) sp->shadow = out[0];
+            k = 0;
+        }
+    }
+    /* Grammars: every verified position is sampled by ds8b__gen_next,
+     * which samples under the grammar and advances it with the token
+     * actually kept, so a draft token is accepted only if the grammar
+     * allows it and grammar state never needs a rollback. A draft whose
+     * first token the grammar refuses cannot be accepted: no pass. */
+    if (k > 0) {
+        bool ok = true;
+        ds8b__err ge = {0}; /* a failed check only costs the shortcut */
+        if (ds8b__gen_grammar_allows(g, out[0], &ok, &ge) == DS8B_OK && !ok) k = 0;
+    }
+    *k_out = k;
+    if (gain_out) *gain_out = gain;
+    return DS8B_OK;
+}
+
+/* Makes row i of a pass current: the cache holds the pass's first i+1
+ * tokens, the logits are row i's. */
+static void take_row(ds8b_session *s, const float *rows, int64_t base, int64_t i) {
     int64_t vocab = s->model->hp.n_vocab;
-    memcpy(s->sc.logits, s->spec->logits + (size_t)i * (size_t)vocab, (size_t)vocab * sizeof(float));
+    memcpy(s->sc.logits, rows + (size_t)i * (size_t)vocab, (size_t)vocab * sizeof(float));
     s->n_past = base + i + 1;
     s->have_logits = true;
+}
+
+int ds8b__spec_check(ds8b__gen *g, const float *rows, int64_t base, const int32_t *ids, int64_t k, int32_t *next,
+                     bool *have_next, bool *done, ds8b__err *e) {
+    ds8b_session *s = ds8b__gen_session(g);
+    ds8b__spec *sp = s->spec;
+    *have_next = false;
+    *done = false;
+    sp->passes++;
+    sp->drafted += k;
+    int64_t acc = 0;
+    int rc = DS8B_OK;
+    for (int64_t i = 0; i < k; i++) {
+        take_row(s, rows, base, i);
+        int32_t u = 0;
+        if ((rc = ds8b__gen_next(g, &u, done, e)) || *done) break;
+        if (u == ids[1 + i]) {
+            acc++;
+            host_advance(sp, u);
+            continue;
+        }
+        *next = u;
+        *have_next = true;
+        break;
+    }
+    sp->accepted += acc;
+    observe(sp, acc, !rc && !*done && *have_next);
+    if (!rc && !*done && !*have_next) take_row(s, rows, base, k); /* all accepted: the last row is current */
+    return rc;
 }
 
 /* ================================================================== */
@@ -344,65 +458,15 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e) {
     /* out of memory for the pass buffers: decode plainly (cap 1: no drafts) */
     if (reserve(s, cap, e)) cap = 1;
     int rc = DS8B_OK;
-    sp->host_pos = 0;
-    sp->host_live = sp->n_host > 0;
-    sp->shadow = -1;
-    sp->plain_run = 0;
+    ds8b__spec_begin(s);
     int32_t *ids = sp->ids;
     int32_t t = 0;
     bool done = false;
     rc = ds8b__gen_next(g, &t, &done, e);
     while (!rc && !done) {
-        host_advance(sp, t);
-        if (sp->shadow >= 0) { /* auto, backed off: was the draft right? */
-            observe(sp, sp->shadow == t, sp->shadow != t);
-            sp->shadow = -1;
-        }
-        /* how many drafts could be used */
-        int64_t kmax = cap - 1;
-        int64_t room = s->n_ctx - s->n_past - 1;
-        if (kmax > room) kmax = room;
-        if (s->max_tokens > 0) {
-            int64_t left = s->max_tokens - ds8b__gen_count(g);
-            if (kmax > left) kmax = left;
-        }
-        int kind = DRAFT_NONE;
+        ds8b__spec_keep(s, t);
         int64_t k = 0;
-        if (kmax > 0) {
-            ctxv c = {s->tokens, s->n_past, t};
-            double gain;
-            bool live_host = sp->host_live && sp->host_pos < sp->n_host;
-            if (sp->ds && !live_host) {
-                kind = DRAFT_MODEL;
-                k = best_k(sp, kmax, true, &gain);
-                bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03;
-                if (!pays && ++sp->plain_run >= 32) pays = true, k = k < 2 ? (kmax < 2 ? kmax : 2) : k; /* probe */
-                if (!pays) k = 0;
-                if (k > 0) {
-                    double t0 = now_s();
-                    int64_t got = 0;
-                    if ((rc = draft_model(s, &c, k, ids + 1, &got, e))) break;
-                    if (got > 0 && sp->t1 > 0) sp->gamma = ewma(sp->gamma, (now_s() - t0) / ((double)got * sp->t1));
-                    k = got;
-                }
-            } else {
-                kind = DRAFT_LOOKUP;
-                int64_t avail = draft_lookup(s, &c, kmax, ids + 1);
-                k = best_k(sp, avail, false, &gain);
-                bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03;
-                if (!pays && avail > 0 && ++sp->plain_run >= 64) pays = true; /* re-measure the pass */
-                if (!pays) {
-                    if (avail > 0) sp->shadow = ids[1];
-                    k = 0;
-                }
-            }
-        }
-        /* Grammars (branch grammar): every verified position is sampled by
-         * ds8b__gen_next, which samples under the grammar and advances it
-         * with the token actually kept, so a draft token is accepted only if
-         * the grammar allows it and no rollback of grammar state is needed.
-         * Once ds8b__gen_grammar_allows() is on main, a draft whose first
-         * token it refuses can be dropped here (k = 0) to save the pass. */
+        if ((rc = ds8b__spec_draft(g, t, cap, false, ids + 1, &k, NULL, e))) break;
         if (k == 0) { /* a plain step */
             double t0 = now_s();
             if ((rc = ds8b__session_eval(s, &t, 1, NULL, e))) break;
@@ -423,34 +487,9 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e) {
         /* forget the per-size costs now and then: one slow measurement
          * (another process on the core) must not rule a size out for good */
         if (sp->passes % 256 == 255) memset(sp->kcost, 0, sizeof sp->kcost);
-        sp->passes++;
-        sp->drafted += k;
-        int64_t acc = 0;
         bool have_next = false;
-        for (int64_t i = 0; i < k; i++) {
-            take_row(s, base, i);
-            int32_t u = 0;
-            if ((rc = ds8b__gen_next(g, &u, &done, e)) || done) break;
-            if (u == ids[1 + i]) {
-                acc++;
-                host_advance(sp, u);
-                continue;
-            }
-            t = u;
-            have_next = true;
-            break;
-        }
-        sp->accepted += acc;
-        if (rc || done) {
-            observe(sp, acc, false);
-            break;
-        }
-        observe(sp, acc, have_next);
-        (void)kind;
-        if (!have_next) {
-            take_row(s, base, k);
-            rc = ds8b__gen_next(g, &t, &done, e);
-        }
+        if ((rc = ds8b__spec_check(g, sp->logits, base, ids, k, &t, &have_next, &done, e)) || done) break;
+        if (!have_next) rc = ds8b__gen_next(g, &t, &done, e);
     }
     return rc;
 }
