@@ -651,6 +651,29 @@ static void test_pass_rows_exact_kernels(void) {
             free((void *)w.data);
         }
     }
+    /* float weights at widths with every tail of the four-row dot kernels */
+    static const int64_t widths[] = {8, 40, 77, 200, 264};
+    for (int lvl = 0; lvl <= top; lvl++) {
+        ds8b__isa_force(lvl);
+        for (int ti = 0; ti < 3; ti++) {
+            int type = ti == 0 ? DS8B_T_F16 : ti == 1 ? DS8B_T_BF16 : DS8B_T_F32;
+            for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+                ds8b__tensor w;
+                make_weights(type, rows, widths[wi], &w);
+                for (int64_t k1 = 4; k1 <= 9; k1 += 5) {
+                    CHECK(ds8b__matmul_ex(pool, &w, x, k1, y, &ws, DS8B_MM_ROWWISE, &e) == 0, "mm: %s", e.msg);
+                    bool ok = true;
+                    for (int64_t r = 0; r < k1 && ok; r++) {
+                        CHECK(ds8b__matmul_ex(pool, &w, x + r * widths[wi], 1, y1, &ws, 0, &e) == 0, "mm1");
+                        ok = memcmp(y1, y + r * rows, (size_t)rows * sizeof(float)) == 0;
+                    }
+                    CHECK(ok, "type %d width %lld level %d k+1=%lld: a ROWWISE row differs from a one-row call", type,
+                          (long long)widths[wi], lvl, (long long)k1);
+                }
+                free((void *)w.data);
+            }
+        }
+    }
     ds8b__isa_force(-1);
     printf("  # prompt path (not used by the pass) not row-exact at k+1=17 for type@level:%s\n", inexact);
     ds8b__free(ws.buf);

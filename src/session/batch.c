@@ -531,7 +531,8 @@ static int batch_step(ds8b_batch *b, int64_t *n_active) {
         bool have_next = false, done = false;
         int32_t next = 0;
         ds8b__memscope *so = ds8b__memscope_enter(&s->mem);
-        rc = ds8b__spec_check(mb->g, rl, base, b->ids + mb->row, mb->k, &next, &have_next, &done, &me);
+        ds8b__spec_rows R = {NULL, b->logits, mb->row, mb->k + 1, 0}; /* the pass computed every row's logits */
+        rc = ds8b__spec_check(mb->g, &R, base, b->ids + mb->row, mb->k, &next, &have_next, &done, &me);
         if (!rc && done) rc = ds8b__gen_end(mb->g, &me);
         ds8b__memscope_leave(so);
         mb->k = 0;

@@ -302,24 +302,27 @@ static int reserve(ds8b_session *s, int64_t rows, ds8b__err *e) {
 }
 
 /* Evaluates ids[0..n) at n_past.. with every row computed as a one-row
- * step computes it; rows' logits into sp->logits. On success the tokens are
- * appended (n_past advances by n); on failure n_past is unchanged and there
- * are no logits, as after a failed ds8b__session_eval. */
-static int verify_pass(ds8b_session *s, const int32_t *ids, int64_t n, ds8b__err *e) {
+ * step computes it. lazy: no logits yet (they are computed as the check
+ * needs them, from the pass f), else every row's logits into sp->logits.
+ * On success the tokens are appended (n_past advances by n); on failure
+ * n_past is unchanged and there are no logits, as after a failed
+ * ds8b__session_eval. */
+static int verify_pass(ds8b_session *s, const int32_t *ids, int64_t n, bool lazy, ds8b__fwd *f,
+                       ds8b__err *e) {
     s->have_logits = false;
     if (atomic_load(&s->cancel))
         return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled before a speculation pass");
-    ds8b__fwd f = {0};
-    f.m = s->model;
-    f.pool = s->pool;
-    f.sc = &s->sc;
-    f.n = n;
-    f.ids = ids;
-    f.kv = &s->kv;
-    f.pos = s->n_past;
-    f.cancel = &s->cancel;
-    f.flags = DS8B_MM_ROWWISE;
-    int rc = ds8b__forward_rows(&f, 2, s->spec->logits, e);
+    memset(f, 0, sizeof *f);
+    f->m = s->model;
+    f->pool = s->pool;
+    f->sc = &s->sc;
+    f->n = n;
+    f->ids = ids;
+    f->kv = &s->kv;
+    f->pos = s->n_past;
+    f->cancel = &s->cancel;
+    f->flags = DS8B_MM_ROWWISE;
+    int rc = ds8b__forward_rows(f, lazy ? 3 : 2, s->spec->logits, e);
     if (rc) return rc;
     memcpy(s->tokens + s->n_past, ids, (size_t)n * sizeof(int32_t));
     s->n_past += n;
@@ -418,8 +421,21 @@ static void take_row(ds8b_session *s, const float *rows, int64_t base, int64_t i
     s->have_logits = true;
 }
 
-int ds8b__spec_check(ds8b__gen *g, const float *rows, int64_t base, const int32_t *ids, int64_t k, int32_t *next,
-                     bool *have_next, bool *done, ds8b__err *e) {
+/* Row i of R has its logits (computing them with the next rows, four at
+ * a time, when the pass left them to the check). */
+static int need_row(ds8b__spec_rows *R, int64_t i, int64_t rows, ds8b__err *e) {
+    if (i < R->have) return DS8B_OK;
+    int64_t nr = rows - R->have < 4 ? rows - R->have : 4;
+    if (nr < i + 1 - R->have) nr = i + 1 - R->have;
+    double t0 = now_s();
+    int rc = ds8b__forward_logits(R->f, R->first + R->have, nr, R->logits, e);
+    R->sec += now_s() - t0;
+    if (!rc) R->have += nr;
+    return rc;
+}
+
+int ds8b__spec_check(ds8b__gen *g, ds8b__spec_rows *R, int64_t base, const int32_t *ids, int64_t k,
+                     int32_t *next, bool *have_next, bool *done, ds8b__err *e) {
     ds8b_session *s = ds8b__gen_session(g);
     ds8b__spec *sp = s->spec;
     *have_next = false;
@@ -428,7 +444,9 @@ int ds8b__spec_check(ds8b__gen *g, const float *rows, int64_t base, const int32_
     sp->drafted += k;
     int64_t acc = 0;
     int rc = DS8B_OK;
+    const float *rows = R->logits + (size_t)R->first * (size_t)s->model->hp.n_vocab;
     for (int64_t i = 0; i < k; i++) {
+        if ((rc = need_row(R, i, k + 1, e))) break;
         take_row(s, rows, base, i);
         int32_t u = 0;
         if ((rc = ds8b__gen_next(g, &u, done, e)) || *done) break;
@@ -443,7 +461,10 @@ int ds8b__spec_check(ds8b__gen *g, const float *rows, int64_t base, const int32_
     }
     sp->accepted += acc;
     observe(sp, acc, !rc && !*done && *have_next);
-    if (!rc && !*done && !*have_next) take_row(s, rows, base, k); /* all accepted: the last row is current */
+    if (!rc && !*done && !*have_next) { /* all accepted: the last row is current */
+        if (!(rc = need_row(R, k, k + 1, e))) take_row(s, rows, base, k);
+        else s->n_past = base + k; /* as after a failed one-token step */
+    }
     return rc;
 }
 
@@ -478,17 +499,22 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e) {
         ids[0] = t;
         int64_t base = s->n_past;
         double t0 = now_s();
-        if ((rc = verify_pass(s, ids, k + 1, e))) break;
-        if (sp->t1 > 0) {
-            double c = (now_s() - t0) / sp->t1, b = (c - 1.0) / (double)k;
-            sp->beta = ewma(sp->beta, b < 0 ? 0 : b > 4 ? 4 : b);
-            if (k < DS8B__SPEC_KCOST) sp->kcost[k] = ewma(sp->kcost[k], c < 1 ? 1 : c);
-        }
+        ds8b__fwd f;
+        if ((rc = verify_pass(s, ids, k + 1, true, &f, e))) break;
+        double tpass = now_s() - t0;
         /* forget the per-size costs now and then: one slow measurement
          * (another process on the core) must not rule a size out for good */
         if (sp->passes % 256 == 255) memset(sp->kcost, 0, sizeof sp->kcost);
         bool have_next = false;
-        if ((rc = ds8b__spec_check(g, sp->logits, base, ids, k, &t, &have_next, &done, e)) || done) break;
+        ds8b__spec_rows R = {&f, sp->logits, 0, 0, 0};
+        rc = ds8b__spec_check(g, &R, base, ids, k, &t, &have_next, &done, e);
+        /* the cost of the pass: its layers and the logits the check needed */
+        if (sp->t1 > 0) {
+            double c = (tpass + R.sec) / sp->t1, b = (c - 1.0) / (double)k;
+            sp->beta = ewma(sp->beta, b < 0 ? 0 : b > 4 ? 4 : b);
+            if (k < DS8B__SPEC_KCOST) sp->kcost[k] = ewma(sp->kcost[k], c < 1 ? 1 : c);
+        }
+        if (rc || done) break;
         if (!have_next) rc = ds8b__gen_next(g, &t, &done, e);
     }
     return rc;
@@ -520,7 +546,10 @@ int ds8b__spec_bench_pass(ds8b_session *s, int64_t rows, int64_t pos, int reps, 
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
         double t0 = now_s();
         if (rows == 1) rc = ds8b__session_eval(s, s->spec->ids, 1, NULL, e);
-        else rc = verify_pass(s, s->spec->ids, rows, e);
+        else {
+            ds8b__fwd f;
+            rc = verify_pass(s, s->spec->ids, rows, false, &f, e); /* every row's logits: all accepted */
+        }
         t[r] = now_s() - t0;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
         c[r] = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;

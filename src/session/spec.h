@@ -67,12 +67,19 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e);
  *   unused the drafts were not verified after all (auto keeps measuring);
  *   check  after a pass evaluated ids[0..k] (t and the drafts) at
  *          positions base..base+k, appending them to s->tokens, with the
- *          rows' logits in rows ((k+1) x n_vocab): samples each position
+ *          rows' logits in R (or computed into it as needed): samples each position
  *          in order as plain decoding would and rolls back the rejected
  *          ones. *done: generation ended. *have_next: the token sampled at
  *          the first rejected position is in *next (kept, not evaluated);
  *          otherwise every draft was accepted and the last row's logits
  *          are current (the next token is still to be sampled). */
+typedef struct ds8b__spec_rows {
+    const ds8b__fwd *f; /* the pass, when it left the logits to the check (want_logits 3) */
+    float *logits;      /* the pass's logits, (rows of the pass) x n_vocab */
+    int64_t first;      /* this session's first row in the pass */
+    int64_t have;       /* rows from `first` on that have their logits */
+    double sec;         /* wall time the check spent computing logits */
+} ds8b__spec_rows;
 void ds8b__spec_begin(ds8b_session *s);
 void ds8b__spec_keep(ds8b_session *s, int32_t t);
 int ds8b__spec_draft(ds8b__gen *g, int32_t t, int64_t cap, bool shared, int32_t *out, int64_t *k, double *gain,
@@ -80,8 +87,8 @@ int ds8b__spec_draft(ds8b__gen *g, int32_t t, int64_t cap, bool shared, int32_t 
 /* The session's measured per-token acceptance (decayed), 0..1. */
 double ds8b__spec_accept_p(const ds8b_session *s);
 void ds8b__spec_unused(ds8b_session *s, const int32_t *drafts, int64_t k);
-int ds8b__spec_check(ds8b__gen *g, const float *rows, int64_t base, const int32_t *ids, int64_t k, int32_t *next,
-                     bool *have_next, bool *done, ds8b__err *e);
+int ds8b__spec_check(ds8b__gen *g, ds8b__spec_rows *R, int64_t base, const int32_t *ids, int64_t k,
+                     int32_t *next, bool *have_next, bool *done, ds8b__err *e);
 /* Called when a generation ends (clears the host draft). */
 void ds8b__spec_gen_done(ds8b_session *s);
 
