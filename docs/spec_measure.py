@@ -144,6 +144,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ds8b", default=os.path.join(ROOT, "build/ds8b"))
     ap.add_argument("--only", default="")
+    ap.add_argument("--no-models", action="store_true", help="skip the draft-model rows")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="spec_measure")
     q4 = os.path.join(tmp, "q4_0.gguf")
@@ -151,6 +152,8 @@ def main():
     drafters = [("lookup", "on", False, None), ("lookup", "auto", False, None), ("host", "on", True, None),
                 ("model: demo-qwen3", "on", False, os.path.join(SHARED, "models/demo-qwen3")),
                 ("model: own q4_0", "on", False, q4)]
+    if a.no_models:
+        drafters = [d for d in drafters if not d[3]]
     rows = {}
     todo = tasks()
     # upper bound: the host draft is the model's own greedy continuation (an

@@ -407,8 +407,9 @@ DS8B_API const char *ds8b_batch_errmsg(const ds8b_batch *b);
  * its finish reason says why. */
 DS8B_API int ds8b_batch_add(ds8b_batch *b, ds8b_session *s, const char *prompt, size_t len, int flags,
                             ds8b_stream_fn cb, void *user);
-/* Generates one token for every member: samples, streams its text through
- * the member's callback, then one shared forward pass. A member whose
+/* Generates one token for every member (more for a member whose drafts
+ * are accepted: see "Speculative decoding"): samples, streams its text
+ * through the member's callback, then one shared forward pass. A member whose
  * generation ends (EOS, a stop string, MAX_TOKENS, a full context, its
  * callback, ds8b_session_cancel, or an error of its own) leaves the batch
  * with its ds8b_session_finish_reason set (DS8B_FINISH_NONE while it is
@@ -445,7 +446,9 @@ DS8B_API int64_t ds8b_session_n_generated(const ds8b_session *s);
  * (ds8b_session_set_draft_model), else prompt lookup: the continuation of
  * the latest earlier occurrence of the last DS8B_PARAM_SPEC_NGRAM..2
  * tokens in the host text and the session's own tokens. Members of a
- * ds8b_batch decode plainly. */
+ * ds8b_batch speculate the same way, each with its own drafts and
+ * rollback inside the batch's shared pass, and produce what they would
+ * alone. */
 
 /* The text the host expects right after the prompt of the next generation
  * on s (an editor's text after the cursor): it serves as the draft while

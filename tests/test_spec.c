@@ -5,7 +5,9 @@
  * both demo models; the verification pass computes every row bit for bit
  * like a one-row step for every weight type at every ISA level; stop
  * strings, cancellation and the reasoning channel in the middle of a
- * draft; chat replies; batch members; parameter checks and misuse. */
+ * draft; chat replies; batch members speculating (every member as alone,
+ * greedy, sampled, host drafts, grammars, stop strings, cancellation, mixed
+ * modes); parameter checks and misuse. */
 #include "t.h"
 #include "ds8b.h"
 #include "kernels/kernels.h"
@@ -421,7 +423,7 @@ static void test_context_edge(void) {
 }
 
 /* ================================================================== */
-/* Chat replies and batch members                                      */
+/* Chat replies                                                        */
 /* ================================================================== */
 static void chat_once(int spec, char *reply, size_t cap, int64_t *passes) {
     cfg c = {.temp = 0, .max_tokens = 48};
@@ -436,7 +438,7 @@ static void chat_once(int spec, char *reply, size_t cap, int64_t *passes) {
     ds8b_session_free(s);
 }
 
-static void test_chat_and_batch(void) {
+static void test_chat(void) {
     char a[8192], b[8192];
     int64_t pa = 0, pb = 0;
     chat_once(DS8B_SPEC_OFF, a, sizeof a, &pa);
@@ -444,22 +446,123 @@ static void test_chat_and_batch(void) {
     CHECK(strcmp(a, b) == 0, "chat reply differs:\n'%s'\nvs\n'%s'", a, b);
     CHECK(pa == 0, "spec off made passes");
 
-    /* a batch member with speculation on decodes plainly, as alone */
-    cfg c = {.prompt = k_repeat, .temp = 0, .max_tokens = 40};
-    out alone, mem = {0};
-    run(g_llama, &c, DS8B_SPEC_OFF, NULL, NULL, &alone);
+}
+
+/* ================================================================== */
+/* Batch members speculate, each exactly as alone                      */
+/* ================================================================== */
+typedef struct bmember {
+    cfg c;
+    const char *host; /* "SELF": the plain output of the member alone */
+    bool grammar;
+    int spec;         /* mode of this member in the batch (-1: the batch's mode) */
+} bmember;
+
+static ds8b_grammar *g_gram;
+
+static ds8b_session *mk_member(ds8b_model *m, const bmember *bm, int spec, const char *host) {
+    ds8b_session *s = mk(m, &bm->c, spec);
+    if (!s) return NULL;
+    if (host) CHECK(ds8b_session_set_draft(s, host, strlen(host)) == 0, "set_draft: %s", ds8b_errmsg());
+    if (bm->grammar) CHECK(ds8b_session_set_grammar(s, g_gram) == 0, "grammar: %s", ds8b_errmsg());
+    return s;
+}
+
+/* Runs the members alone (spec off: the reference) and then together in
+ * one batch with speculation `spec`; every member must match. Returns the
+ * batch's drafted/accepted/passes totals. */
+static void batch_vs_alone(ds8b_model *m, const char *name, const bmember *bm, int nm, int spec, int threads,
+                           int64_t tot[3]) {
+    out alone[8], mem[8];
+    char self[8][8192];
+    for (int i = 0; i < nm; i++) {
+        memset(&alone[i], 0, sizeof alone[i]);
+        alone[i].cancel_after = bm[i].c.cancel_after;
+        ds8b_session *s = mk_member(m, &bm[i], DS8B_SPEC_OFF, NULL);
+        if (!s) return;
+        alone[i].rc = ds8b_generate(s, bm[i].c.prompt, strlen(bm[i].c.prompt), DS8B_GEN_ADD_SPECIAL | bm[i].c.flags,
+                                    collect, &alone[i], NULL);
+        finish_out(s, &alone[i]);
+        ds8b_session_free(s);
+        plain_text(&alone[i], self[i], sizeof self[i]);
+    }
+    ds8b_params *bp;
+    ds8b_params_create(&bp);
+    ds8b_params_set_int(bp, DS8B_PARAM_N_THREADS, threads);
     ds8b_batch *bt = NULL;
-    CHECK(ds8b_batch_create(g_llama, NULL, &bt) == 0, "batch: %s", ds8b_errmsg());
-    ds8b_session *s = mk(g_llama, &c, DS8B_SPEC_ON);
-    CHECK(ds8b_batch_add(bt, s, c.prompt, strlen(c.prompt), DS8B_GEN_ADD_SPECIAL, collect, &mem) == 0, "add");
-    int64_t n = 1;
-    for (int i = 0; i < 200 && n > 0; i++) CHECK(ds8b_batch_step(bt, &n) == 0, "step: %s", ds8b_batch_errmsg(bt));
-    finish_out(s, &mem);
-    same(&alone, &mem, "batch member");
+    CHECK(ds8b_batch_create(m, bp, &bt) == 0, "batch: %s", ds8b_errmsg());
+    ds8b_params_free(bp);
+    ds8b_session *ss[8];
+    for (int i = 0; i < nm; i++) {
+        memset(&mem[i], 0, sizeof mem[i]);
+        mem[i].cancel_after = bm[i].c.cancel_after;
+        const char *host = bm[i].host && !strcmp(bm[i].host, "SELF") ? self[i] : bm[i].host;
+        ss[i] = mk_member(m, &bm[i], bm[i].spec >= 0 ? bm[i].spec : spec, host);
+        CHECK(ds8b_batch_add(bt, ss[i], bm[i].c.prompt, strlen(bm[i].c.prompt), DS8B_GEN_ADD_SPECIAL | bm[i].c.flags,
+                             collect, &mem[i]) == 0,
+              "add: %s", ds8b_batch_errmsg(bt));
+    }
+    int64_t n = nm;
+    for (int it = 0; it < 1000 && n > 0; it++) CHECK(ds8b_batch_step(bt, &n) == 0, "step: %s", ds8b_batch_errmsg(bt));
+    CHECK(n == 0, "members left: %lld", (long long)n);
     ds8b_batch_free(bt);
-    ds8b_session_free(s);
-    free_out(&alone);
-    free_out(&mem);
+    for (int i = 0; i < nm; i++) {
+        finish_out(ss[i], &mem[i]);
+        /* a member's error code is its finish reason (the step succeeds) */
+        mem[i].rc = alone[i].rc;
+        char what[160];
+        snprintf(what, sizeof what, "%s batch (spec %d, %d threads) member %d", name, spec, threads, i);
+        same(&alone[i], &mem[i], what);
+        tot[0] += mem[i].drafted;
+        tot[1] += mem[i].accepted;
+        tot[2] += mem[i].passes;
+        ds8b_session_free(ss[i]);
+        free_out(&alone[i]);
+        free_out(&mem[i]);
+    }
+}
+
+static void batch_members(ds8b_model *m, const char *name) {
+    const bmember bm[] = {
+        {.c = {.prompt = k_repeat, .temp = 0, .max_tokens = 60}, .spec = -1},
+        {.c = {.prompt = k_repeat, .temp = 0.8, .seed = 3, .top_k = 40, .max_tokens = 60}, .spec = -1},
+        {.c = {.prompt = k_code, .temp = 0, .max_tokens = 70, .stop = "mul"}, .spec = -1},
+        {.c = {.prompt = k_plainish, .temp = 0, .max_tokens = 50}, .host = "SELF", .spec = -1},
+        {.c = {.prompt = k_code, .temp = 1.0, .seed = 11, .top_p = 0.9, .rep = 1.1, .max_tokens = 60}, .spec = -1},
+        {.c = {.prompt = k_repeat, .temp = 0, .max_tokens = 40}, .grammar = true, .spec = -1},
+        {.c = {.prompt = k_repeat, .temp = 0.7, .seed = 5, .max_tokens = 60}, .host = "SELF", .spec = -1},
+        {.c = {.prompt = k_repeat, .temp = 0, .max_tokens = 60, .cancel_after = 9}, .spec = -1},
+    };
+    int nm = (int)(sizeof bm / sizeof bm[0]);
+    int64_t on[3] = {0}, au[3] = {0}, off[3] = {0};
+    batch_vs_alone(m, name, bm, nm, DS8B_SPEC_ON, 1, on);
+    batch_vs_alone(m, name, bm, nm, DS8B_SPEC_AUTO, 2, au);
+    batch_vs_alone(m, name, bm, nm, DS8B_SPEC_OFF, 1, off);
+    /* the batch must really speculate, with both outcomes */
+    CHECK(on[2] > 0 && on[1] > 0 && on[1] < on[0], "%s: batch on drafted %lld accepted %lld passes %lld", name,
+          (long long)on[0], (long long)on[1], (long long)on[2]);
+    CHECK(off[2] == 0, "%s: batch with speculation off made %lld passes", name, (long long)off[2]);
+    /* members of mixed modes in one batch */
+    bmember mixed[4];
+    for (int i = 0; i < 4; i++) {
+        mixed[i] = bm[i];
+        mixed[i].spec = i % 3 == 0 ? DS8B_SPEC_ON : i % 3 == 1 ? DS8B_SPEC_OFF : DS8B_SPEC_AUTO;
+    }
+    int64_t mx[3] = {0};
+    batch_vs_alone(m, name, mixed, 4, DS8B_SPEC_ON, 2, mx);
+    /* one member alone in a batch */
+    int64_t one[3] = {0};
+    batch_vs_alone(m, name, bm + 3, 1, DS8B_SPEC_ON, 1, one);
+    CHECK(one[1] > 0, "%s: the host draft was never accepted in a batch", name);
+}
+
+static void test_batch_speculates(void) {
+    CHECK(ds8b_grammar_compile("root ::= [a-zA-Z ,.]+", strlen("root ::= [a-zA-Z ,.]+"), "root", &g_gram) == 0,
+          "grammar: %s", ds8b_errmsg());
+    batch_members(g_llama, "llama");
+    batch_members(g_qwen, "qwen3");
+    ds8b_grammar_free(g_gram);
+    g_gram = NULL;
 }
 
 /* ================================================================== */
@@ -546,6 +649,29 @@ static void test_pass_rows_exact_kernels(void) {
                 }
             }
             free((void *)w.data);
+        }
+    }
+    /* float weights at widths with every tail of the four-row dot kernels */
+    static const int64_t widths[] = {8, 40, 77, 200, 264};
+    for (int lvl = 0; lvl <= top; lvl++) {
+        ds8b__isa_force(lvl);
+        for (int ti = 0; ti < 3; ti++) {
+            int type = ti == 0 ? DS8B_T_F16 : ti == 1 ? DS8B_T_BF16 : DS8B_T_F32;
+            for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+                ds8b__tensor w;
+                make_weights(type, rows, widths[wi], &w);
+                for (int64_t k1 = 4; k1 <= 9; k1 += 5) {
+                    CHECK(ds8b__matmul_ex(pool, &w, x, k1, y, &ws, DS8B_MM_ROWWISE, &e) == 0, "mm: %s", e.msg);
+                    bool ok = true;
+                    for (int64_t r = 0; r < k1 && ok; r++) {
+                        CHECK(ds8b__matmul_ex(pool, &w, x + r * widths[wi], 1, y1, &ws, 0, &e) == 0, "mm1");
+                        ok = memcmp(y1, y + r * rows, (size_t)rows * sizeof(float)) == 0;
+                    }
+                    CHECK(ok, "type %d width %lld level %d k+1=%lld: a ROWWISE row differs from a one-row call", type,
+                          (long long)widths[wi], lvl, (long long)k1);
+                }
+                free((void *)w.data);
+            }
         }
     }
     ds8b__isa_force(-1);
@@ -686,7 +812,8 @@ int main(void) {
     RUN(test_rollback_state);
     RUN(test_stop_cancel_reasoning);
     RUN(test_context_edge);
-    RUN(test_chat_and_batch);
+    RUN(test_chat);
+    RUN(test_batch_speculates);
     RUN(test_pass_rows_exact_kernels);
     RUN(test_pass_exact_schemes_levels);
     RUN(test_pass_exact_repacked);

@@ -90,9 +90,18 @@ int cli_bench_pass_cost(const cli_args *a, ds8b_model *m) {
     double *all = calloc((size_t)(kmax + 1) * (size_t)reps, sizeof *all);
     double *cpu = calloc((size_t)(kmax + 1) * (size_t)reps, sizeof *cpu);
     if (!all || !cpu) rc = DS8B_E_NOMEM;
-    for (int r = 0; !rc && r < reps; r++)
+    for (int r = 0; !rc && r < reps; r++) {
         for (int k = 0; !rc && k <= kmax; k++)
             rc = ds8b__spec_bench_pass(s, k + 1, depth, 1, &all[(size_t)k * reps + r], &cpu[(size_t)k * reps + r], &e);
+        /* each round on stderr as it ends: a run stopped early (a slow,
+         * shared machine) still leaves what it measured */
+        if (!rc) {
+            fprintf(stderr, "round %d ms/pass (k = 0..%d):", r + 1, kmax);
+            for (int k = 0; k <= kmax; k++) fprintf(stderr, " %.2f", all[(size_t)k * reps + r] * 1e3);
+            fprintf(stderr, "\n");
+            fflush(stderr);
+        }
+    }
     if (rc) {
         fprintf(stderr, "ds8b: bench --pass-cost: %s\n", e.msg[0] ? e.msg : ds8b_errmsg());
         free(ids); free(sec); free(all); free(cpu);

@@ -91,6 +91,12 @@ typedef struct ds8b__kops {
     void (*scale)(float *y, float s, int64_t n);
     float (*dot_f16)(const uint16_t *a, const float *b, int64_t n);
     float (*dot_bf16)(const uint16_t *a, const float *b, int64_t n);
+    /* out[r] = dot_f16 / dot_bf16 (a, b[r], n) for r = 0..3, each bit for
+     * bit what the one-row function returns (the same instructions per
+     * output; the weight row is loaded and converted once for the four).
+     * NULL: one call per row. Batched decoding (DS8B_MM_ROWWISE). */
+    void (*dot4_f16)(const uint16_t *a, const float *const *b, int64_t n, float *out);
+    void (*dot4_bf16)(const uint16_t *a, const float *const *b, int64_t n, float *out);
     float (*dot_w4a16)(const void *w, const float *x, int64_t nb);
     void (*axpy_f16)(float *y, const uint16_t *h, float a, int64_t n);
     void (*f16_to_f32)(const uint16_t *h, float *f, int64_t n);

@@ -173,7 +173,18 @@ static void mm_task(void *ctx, int ith, int nth) {
         case P_DOT:
             for (int64_t r = 0; r < nr; r++) {
                 const uint8_t *row = wr + (size_t)r * j->wstride;
-                for (int64_t c = c0; c < c0 + nc; c++) {
+                int64_t c = c0;
+                /* four activation rows per weight load (same results) */
+                void (*dot4)(const uint16_t *, const float *const *, int64_t, float *) =
+                    j->type == DS8B_T_BF16 ? j->k->dot4_bf16 : j->type == DS8B_T_F16 ? j->k->dot4_f16 : NULL;
+                for (; dot4 && c + 4 <= c0 + nc; c += 4) {
+                    const float *xs[4];
+                    float v4[4];
+                    for (int q = 0; q < 4; q++) xs[q] = j->x + (size_t)(c + q) * (size_t)j->cols;
+                    dot4((const uint16_t *)row, xs, j->cols, v4);
+                    for (int q = 0; q < 4; q++) j->y[(size_t)(c + q) * (size_t)j->rows + (size_t)(r0 + r)] = v4[q];
+                }
+                for (; c < c0 + nc; c++) {
                     const float *xc = j->x + (size_t)c * (size_t)j->cols;
                     float v;
                     switch (j->type) {

@@ -288,7 +288,9 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
             return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled during the forward pass");
     }
 
-    if (want_logits == 2) {
+    if (want_logits == 3) {
+        for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, m->out_norm, d, eps);
+    } else if (want_logits == 2) {
         for (int64_t t = 0; t < n; t++) rmsnorm(sc->xb + t * d, sc->x + t * d, m->out_norm, d, eps);
         if ((rc = MM(&m->output, sc->xb, logits_all))) return rc;
         memcpy(sc->logits, logits_all + (size_t)(n - 1) * hp->n_vocab, (size_t)hp->n_vocab * 4);
@@ -305,6 +307,15 @@ int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, d
     return DS8B_OK;
 }
 #undef MM
+
+int ds8b__forward_logits(const ds8b__fwd *f, int64_t r0, int64_t nr, float *logits_all, ds8b__err *e) {
+    const ds8b__hparams *hp = &f->m->hp;
+    if (r0 < 0 || nr < 1 || r0 > f->n - nr)
+        return ds8b__seterr(e, DS8B_E_INVALID, "forward logits: rows %lld..%lld of %lld", (long long)r0,
+                            (long long)(r0 + nr), (long long)f->n);
+    return ds8b__matmul_ex(f->pool, &f->m->output, f->sc->xb + (size_t)r0 * (size_t)hp->n_embd, nr,
+                           logits_all + (size_t)r0 * (size_t)hp->n_vocab, &f->sc->ws, f->flags, e);
+}
 
 int ds8b__forward(ds8b_session *s, const int32_t *ids, int64_t n, int64_t pos, int want_logits,
                   float *logits_all, ds8b__err *e) {

@@ -7,12 +7,36 @@
  * of the shared pass. The pass runs with DS8B_MM_ROWWISE, so every row is
  * computed exactly as a one-token ds8b_eval of that session would compute
  * it: a member's tokens do not depend on the rest of the batch.
+ *
+ * Speculation: a member with speculation enabled drafts after its pending
+ * token (spec.c: prompt lookup, its host text, its draft model) and puts
+ * the token and its k drafts into the same pass, as k+1 rows at
+ * consecutive positions of its own cache (each row attends to the rows
+ * before it, written earlier in the same layer). After the pass the member
+ * checks its drafts exactly as ds8b_generate does (ds8b__spec_check: every
+ * position sampled in order with the draw plain decoding would use) and
+ * rolls back the rejected rows by cache length. So a member's output is
+ * that of generating alone, with speculation on or off.
+ *
+ * When it pays. The drafts of auto members enter a pass only when the
+ * expected tokens per unit of pass time beat plain steps by 3%: expected
+ * tokens from each member's measured acceptance, pass time from this
+ * batch's measured wall time per total row count (an untried count is
+ * tried, and measurements decay, so a slow outlier does not rule a size
+ * out for good). On members always put their drafts in.
  */
 #include "session/session.h"
+#include "session/spec.h"
+
+#include <math.h>
+#include <time.h>
 
 #include <unistd.h>
 
 #define DS8B_BATCH_MAGIC 0xba7c4e55u
+/* rows of one pass (members and their drafts) and drafts per member */
+#define DS8B__BATCH_ROWS 64
+#define DS8B__BATCH_DRAFT 16
 
 typedef struct member {
     ds8b_session *s;
@@ -21,6 +45,10 @@ typedef struct member {
     bool zap;       /* removed from inside a stream callback: drop at the next safe point */
     bool free_s;    /* ... and ds8b_session_free was called on it */
     int32_t tok;
+    bool kept;      /* tok went through ds8b__spec_keep */
+    int64_t k;      /* drafts of this step (rows k+1 in the pass) */
+    int64_t row;    /* its first row in the pass */
+    int32_t draft[DS8B__BATCH_DRAFT];
 } member;
 
 struct ds8b_batch {
@@ -37,6 +65,8 @@ struct ds8b_batch {
     int64_t *pos;           /* (cap) */
     member m[DS8B_BATCH_MAX];
     int64_t n;
+    double tpass[DS8B__BATCH_ROWS + 1]; /* measured seconds of a pass of that many rows (0: none yet) */
+    int64_t steps;
     bool stepping;       /* inside ds8b_batch_step: stream callbacks may run */
     bool free_deferred;  /* ds8b_batch_free was called from one of them */
     ds8b__err err;
@@ -69,7 +99,7 @@ static int reserve(ds8b_batch *b, int64_t rows, int64_t n_ctx, ds8b__err *e) {
     if (rows <= b->cap && n_ctx <= b->sc.n_scores) return DS8B_OK;
     int64_t cap = b->cap ? b->cap : 4;
     while (cap < rows) cap *= 2;
-    if (cap > DS8B_BATCH_MAX) cap = DS8B_BATCH_MAX;
+    if (cap > DS8B__BATCH_ROWS) cap = DS8B__BATCH_ROWS;
     int64_t ctx = n_ctx > b->sc.n_scores ? n_ctx : b->sc.n_scores;
     const ds8b__hparams *hp = &b->model->hp;
     size_t lb;
@@ -158,6 +188,7 @@ static void drop(ds8b_batch *b, int64_t i, int rc, ds8b__err *e) {
     bool free_s = b->m[i].free_s; /* ds8b_session_free was called from a callback */
     ds8b__memscope *old = ds8b__memscope_enter(&s->mem);
     ds8b__gen_free(b->m[i].g);
+    ds8b__spec_gen_done(s); /* a host draft serves one generation */
     ds8b__memscope_leave(old);
     if (rc) {
         s->err = *e;
@@ -256,7 +287,11 @@ DS8B_API int ds8b_batch_add(ds8b_batch *b, ds8b_session *s, const char *prompt, 
     ds8b__gen *g = NULL;
     rc = ds8b__gen_create(s, cb, user, flags, &g, &e);
     if (!rc) rc = ds8b__gen_start(g, prompt ? prompt : "", len, flags, &e);
-    if (rc) ds8b__gen_free(g);
+    if (!rc && s->spec) ds8b__spec_begin(s);
+    if (rc) {
+        ds8b__gen_free(g);
+        ds8b__spec_gen_done(s);
+    }
     ds8b__memscope_leave(old);
     if (rc) {
         ds8b__gen_outcome(s, rc);
@@ -304,9 +339,70 @@ DS8B_API int ds8b_batch_step(ds8b_batch *b, int64_t *n_active) {
     return rc;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Expected tokens of a member's pass with k drafts at per-token
+ * acceptance p: 1 + p + ... + p^k. */
+static double expect(double p, int64_t k) {
+    double t = 1, pk = 1;
+    for (int64_t i = 0; i < k; i++) t += (pk *= p);
+    return t;
+}
+
+/* Seconds of a pass of `rows` rows: measured, else (a guess until it is
+ * tried) the plain pass of n rows plus 0.3 of it per extra row. */
+static double pass_time(const ds8b_batch *b, int64_t rows, int64_t n) {
+    if (b->tpass[rows] > 0) return b->tpass[rows];
+    double t = b->tpass[n] > 0 ? b->tpass[n] : 1.0;
+    return t * (1.0 + 0.3 * (double)(rows - n) / (double)n);
+}
+
+/* Which members' drafts go into this pass (members drafted already). */
+static void choose_drafts(ds8b_batch *b) {
+    int64_t n = b->n, rows = n, rows_auto = 0;
+    double tok = 0, tok_auto = 0;
+    for (int64_t i = 0; i < n; i++) {
+        member *mb = &b->m[i];
+        if (!mb->k) { tok += 1; continue; }
+        double p = ds8b__spec_accept_p(mb->s), t = expect(p, mb->k);
+        if (mb->s->spec->mode == DS8B_SPEC_ON) {
+            rows += mb->k;
+            tok += t;
+        } else {
+            rows_auto += mb->k;
+            tok_auto += t;
+        }
+    }
+    if (!rows_auto) return;
+    int64_t n_auto_rows = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (b->m[i].k && b->m[i].s->spec->mode != DS8B_SPEC_ON) n_auto_rows++;
+    /* with the auto drafts: tok + tok_auto tokens in pass_time(rows + rows_auto);
+     * without: tok + (their pending tokens) in pass_time(rows) */
+    double with = (tok + tok_auto) / pass_time(b, rows + rows_auto, n);
+    double without = (tok + (double)n_auto_rows) / pass_time(b, rows, n);
+    bool untried = b->tpass[rows + rows_auto] <= 0;
+    if (with > 1.03 * without || (untried && b->steps % 16 == 0) || b->steps % 64 == 63) return;
+    for (int64_t i = 0; i < n; i++) {
+        member *mb = &b->m[i];
+        if (mb->k && mb->s->spec->mode != DS8B_SPEC_ON) {
+            ds8b__spec_unused(mb->s, mb->draft, mb->k);
+            mb->k = 0;
+        }
+    }
+}
+
 static int batch_step(ds8b_batch *b, int64_t *n_active) {
     ds8b__err e = {0};
-    /* 1. every member without a pending token samples and streams one */
+    /* drafts fit when every member can have some: at most
+     * DS8B__BATCH_ROWS rows in all */
+    bool spec = b->n * 2 <= DS8B__BATCH_ROWS;
+    /* 1. every member without a pending token samples and streams one,
+     *    then drafts what may follow it */
     for (int64_t i = 0; i < b->n;) {
         member *mb = &b->m[i];
         ds8b_session *s = mb->s;
@@ -321,10 +417,22 @@ static int batch_step(ds8b_batch *b, int64_t *n_active) {
         if (!mb->pending) {
             rc = ds8b__gen_next(mb->g, &mb->tok, &done, &me);
             if (!rc && done) rc = ds8b__gen_end(mb->g, &me);
-            if (!rc && !done) mb->pending = true;
+            if (!rc && !done) {
+                mb->pending = true;
+                mb->kept = false;
+            }
         }
         /* make room under the slide policy (the others were checked by next) */
         if (!rc && !done && s->n_past >= s->n_ctx) rc = ds8b__session_slide(s, 1, &me);
+        /* drafts that follow the pending token */
+        mb->k = 0;
+        if (!rc && !done && spec && ds8b__spec_enabled(s) && !mb->zap) {
+            if (!mb->kept) ds8b__spec_keep(s, mb->tok);
+            mb->kept = true;
+            int64_t cap = DS8B__BATCH_DRAFT + 1;
+            if (cap > s->n_batch) cap = s->n_batch;
+            rc = ds8b__spec_draft(mb->g, mb->tok, cap, true, mb->draft, &mb->k, NULL, &me);
+        }
         ds8b__memscope_leave(old);
         if (rc || done) {
             drop(b, i, rc, &me);
@@ -336,34 +444,108 @@ static int batch_step(ds8b_batch *b, int64_t *n_active) {
     if (n_active) *n_active = b->n;
     if (!b->n) return DS8B_OK;
 
-    /* 2. one forward pass over all pending tokens */
+    /* 2. one forward pass over all pending tokens and the drafts */
     int64_t n = b->n, vocab = b->model->hp.n_vocab;
+    if (spec) {
+        /* the rows the drafts may take, shared out in member order */
+        int64_t left = DS8B__BATCH_ROWS - n;
+        for (int64_t i = 0; i < n; i++) {
+            member *mb = &b->m[i];
+            int64_t share = left / (n - i);
+            if (mb->k > share) {
+                ds8b__spec_unused(mb->s, mb->draft, mb->k);
+                mb->k = share;
+            }
+            left -= mb->k;
+        }
+        choose_drafts(b);
+    }
+    int64_t rows = 0;
+    for (int64_t i = 0; i < n; i++) rows += 1 + b->m[i].k;
+    ds8b__memscope *old = ds8b__memscope_enter(&b->mem);
+    int rc = rows > n ? reserve(b, rows, 0, &e) : DS8B_OK;
+    ds8b__memscope_leave(old);
+    if (rc) { /* no room for the drafts: a plain step */
+        for (int64_t i = 0; i < n; i++) {
+            ds8b__spec_unused(b->m[i].s, b->m[i].draft, b->m[i].k);
+            b->m[i].k = 0;
+        }
+        rows = n;
+    }
+    int64_t r = 0;
     for (int64_t i = 0; i < n; i++) {
-        b->ids[i] = b->m[i].tok;
-        b->kv[i] = &b->m[i].s->kv;
-        b->pos[i] = b->m[i].s->n_past;
+        member *mb = &b->m[i];
+        mb->row = r;
+        for (int64_t j = 0; j <= mb->k; j++, r++) {
+            b->ids[r] = j ? mb->draft[j - 1] : mb->tok;
+            b->kv[r] = &mb->s->kv;
+            b->pos[r] = mb->s->n_past + j;
+        }
     }
     ds8b__fwd f = {0};
     f.m = b->model;
     f.pool = b->pool;
     f.sc = &b->sc;
-    f.n = n;
+    f.n = rows;
     f.ids = b->ids;
     f.row_kv = b->kv;
     f.row_pos = b->pos;
     f.flags = DS8B_MM_ROWWISE;
-    ds8b__memscope *old = ds8b__memscope_enter(&b->mem);
-    int rc = ds8b__forward_rows(&f, 2, b->logits, &e);
+    old = ds8b__memscope_enter(&b->mem);
+    double t0 = now_s();
+    rc = ds8b__forward_rows(&f, 2, b->logits, &e);
+    if (!rc) {
+        double dt = now_s() - t0;
+        b->tpass[rows] = b->tpass[rows] > 0 ? 0.8 * b->tpass[rows] + 0.2 * dt : dt;
+        if (++b->steps % 512 == 0) memset(b->tpass, 0, sizeof b->tpass);
+    }
     ds8b__memscope_leave(old);
-    if (rc) return bfail(b, &e);
+    if (rc) {
+        for (int64_t i = 0; i < n; i++) { /* the pending tokens stay; drafts are made again */
+            ds8b__spec_unused(b->m[i].s, b->m[i].draft, b->m[i].k);
+            b->m[i].k = 0;
+        }
+        return bfail(b, &e);
+    }
 
-    /* 3. each member takes its token and logits */
-    for (int64_t i = 0; i < n; i++) {
-        ds8b_session *s = b->m[i].s;
-        memcpy(s->sc.logits, b->logits + (size_t)i * (size_t)vocab, (size_t)vocab * sizeof(float));
-        s->tokens[s->n_past++] = b->m[i].tok;
-        s->have_logits = true;
-        b->m[i].pending = false;
+    /* 3. each member takes its rows: a plain member its token and logits;
+     *    a speculating one checks its drafts */
+    for (int64_t i = 0; i < b->n;) {
+        member *mb = &b->m[i];
+        ds8b_session *s = mb->s;
+        const float *rl = b->logits + (size_t)mb->row * (size_t)vocab;
+        if (!mb->k || mb->zap) { /* (removed by a callback of this step: it keeps its token only) */
+            mb->k = 0;
+            memcpy(s->sc.logits, rl, (size_t)vocab * sizeof(float));
+            s->tokens[s->n_past++] = mb->tok;
+            s->have_logits = true;
+            mb->pending = false;
+            i++;
+            continue;
+        }
+        int64_t base = s->n_past;
+        s->tokens[base] = mb->tok;
+        memcpy(s->tokens + base + 1, mb->draft, (size_t)mb->k * sizeof(int32_t));
+        s->n_past = base + mb->k + 1;
+        ds8b__err me = {0};
+        bool have_next = false, done = false;
+        int32_t next = 0;
+        ds8b__memscope *so = ds8b__memscope_enter(&s->mem);
+        ds8b__spec_rows R = {NULL, b->logits, mb->row, mb->k + 1, 0}; /* the pass computed every row's logits */
+        rc = ds8b__spec_check(mb->g, &R, base, b->ids + mb->row, mb->k, &next, &have_next, &done, &me);
+        if (!rc && done) rc = ds8b__gen_end(mb->g, &me);
+        ds8b__memscope_leave(so);
+        mb->k = 0;
+        if (rc || done) {
+            drop(b, i, rc, &me);
+            continue;
+        }
+        mb->pending = have_next;
+        if (have_next) {
+            mb->tok = next;
+            mb->kept = false;
+        }
+        i++;
     }
     return DS8B_OK;
 }

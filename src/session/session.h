@@ -177,6 +177,13 @@ typedef struct ds8b__fwd {
     struct ds8b__imat_acc *imat; /* activation statistics to gather (calibration), or NULL */
 } ds8b__fwd;
 int ds8b__forward_rows(const ds8b__fwd *f, int want_logits, float *logits_all, ds8b__err *e);
+/* want_logits 3: no logits yet; the final normed hidden state of every row
+ * stays in sc->xb, and ds8b__forward_logits computes the logits of rows
+ * [r0, r0+nr) from it into logits_all (rows r0.. of it), each row bit for
+ * bit as want_logits 2 (and a one-row step) computes it. Speculation
+ * checks drafts in order and stops at the first rejected one: the rows
+ * after it need no logits. sc->xb must be left alone in between. */
+int ds8b__forward_logits(const ds8b__fwd *f, int64_t r0, int64_t nr, float *logits_all, ds8b__err *e);
 
 /* Context policy SLIDE: drops old tokens (keeping the sinks) so that at
  * least `need` more fit. */

@@ -51,6 +51,7 @@
  */
 #include "session/spec.h"
 
+#include "grammar/grammar.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
@@ -247,6 +248,7 @@ static int draft_model(ds8b_session *s, const ctxv *c, int64_t k, int32_t *out, 
 /* Cost model                                                          */
 /* ================================================================== */
 static double accept_p(const ds8b__spec *sp) { return sp->acc_a / (sp->acc_a + sp->acc_f); }
+double ds8b__spec_accept_p(const ds8b_session *s) { return accept_p(s->spec); }
 
 static void observe(ds8b__spec *sp, int64_t accepted, bool rejected) {
     sp->acc_a = 0.9 * sp->acc_a + (double)accepted;
@@ -300,37 +302,170 @@ static int reserve(ds8b_session *s, int64_t rows, ds8b__err *e) {
 }
 
 /* Evaluates ids[0..n) at n_past.. with every row computed as a one-row
- * step computes it; rows' logits into sp->logits. On success the tokens are
- * appended (n_past advances by n); on failure n_past is unchanged and there
- * are no logits, as after a failed ds8b__session_eval. */
-static int verify_pass(ds8b_session *s, const int32_t *ids, int64_t n, ds8b__err *e) {
+ * step computes it. lazy: no logits yet (they are computed as the check
+ * needs them, from the pass f), else every row's logits into sp->logits.
+ * On success the tokens are appended (n_past advances by n); on failure
+ * n_past is unchanged and there are no logits, as after a failed
+ * ds8b__session_eval. */
+static int verify_pass(ds8b_session *s, const int32_t *ids, int64_t n, bool lazy, ds8b__fwd *f,
+                       ds8b__err *e) {
     s->have_logits = false;
     if (atomic_load(&s->cancel))
         return ds8b__seterr(e, DS8B_E_CANCELLED, "cancelled before a speculation pass");
-    ds8b__fwd f = {0};
-    f.m = s->model;
-    f.pool = s->pool;
-    f.sc = &s->sc;
-    f.n = n;
-    f.ids = ids;
-    f.kv = &s->kv;
-    f.pos = s->n_past;
-    f.cancel = &s->cancel;
-    f.flags = DS8B_MM_ROWWISE;
-    int rc = ds8b__forward_rows(&f, 2, s->spec->logits, e);
+    memset(f, 0, sizeof *f);
+    f->m = s->model;
+    f->pool = s->pool;
+    f->sc = &s->sc;
+    f->n = n;
+    f->ids = ids;
+    f->kv = &s->kv;
+    f->pos = s->n_past;
+    f->cancel = &s->cancel;
+    f->flags = DS8B_MM_ROWWISE;
+    int rc = ds8b__forward_rows(f, lazy ? 3 : 2, s->spec->logits, e);
     if (rc) return rc;
     memcpy(s->tokens + s->n_past, ids, (size_t)n * sizeof(int32_t));
     s->n_past += n;
     return DS8B_OK;
 }
 
-/* Makes position i of the last pass current: the cache holds the pass's
- * first i+1 tokens, the logits are row i's. */
-static void take_row(ds8b_session *s, int64_t base, int64_t i) {
+
+/* ================================================================== */
+/* Drafting and checking, shared by the loop below and ds8b_batch      */
+/* ================================================================== */
+void ds8b__spec_begin(ds8b_session *s) {
+    ds8b__spec *sp = s->spec;
+    sp->host_pos = 0;
+    sp->host_live = sp->n_host > 0;
+    sp->shadow = -1;
+    sp->plain_run = 0;
+}
+
+void ds8b__spec_keep(ds8b_session *s, int32_t t) {
+    ds8b__spec *sp = s->spec;
+    host_advance(sp, t);
+    if (sp->shadow >= 0) { /* auto, backed off: was the draft right? */
+        observe(sp, sp->shadow == t, sp->shadow != t);
+        sp->shadow = -1;
+    }
+}
+
+void ds8b__spec_unused(ds8b_session *s, const int32_t *drafts, int64_t k) {
+    if (k > 0) s->spec->shadow = drafts[0];
+}
+
+int ds8b__spec_draft(ds8b__gen *g, int32_t t, int64_t cap, bool shared, int32_t *out, int64_t *k_out,
+                     double *gain_out, ds8b__err *e) {
+    ds8b_session *s = ds8b__gen_session(g);
+    ds8b__spec *sp = s->spec;
+    *k_out = 0;
+    if (gain_out) *gain_out = 0;
+    /* how many drafts could be used */
+    int64_t kmax = cap - 1;
+    if (kmax > sp->max_draft) kmax = sp->max_draft;
+    int64_t room = s->n_ctx - s->n_past - 1;
+    if (kmax > room) kmax = room;
+    if (s->max_tokens > 0) {
+        int64_t left = s->max_tokens - ds8b__gen_count(g);
+        if (kmax > left) kmax = left;
+    }
+    if (kmax <= 0) return DS8B_OK;
+    ctxv c = {s->tokens, s->n_past, t};
+    double gain = 0;
+    int64_t k = 0;
+    bool live_host = sp->host_live && sp->host_pos < sp->n_host;
+    if (sp->ds && !live_host) {
+        k = best_k(sp, kmax, true, &gain);
+        bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03 || shared;
+        if (!pays && ++sp->plain_run >= 32) pays = true, k = k < 2 ? (kmax < 2 ? kmax : 2) : k; /* probe */
+        if (!pays) k = 0;
+        if (k > 0) {
+            double t0 = now_s();
+            int64_t got = 0;
+            int rc = draft_model(s, &c, k, out, &got, e);
+            if (rc) return rc;
+            if (got > 0 && sp->t1 > 0) sp->gamma = ewma(sp->gamma, (now_s() - t0) / ((double)got * sp->t1));
+            k = got;
+        }
+    } else {
+        int64_t avail = draft_lookup(s, &c, kmax, out);
+        k = best_k(sp, avail, false, &gain);
+        bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03 || shared;
+        if (!pays && avail > 0 && ++sp->plain_run >= 64) pays = true; /* re-measure the pass */
+        if (!pays) {
+            if (avail > 0) sp->shadow = out[0];
+            k = 0;
+        }
+    }
+    /* Grammars: every verified position is sampled by ds8b__gen_next,
+     * which samples under the grammar and advances it with the token
+     * actually kept, so a draft token is accepted only if the grammar
+     * allows it and grammar state never needs a rollback. A draft whose
+     * first token the grammar refuses cannot be accepted: no pass. */
+    if (k > 0) {
+        bool ok = true;
+        ds8b__err ge = {0}; /* a failed check only costs the shortcut */
+        if (ds8b__gen_grammar_allows(g, out[0], &ok, &ge) == DS8B_OK && !ok) k = 0;
+    }
+    *k_out = k;
+    if (gain_out) *gain_out = gain;
+    return DS8B_OK;
+}
+
+/* Makes row i of a pass current: the cache holds the pass's first i+1
+ * tokens, the logits are row i's. */
+static void take_row(ds8b_session *s, const float *rows, int64_t base, int64_t i) {
     int64_t vocab = s->model->hp.n_vocab;
-    memcpy(s->sc.logits, s->spec->logits + (size_t)i * (size_t)vocab, (size_t)vocab * sizeof(float));
+    memcpy(s->sc.logits, rows + (size_t)i * (size_t)vocab, (size_t)vocab * sizeof(float));
     s->n_past = base + i + 1;
     s->have_logits = true;
+}
+
+/* Row i of R has its logits (computing them with the next rows, four at
+ * a time, when the pass left them to the check). */
+static int need_row(ds8b__spec_rows *R, int64_t i, int64_t rows, ds8b__err *e) {
+    if (i < R->have) return DS8B_OK;
+    int64_t nr = rows - R->have < 4 ? rows - R->have : 4;
+    if (nr < i + 1 - R->have) nr = i + 1 - R->have;
+    double t0 = now_s();
+    int rc = ds8b__forward_logits(R->f, R->first + R->have, nr, R->logits, e);
+    R->sec += now_s() - t0;
+    if (!rc) R->have += nr;
+    return rc;
+}
+
+int ds8b__spec_check(ds8b__gen *g, ds8b__spec_rows *R, int64_t base, const int32_t *ids, int64_t k,
+                     int32_t *next, bool *have_next, bool *done, ds8b__err *e) {
+    ds8b_session *s = ds8b__gen_session(g);
+    ds8b__spec *sp = s->spec;
+    *have_next = false;
+    *done = false;
+    sp->passes++;
+    sp->drafted += k;
+    int64_t acc = 0;
+    int rc = DS8B_OK;
+    const float *rows = R->logits + (size_t)R->first * (size_t)s->model->hp.n_vocab;
+    for (int64_t i = 0; i < k; i++) {
+        if ((rc = need_row(R, i, k + 1, e))) break;
+        take_row(s, rows, base, i);
+        int32_t u = 0;
+        if ((rc = ds8b__gen_next(g, &u, done, e)) || *done) break;
+        if (u == ids[1 + i]) {
+            acc++;
+            host_advance(sp, u);
+            continue;
+        }
+        *next = u;
+        *have_next = true;
+        break;
+    }
+    sp->accepted += acc;
+    observe(sp, acc, !rc && !*done && *have_next);
+    if (!rc && !*done && !*have_next) { /* all accepted: the last row is current */
+        if (!(rc = need_row(R, k, k + 1, e))) take_row(s, rows, base, k);
+        else s->n_past = base + k; /* as after a failed one-token step */
+    }
+    return rc;
 }
 
 /* ================================================================== */
@@ -344,65 +479,15 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e) {
     /* out of memory for the pass buffers: decode plainly (cap 1: no drafts) */
     if (reserve(s, cap, e)) cap = 1;
     int rc = DS8B_OK;
-    sp->host_pos = 0;
-    sp->host_live = sp->n_host > 0;
-    sp->shadow = -1;
-    sp->plain_run = 0;
+    ds8b__spec_begin(s);
     int32_t *ids = sp->ids;
     int32_t t = 0;
     bool done = false;
     rc = ds8b__gen_next(g, &t, &done, e);
     while (!rc && !done) {
-        host_advance(sp, t);
-        if (sp->shadow >= 0) { /* auto, backed off: was the draft right? */
-            observe(sp, sp->shadow == t, sp->shadow != t);
-            sp->shadow = -1;
-        }
-        /* how many drafts could be used */
-        int64_t kmax = cap - 1;
-        int64_t room = s->n_ctx - s->n_past - 1;
-        if (kmax > room) kmax = room;
-        if (s->max_tokens > 0) {
-            int64_t left = s->max_tokens - ds8b__gen_count(g);
-            if (kmax > left) kmax = left;
-        }
-        int kind = DRAFT_NONE;
+        ds8b__spec_keep(s, t);
         int64_t k = 0;
-        if (kmax > 0) {
-            ctxv c = {s->tokens, s->n_past, t};
-            double gain;
-            bool live_host = sp->host_live && sp->host_pos < sp->n_host;
-            if (sp->ds && !live_host) {
-                kind = DRAFT_MODEL;
-                k = best_k(sp, kmax, true, &gain);
-                bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03;
-                if (!pays && ++sp->plain_run >= 32) pays = true, k = k < 2 ? (kmax < 2 ? kmax : 2) : k; /* probe */
-                if (!pays) k = 0;
-                if (k > 0) {
-                    double t0 = now_s();
-                    int64_t got = 0;
-                    if ((rc = draft_model(s, &c, k, ids + 1, &got, e))) break;
-                    if (got > 0 && sp->t1 > 0) sp->gamma = ewma(sp->gamma, (now_s() - t0) / ((double)got * sp->t1));
-                    k = got;
-                }
-            } else {
-                kind = DRAFT_LOOKUP;
-                int64_t avail = draft_lookup(s, &c, kmax, ids + 1);
-                k = best_k(sp, avail, false, &gain);
-                bool pays = sp->mode == DS8B_SPEC_ON || gain > 1.03;
-                if (!pays && avail > 0 && ++sp->plain_run >= 64) pays = true; /* re-measure the pass */
-                if (!pays) {
-                    if (avail > 0) sp->shadow = ids[1];
-                    k = 0;
-                }
-            }
-        }
-        /* Grammars (branch grammar): every verified position is sampled by
-         * ds8b__gen_next, which samples under the grammar and advances it
-         * with the token actually kept, so a draft token is accepted only if
-         * the grammar allows it and no rollback of grammar state is needed.
-         * Once ds8b__gen_grammar_allows() is on main, a draft whose first
-         * token it refuses can be dropped here (k = 0) to save the pass. */
+        if ((rc = ds8b__spec_draft(g, t, cap, false, ids + 1, &k, NULL, e))) break;
         if (k == 0) { /* a plain step */
             double t0 = now_s();
             if ((rc = ds8b__session_eval(s, &t, 1, NULL, e))) break;
@@ -414,43 +499,23 @@ int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e) {
         ids[0] = t;
         int64_t base = s->n_past;
         double t0 = now_s();
-        if ((rc = verify_pass(s, ids, k + 1, e))) break;
-        if (sp->t1 > 0) {
-            double c = (now_s() - t0) / sp->t1, b = (c - 1.0) / (double)k;
-            sp->beta = ewma(sp->beta, b < 0 ? 0 : b > 4 ? 4 : b);
-            if (k < DS8B__SPEC_KCOST) sp->kcost[k] = ewma(sp->kcost[k], c < 1 ? 1 : c);
-        }
+        ds8b__fwd f;
+        if ((rc = verify_pass(s, ids, k + 1, true, &f, e))) break;
+        double tpass = now_s() - t0;
         /* forget the per-size costs now and then: one slow measurement
          * (another process on the core) must not rule a size out for good */
         if (sp->passes % 256 == 255) memset(sp->kcost, 0, sizeof sp->kcost);
-        sp->passes++;
-        sp->drafted += k;
-        int64_t acc = 0;
         bool have_next = false;
-        for (int64_t i = 0; i < k; i++) {
-            take_row(s, base, i);
-            int32_t u = 0;
-            if ((rc = ds8b__gen_next(g, &u, &done, e)) || done) break;
-            if (u == ids[1 + i]) {
-                acc++;
-                host_advance(sp, u);
-                continue;
-            }
-            t = u;
-            have_next = true;
-            break;
+        ds8b__spec_rows R = {&f, sp->logits, 0, 0, 0};
+        rc = ds8b__spec_check(g, &R, base, ids, k, &t, &have_next, &done, e);
+        /* the cost of the pass: its layers and the logits the check needed */
+        if (sp->t1 > 0) {
+            double c = (tpass + R.sec) / sp->t1, b = (c - 1.0) / (double)k;
+            sp->beta = ewma(sp->beta, b < 0 ? 0 : b > 4 ? 4 : b);
+            if (k < DS8B__SPEC_KCOST) sp->kcost[k] = ewma(sp->kcost[k], c < 1 ? 1 : c);
         }
-        sp->accepted += acc;
-        if (rc || done) {
-            observe(sp, acc, false);
-            break;
-        }
-        observe(sp, acc, have_next);
-        (void)kind;
-        if (!have_next) {
-            take_row(s, base, k);
-            rc = ds8b__gen_next(g, &t, &done, e);
-        }
+        if (rc || done) break;
+        if (!have_next) rc = ds8b__gen_next(g, &t, &done, e);
     }
     return rc;
 }
@@ -481,7 +546,10 @@ int ds8b__spec_bench_pass(ds8b_session *s, int64_t rows, int64_t pos, int reps, 
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
         double t0 = now_s();
         if (rows == 1) rc = ds8b__session_eval(s, s->spec->ids, 1, NULL, e);
-        else rc = verify_pass(s, s->spec->ids, rows, e);
+        else {
+            ds8b__fwd f;
+            rc = verify_pass(s, s->spec->ids, rows, false, &f, e); /* every row's logits: all accepted */
+        }
         t[r] = now_s() - t0;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
         c[r] = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;

@@ -55,6 +55,40 @@ bool ds8b__spec_enabled(const ds8b_session *s);
  * tokens k+1 positions at a time. Output, cache, logits, sampler state and
  * saved bytes are exactly those of the plain loop. */
 int ds8b__spec_generate(ds8b__gen *g, ds8b__err *e);
+/* The pieces of that loop, also used by ds8b_batch (batch.c), whose
+ * members draft and check on their own and share the pass:
+ *   begin  when a generation starts (after ds8b__gen_start);
+ *   keep   once for every token t that generation keeps and will evaluate
+ *          (sampled and streamed by ds8b__gen_next), before drafting;
+ *   draft  the drafts that follow t into out[0..*k) (*k 0: a plain step),
+ *          k+1 <= cap; shared: the pass is shared with other sessions,
+ *          which decide themselves whether it pays (*gain: this session's
+ *          estimate, tokens per plain-step cost);
+ *   unused the drafts were not verified after all (auto keeps measuring);
+ *   check  after a pass evaluated ids[0..k] (t and the drafts) at
+ *          positions base..base+k, appending them to s->tokens, with the
+ *          rows' logits in R (or computed into it as needed): samples each position
+ *          in order as plain decoding would and rolls back the rejected
+ *          ones. *done: generation ended. *have_next: the token sampled at
+ *          the first rejected position is in *next (kept, not evaluated);
+ *          otherwise every draft was accepted and the last row's logits
+ *          are current (the next token is still to be sampled). */
+typedef struct ds8b__spec_rows {
+    const ds8b__fwd *f; /* the pass, when it left the logits to the check (want_logits 3) */
+    float *logits;      /* the pass's logits, (rows of the pass) x n_vocab */
+    int64_t first;      /* this session's first row in the pass */
+    int64_t have;       /* rows from `first` on that have their logits */
+    double sec;         /* wall time the check spent computing logits */
+} ds8b__spec_rows;
+void ds8b__spec_begin(ds8b_session *s);
+void ds8b__spec_keep(ds8b_session *s, int32_t t);
+int ds8b__spec_draft(ds8b__gen *g, int32_t t, int64_t cap, bool shared, int32_t *out, int64_t *k, double *gain,
+                     ds8b__err *e);
+/* The session's measured per-token acceptance (decayed), 0..1. */
+double ds8b__spec_accept_p(const ds8b_session *s);
+void ds8b__spec_unused(ds8b_session *s, const int32_t *drafts, int64_t k);
+int ds8b__spec_check(ds8b__gen *g, ds8b__spec_rows *R, int64_t base, const int32_t *ids, int64_t k,
+                     int32_t *next, bool *have_next, bool *done, ds8b__err *e);
 /* Called when a generation ends (clears the host draft). */
 void ds8b__spec_gen_done(ds8b_session *s);
 

@@ -85,6 +85,45 @@ static float v_dot_bf16(const uint16_t *a, const float *b, int64_t n) {
     for (; i < n; i++) t += ds8b__bf16_to_f32(a[i]) * b[i];
     return t;
 }
+/* Four activation rows against one weight row: per output the very
+ * instruction sequence of v_dot_f16 / v_dot_bf16 (two accumulators, the
+ * same reduction and scalar tail), with the weights converted once. */
+#define DOT4_FMA(S, W, OFF)                                                                  \
+    S##0 = _mm256_fmadd_ps(W, _mm256_loadu_ps(b0 + (OFF)), S##0);                            \
+    S##1 = _mm256_fmadd_ps(W, _mm256_loadu_ps(b1 + (OFF)), S##1);                            \
+    S##2 = _mm256_fmadd_ps(W, _mm256_loadu_ps(b2 + (OFF)), S##2);                            \
+    S##3 = _mm256_fmadd_ps(W, _mm256_loadu_ps(b3 + (OFF)), S##3)
+#define DEF_DOT4(NAME, LD, CVT)                                                              \
+    static void NAME(const uint16_t *a, const float *const *b, int64_t n, float *out) {     \
+        const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];                          \
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                          \
+        __m256 t0 = s0, t1 = s0, t2 = s0, t3 = s0;                                           \
+        int64_t i = 0;                                                                       \
+        for (; i + 16 <= n; i += 16) {                                                       \
+            __m256 w0 = LD(a + i), w1 = LD(a + i + 8);                                       \
+            DOT4_FMA(s, w0, i);                                                              \
+            DOT4_FMA(t, w1, i + 8);                                                          \
+        }                                                                                    \
+        for (; i + 8 <= n; i += 8) {                                                         \
+            __m256 w0 = LD(a + i);                                                           \
+            DOT4_FMA(s, w0, i);                                                              \
+        }                                                                                    \
+        float r0 = hsum8(_mm256_add_ps(s0, t0)), r1 = hsum8(_mm256_add_ps(s1, t1));          \
+        float r2 = hsum8(_mm256_add_ps(s2, t2)), r3 = hsum8(_mm256_add_ps(s3, t3));          \
+        for (; i < n; i++) {                                                                 \
+            float w = CVT(a[i]);                                                             \
+            r0 += w * b0[i];                                                                 \
+            r1 += w * b1[i];                                                                 \
+            r2 += w * b2[i];                                                                 \
+            r3 += w * b3[i];                                                                 \
+        }                                                                                    \
+        out[0] = r0;                                                                         \
+        out[1] = r1;                                                                         \
+        out[2] = r2;                                                                         \
+        out[3] = r3;                                                                         \
+    }
+DEF_DOT4(v_dot4_f16, ld_f16, ds8b__f16_to_f32)
+DEF_DOT4(v_dot4_bf16, ld_bf16, ds8b__bf16_to_f32)
 static void v_axpy_f16(float *y, const uint16_t *h, float a, int64_t n) {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -320,6 +359,8 @@ void ds8b__kops_fill_avx2(ds8b__kops *k) {
     k->scale = v_scale;
     k->dot_f16 = v_dot_f16;
     k->dot_bf16 = v_dot_bf16;
+    k->dot4_f16 = v_dot4_f16;
+    k->dot4_bf16 = v_dot4_bf16;
     k->dot_w4a16 = v_dot_w4a16;
     k->axpy_f16 = v_axpy_f16;
     k->f16_to_f32 = v_f16_to_f32;

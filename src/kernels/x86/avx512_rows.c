@@ -120,6 +120,44 @@ static float v_dot_bf16(const uint16_t *a, const float *b, int64_t n) {
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
+/* Four activation rows against one weight row: per output the very
+ * instruction sequence of v_dot_f16 / v_dot_bf16 (two accumulators, the
+ * same tail, the same reduction), with the weights converted once. */
+#define DOT4_FMA(S, W, OFF)                                                                  \
+    S##0 = _mm512_fmadd_ps(W, _mm512_loadu_ps(b0 + (OFF)), S##0);                            \
+    S##1 = _mm512_fmadd_ps(W, _mm512_loadu_ps(b1 + (OFF)), S##1);                            \
+    S##2 = _mm512_fmadd_ps(W, _mm512_loadu_ps(b2 + (OFF)), S##2);                            \
+    S##3 = _mm512_fmadd_ps(W, _mm512_loadu_ps(b3 + (OFF)), S##3)
+#define DEF_DOT4(NAME, LD, LDM)                                                              \
+    static void NAME(const uint16_t *a, const float *const *b, int64_t n, float *out) {     \
+        const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];                          \
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                          \
+        __m512 t0 = s0, t1 = s0, t2 = s0, t3 = s0;                                           \
+        int64_t i = 0;                                                                       \
+        for (; i + 32 <= n; i += 32) {                                                       \
+            __m512 w0 = LD(a + i), w1 = LD(a + i + 16);                                      \
+            DOT4_FMA(s, w0, i);                                                              \
+            DOT4_FMA(t, w1, i + 16);                                                         \
+        }                                                                                    \
+        for (; i + 16 <= n; i += 16) {                                                       \
+            __m512 w0 = LD(a + i);                                                           \
+            DOT4_FMA(s, w0, i);                                                              \
+        }                                                                                    \
+        if (i < n) {                                                                         \
+            __mmask16 m = tailmask(n - i);                                                   \
+            __m512 w0 = LDM(a + i, m);                                                       \
+            t0 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, b0 + i), t0);                  \
+            t1 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, b1 + i), t1);                  \
+            t2 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, b2 + i), t2);                  \
+            t3 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, b3 + i), t3);                  \
+        }                                                                                    \
+        out[0] = _mm512_reduce_add_ps(_mm512_add_ps(s0, t0));                                \
+        out[1] = _mm512_reduce_add_ps(_mm512_add_ps(s1, t1));                                \
+        out[2] = _mm512_reduce_add_ps(_mm512_add_ps(s2, t2));                                \
+        out[3] = _mm512_reduce_add_ps(_mm512_add_ps(s3, t3));                                \
+    }
+DEF_DOT4(v_dot4_f16, ld_f16, ld_f16_m)
+DEF_DOT4(v_dot4_bf16, ld_bf16, ld_bf16_m)
 static void v_axpy_f16(float *y, const uint16_t *h, float a, int64_t n) {
     __m512 va = _mm512_set1_ps(a);
     int64_t i = 0;
@@ -677,6 +715,8 @@ void ds8b__kops_fill_avx512(ds8b__kops *k) {
     k->scale = v_scale;
     k->dot_f16 = v_dot_f16;
     k->dot_bf16 = v_dot_bf16;
+    k->dot4_f16 = v_dot4_f16;
+    k->dot4_bf16 = v_dot4_bf16;
     k->dot_w4a16 = v_dot_w4a16;
     k->axpy_f16 = v_axpy_f16;
     k->f16_to_f32 = v_f16_to_f32;
