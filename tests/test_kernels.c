@@ -723,6 +723,9 @@ static void test_amx_prompt(void) {
             free(yt);
         }
     printf("  # amx prompt kernels: worst err/bound %.3f (bound 1e-5 of sum |w x| over bf16 operands)\n", worst);
+    ds8b__isa_force(-1);
+#endif
+}
 
 /* ================================================================== */
 /* Level avx512-bf16: W4A16, BF16 and F16 weights on vdpbf16ps             */
