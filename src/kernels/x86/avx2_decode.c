@@ -118,5 +118,6 @@ static void mmg_q8_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t ast
 void ds8b__kops_fill_decode_avx2(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_0] = mmg_q4_0;
     k->mmg[DS8B_T_Q8_0] = mmg_q8_0;
+    ds8b__kops_fill_decode_k_avx2(k);
     /* activations: the scalar quantizer (ds8b__act32 of scalar.c) */
 }

@@ -110,5 +110,6 @@ static void gact_quant(const float *x, uint8_t *dst, int64_t cols) {
 void ds8b__kops_fill_decode_avx512(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_0] = mmg_q4_0;
     k->mmg[DS8B_T_Q8_0] = mmg_q8_0;
+    ds8b__kops_fill_decode_k_avx512(k);
     k->gact_quant = gact_quant;
 }
