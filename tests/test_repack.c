@@ -160,17 +160,22 @@ static void test_repacked_logits(void) {
     check_file("testdata/gguf/demo-qwen3-Q4_K_M.gguf");
 }
 
-/* q5_k_m (Q5_K, Q6_K), quantized here from the float demo model. */
-static void test_repacked_logits_q5_k_m(void) {
-    char src[1024], path[256];
+/* q5_k_m (Q5_K, Q6_K) and q5_0 (Q5_0, Q6_K output), quantized here from
+ * the float demo model. */
+static void test_repacked_logits_quantized(void) {
+    static const char *schemes[] = {"q5_k_m", "q5_0"};
+    char src[1024], path[256], what[64];
     t_path(src, sizeof src, "models/demo-llama");
-    snprintf(path, sizeof path, "/tmp/ds8b-repack-q5km-%d.gguf", (int)getpid());
-    if (ds8b_quantize(src, path, "q5_k_m", NULL)) {
-        CHECK(0, "quantize: %s", ds8b_errmsg());
-        return;
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/tmp/ds8b-repack-%s-%d.gguf", schemes[i], (int)getpid());
+        if (ds8b_quantize(src, path, schemes[i], NULL)) {
+            CHECK(0, "quantize %s: %s", schemes[i], ds8b_errmsg());
+            continue;
+        }
+        snprintf(what, sizeof what, "demo-llama %s", schemes[i]);
+        check_path(path, what);
+        remove(path);
     }
-    check_path(path, "demo-llama q5_k_m");
-    remove(path);
 }
 
 /* Batch members on the repacked model equal the same sessions alone. */
@@ -254,7 +259,7 @@ static void test_repack_estimate(void) {
 
 int main(void) {
     RUN(test_repacked_logits);
-    RUN(test_repacked_logits_q5_k_m);
+    RUN(test_repacked_logits_quantized);
     RUN(test_repacked_batch);
     RUN(test_repack_estimate);
     T_EXIT();

@@ -10,7 +10,7 @@
 /* A record is described by its fields: n units of u bytes taken from byte
  * src of the GGUF block; unit i of row r is stored at dst + (i*16 + r)*u.
  * xf: a reversible transform applied to each unit on the way in. */
-enum { XF_NONE, XF_FLIP8 };
+enum { XF_NONE, XF_FLIP8, XF_QH5 };
 typedef struct { uint16_t src, dst, n; uint8_t u, xf; } fld;
 typedef struct { int type, nf; uint16_t bb; uint8_t k; fld f[5]; } lay;
 
@@ -19,6 +19,12 @@ static const lay g_lays[] = {
     {DS8B_T_Q4_0, 2, 18, 0, {{0, 0, 1, 2, 0}, {2, 32, 4, 4, 0}}},
     /* Q8_0: d, qs dwords as q + 128 */
     {DS8B_T_Q8_0, 2, 34, 0, {{0, 0, 1, 2, 0}, {2, 32, 8, 4, XF_FLIP8}}},
+    /* Q4_1: d, m, qs dwords */
+    {DS8B_T_Q4_1, 3, 20, 0, {{0, 0, 1, 2, 0}, {2, 32, 1, 2, 0}, {4, 64, 4, 4, 0}}},
+    /* Q5_0: d, qh bit-transposed (XF_QH5), qs dwords */
+    {DS8B_T_Q5_0, 3, 22, 0, {{0, 0, 1, 2, 0}, {2, 32, 1, 4, XF_QH5}, {6, 96, 4, 4, 0}}},
+    /* Q5_1: d, m, qh bit-transposed, qs dwords */
+    {DS8B_T_Q5_1, 4, 24, 0, {{0, 0, 1, 2, 0}, {2, 32, 1, 2, 0}, {4, 64, 1, 4, XF_QH5}, {8, 128, 4, 4, 0}}},
     /* Q4_K: d, dmin, the 12 scale bytes as 3 dwords, qs dwords */
     {DS8B_T_Q4_K, 4, 144, 1, {{0, 0, 1, 2, 0}, {2, 32, 1, 2, 0}, {4, 64, 3, 4, 0}, {16, 256, 32, 4, 0}}},
     /* Q5_K: as Q4_K, then the qh dwords */
@@ -51,20 +57,44 @@ void ds8b__gact_quant_k(const float *x, uint8_t *dst, int64_t cols) {
 /* blocks of the type per nb 32-value units */
 static int64_t nblk(const lay *l, int64_t nb) { return l->k ? nb / 8 : nb; }
 
+/* XF_QH5: the 32 fifth bits of a Q5_0/Q5_1 block (bit v of the LE
+ * dword: value v) stored with bit b of byte i = bit 4b + i, so the bits
+ * of value dword b (values 4b..4b+3: low nibbles of qs dword b for b < 4,
+ * high nibbles of qs dword b - 4 otherwise) reach bit 4 of their bytes by
+ * one shift of the whole dword. */
+static uint32_t qh5_fwd(uint32_t q) {
+    uint32_t h = 0;
+    for (int b = 0; b < 8; b++)
+        for (int i = 0; i < 4; i++) h |= ((q >> (4 * b + i)) & 1u) << (8 * i + b);
+    return h;
+}
+static uint32_t qh5_inv(uint32_t h) {
+    uint32_t q = 0;
+    for (int b = 0; b < 8; b++)
+        for (int i = 0; i < 4; i++) q |= ((h >> (8 * i + b)) & 1u) << (4 * b + i);
+    return q;
+}
+static void xform(int xf, uint8_t *d, int u, bool inv) {
+    if (xf == XF_FLIP8) {
+        for (int b = 0; b < u; b++) d[b] ^= 0x80;
+    } else if (xf == XF_QH5) {
+        uint32_t v = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+        v = inv ? qh5_inv(v) : qh5_fwd(v);
+        for (int b = 0; b < 4; b++) d[b] = (uint8_t)(v >> (8 * b));
+    }
+}
 static void put_unit(const fld *f, const uint8_t *blk, uint8_t *rec, int r) {
     for (int i = 0; i < f->n; i++) {
         uint8_t *d = rec + f->dst + ((size_t)i * DS8B_G + (size_t)r) * f->u;
         memcpy(d, blk + f->src + (size_t)i * f->u, f->u);
-        if (f->xf == XF_FLIP8)
-            for (int b = 0; b < f->u; b++) d[b] ^= 0x80;
+        xform(f->xf, d, f->u, false);
     }
 }
 static void get_unit(const fld *f, const uint8_t *rec, int r, uint8_t *blk) {
     for (int i = 0; i < f->n; i++) {
         uint8_t *d = blk + f->src + (size_t)i * f->u;
         memcpy(d, rec + f->dst + ((size_t)i * DS8B_G + (size_t)r) * f->u, f->u);
-        if (f->xf == XF_FLIP8)
-            for (int b = 0; b < f->u; b++) d[b] ^= 0x80;
+        xform(f->xf, d, f->u, true);
     }
 }
 
@@ -139,6 +169,46 @@ static void ref_32(int type, const uint8_t *g, int64_t nb, const uint8_t *xa, si
                 }
                 float dd = ds8b__f16_to_f32(dh) * a[b].d;
                 acc = fmaf((float)s, dd, acc);
+            }
+            y[c * ldy + r] = acc;
+        }
+    }
+}
+
+/* Q4_1, Q5_0, Q5_1, per row and block (a = the activation block, codes
+ * q in 0..15 or 0..31 with Q5_0's -16 folded into isum):
+ *   acc = fma((float)isum, d_w * d_x, acc)
+ *   acc = fma(m_w, d_x * (float)sum_x, acc)       (Q4_1, Q5_1)
+ * in block order, from acc = 0. */
+static void ref_32x(int type, const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols,
+                    float *y, int64_t ldy, int nr) {
+    const lay *l = find(type);
+    const size_t rec = (size_t)DS8B_G * l->bb;
+    const bool mins = type != DS8B_T_Q5_0, five = type != DS8B_T_Q4_1;
+    uint8_t blk[32];
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        for (int r = 0; r < nr; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *o = g + (size_t)b * rec;
+                for (int fi = 0; fi < l->nf; fi++) get_unit(&l->f[fi], o, r, blk);
+                const uint8_t *qs = blk + l->bb - 16;
+                uint32_t qh = 0;
+                if (five) memcpy(&qh, blk + l->bb - 20, 4);
+                int32_t s = type == DS8B_T_Q5_0 ? -16 * a[b].sum : 0;
+                for (int j = 0; j < 16; j++) {
+                    int v0 = (qs[j] & 15) | (int)(((qh >> j) & 1) << 4);
+                    int v1 = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+                    s += v0 * a[b].qs[j] + v1 * a[b].qs[j + 16];
+                }
+                uint16_t dh, mh;
+                memcpy(&dh, blk, 2);
+                acc = fmaf((float)s, ds8b__f16_to_f32(dh) * a[b].d, acc);
+                if (mins) {
+                    memcpy(&mh, blk + 2, 2);
+                    acc = fmaf(ds8b__f16_to_f32(mh), a[b].d * (float)a[b].sum, acc);
+                }
             }
             y[c * ldy + r] = acc;
         }
@@ -230,7 +300,8 @@ void ds8b__mmg_ref(int type, const uint8_t *g, int64_t nb, const uint8_t *xa, si
     const lay *l = find(type);
     if (!l) return;
     if (l->k) ref_k(type, g, nb, xa, astride, ncols, y, ldy, nr);
-    else ref_32(type, g, nb, xa, astride, ncols, y, ldy, nr);
+    else if (type == DS8B_T_Q4_0 || type == DS8B_T_Q8_0) ref_32(type, g, nb, xa, astride, ncols, y, ldy, nr);
+    else ref_32x(type, g, nb, xa, astride, ncols, y, ldy, nr);
 }
 
 void ds8b__gact_quant_scalar(const float *x, uint8_t *dst, int64_t cols) {
