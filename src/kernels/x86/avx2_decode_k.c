@@ -228,8 +228,61 @@ static void mmg_q6_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t ast
     }
 }
 
+/* Q2_K: the AVX-512 record and sums in halves of 8 rows; the 4
+ * vpmaddubsw of a sub-block add in int16 (8 products of 2-bit codes:
+ * <= 3048), then vpmaddwd against the zero-extended scale. */
+static void mmg_q2_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    const __m256i m2 = _mm256_set1_epi8(3), m4d = _mm256_set1_epi32(0xF);
+    const int64_t m = nb / 8;
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < m; b++, o += 1344) {
+            for (int off = 0; off < 1344; off += 64) PF(o, off);
+            const int8_t *x = a[b].qs;
+            const __m256 dx = _mm256_set1_ps(a[b].d);
+            for (int hf = 0; hf < 2; hf++) {
+                __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
+                #pragma GCC unroll 2
+                for (int h = 0; h < 2; h++)
+                    #pragma GCC unroll 2
+                    for (int half = 0; half < 2; half++) {
+                        __m256i t[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                        _mm256_setzero_si256()};
+                        #pragma GCC unroll 4
+                        for (int kk = 0; kk < 4; kk++) {
+                            __m256i v = ld(o + 320 + 64 * (8 * h + 4 * half + kk) + 32 * hf);
+                            #pragma GCC unroll 4
+                            for (int pl = 0; pl < 4; pl++)
+                                t[pl] = _mm256_add_epi16(
+                                    t[pl], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 2 * pl), m2),
+                                                                bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk)));
+                        }
+                        #pragma GCC unroll 4
+                        for (int pl = 0; pl < 4; pl++) {
+                            const int sb = 8 * h + 2 * pl + half;
+                            __m256i sm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(o + 64 + 16 * sb + 8 * hf)));
+                            __m256i sc = _mm256_and_si256(sm, m4d);
+                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(t[pl], _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16))));
+                            msum = _mm256_add_epi32(
+                                msum, _mm256_madd_epi16(_mm256_srli_epi32(sm, 4), _mm256_set1_epi16(a[b].bsums[sb])));
+                        }
+                    }
+                __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
+                __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 32 + 16 * hf))), dx);
+                acc[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc[hf]);
+                acc[hf] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dm, acc[hf]);
+            }
+        }
+        store_nr(y + (size_t)c * (size_t)ldy, acc[0], acc[1], nr);
+    }
+}
+
 void ds8b__kops_fill_decode_k_avx2(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_K] = mmg_q4_k;
     k->mmg[DS8B_T_Q5_K] = mmg_q5_k;
     k->mmg[DS8B_T_Q6_K] = mmg_q6_k;
+    k->mmg[DS8B_T_Q2_K] = mmg_q2_k;
 }

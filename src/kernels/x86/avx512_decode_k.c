@@ -209,8 +209,60 @@ static void mmg_q6_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t ast
     }
 }
 
+/* Q2_K: record d[16] | dmin[16] | scale bytes [16][16] | q[16][16].
+ * Sub-block s = 8h + 2pl + half takes plane pl (bits 2pl, 2pl+1) of code
+ * dwords 8h + 4half .. +3; its sum (|t| <= 16*3*127) fits int16, so
+ * vpmaddwd against the zero-extended 4-bit scale multiplies it (and the
+ * 4-bit min against the int16 block sum). */
+static void mmg_q2_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+    const __m512i m2 = _mm512_set1_epi8(3), m4d = _mm512_set1_epi32(0xF);
+    const int64_t m = nb / 8;
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
+        __m512 acc = _mm512_setzero_ps();
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < m; b++, o += 1344) {
+            for (int off = 0; off < 1344; off += 64) PF(o, off);
+            const int8_t *x = a[b].qs;
+            __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
+            #pragma GCC unroll 2
+            for (int h = 0; h < 2; h++)
+                #pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) {
+                    __m512i t[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                    _mm512_setzero_si512()};
+                    #pragma GCC unroll 4
+                    for (int kk = 0; kk < 4; kk++) {
+                        __m512i v = ld(o + 320 + 64 * (8 * h + 4 * half + kk));
+                        #pragma GCC unroll 4
+                        for (int pl = 0; pl < 4; pl++)
+                            t[pl] = _mm512_dpbusd_epi32(t[pl], _mm512_and_si512(_mm512_srli_epi32(v, 2 * pl), m2),
+                                                        bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk));
+                    }
+                    #pragma GCC unroll 4
+                    for (int pl = 0; pl < 4; pl++) {
+                        const int sb = 8 * h + 2 * pl + half;
+                        __m512i sm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o + 64 + 16 * sb)));
+                        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(t[pl], _mm512_and_si512(sm, m4d)));
+                        msum = _mm512_add_epi32(
+                            msum, _mm512_madd_epi16(_mm512_srli_epi32(sm, 4), _mm512_set1_epi16(a[b].bsums[sb])));
+                    }
+                }
+            const __m512 dx = _mm512_set1_ps(a[b].d);
+            __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), dx);
+            __m512 dm = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))), dx);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), dm, acc);
+        }
+        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+    }
+}
+
 void ds8b__kops_fill_decode_k_avx512(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_K] = mmg_q4_k;
     k->mmg[DS8B_T_Q5_K] = mmg_q5_k;
     k->mmg[DS8B_T_Q6_K] = mmg_q6_k;
+    k->mmg[DS8B_T_Q2_K] = mmg_q2_k;
 }
