@@ -438,7 +438,7 @@ static void scale_fields(int type, int *d, int *dm) {
  * sums, where an int16 partial of the AVX2 kernels would saturate. */
 static void test_group_kernels(void) {
     static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1,
-                                DS8B_T_Q2_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
+                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
     static const int64_t nbs[] = {1, 3, 5, 13, 33, 128};
     static const int nrs[] = {1, 7, 15, 16};
     const int ntypes = (int)(sizeof types / sizeof types[0]);
@@ -556,7 +556,7 @@ static void test_group_kernels(void) {
  * not a multiple of 16 (row-major tail). */
 static void test_packed_matmul(void) {
     static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1,
-                                DS8B_T_Q2_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
+                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
     static const int64_t rows_list[] = {16, 37, 160};
     static const int64_t cols_list[] = {96, 4096};
     static const int64_t ns[] = {1, 3, 7, 20};

@@ -27,6 +27,8 @@ static const lay g_lays[] = {
     {DS8B_T_Q5_1, 4, 24, 0, {{0, 0, 1, 2, 0}, {2, 32, 1, 2, 0}, {4, 64, 1, 4, XF_QH5}, {8, 128, 4, 4, 0}}},
     /* Q2_K: d, dmin, scale bytes [16][16], qs dwords */
     {DS8B_T_Q2_K, 4, 84, 1, {{80, 0, 1, 2, 0}, {82, 32, 1, 2, 0}, {0, 64, 16, 1, 0}, {16, 320, 16, 4, 0}}},
+    /* Q3_K: d, the 12 GGUF scale bytes as 3 dwords, hmask dwords, qs dwords */
+    {DS8B_T_Q3_K, 4, 110, 1, {{108, 0, 1, 2, 0}, {96, 32, 3, 4, 0}, {0, 224, 8, 4, 0}, {32, 736, 16, 4, 0}}},
     /* Q4_K: d, dmin, the 12 scale bytes as 3 dwords, qs dwords */
     {DS8B_T_Q4_K, 4, 144, 1, {{0, 0, 1, 2, 0}, {2, 32, 1, 2, 0}, {4, 64, 3, 4, 0}, {16, 256, 32, 4, 0}}},
     /* Q5_K: as Q4_K, then the qh dwords */
@@ -252,6 +254,20 @@ static void k_sums(int type, const uint8_t *blk, const ds8b__blk_q8_k *a, int32_
             for (int l = 0; l < 16; l++) t += ((q[l] >> (2 * pl)) & 3) * a->qs[16 * sb + l];
             is += (w->scales[sb] & 0xF) * t;
             ms += (w->scales[sb] >> 4) * a->bsums[sb];
+        }
+    } else if (type == DS8B_T_Q3_K) {
+        const ds8b__blk_q3_k *w = (const ds8b__blk_q3_k *)blk;
+        int8_t sc[16];
+        ds8b__k3_scales(w->scales, sc);
+        for (int sb = 0; sb < 16; sb++) {
+            int h = sb / 8, pl = (sb % 8) / 2, half = sb % 2, bit = 4 * h + pl;
+            const uint8_t *q = w->qs + 32 * h + 16 * half, *hm = w->hmask + 16 * half;
+            int32_t t = 0;
+            for (int l = 0; l < 16; l++) {
+                int v = ((q[l] >> (2 * pl)) & 3) - (((hm[l] >> bit) & 1) ? 0 : 4);
+                t += v * a->qs[16 * sb + l];
+            }
+            is += sc[sb] * t;
         }
     } else if (type == DS8B_T_Q6_K) {
         const ds8b__blk_q6_k *w = (const ds8b__blk_q6_k *)blk;

@@ -280,9 +280,73 @@ static void mmg_q2_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t ast
     }
 }
 
+/* Q3_K: the AVX-512 record and sums in halves of 8 rows; 4 vpmaddubsw of
+ * unsigned codes 0..7 per sub-block add in int16 (<= 7112), then
+ * vpmaddwd against the scale duplicated into both int16 halves. */
+static void mmg_q3_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    const __m256i m2 = _mm256_set1_epi8(3), b2 = _mm256_set1_epi8(4), m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const int64_t m = nb / 8;
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < m; b++, o += 1760) {
+            for (int off = 0; off < 1760; off += 64) PF(o, off);
+            const int8_t *x = a[b].qs;
+            const __m256 dx = _mm256_set1_ps(a[b].d);
+            for (int hf = 0; hf < 2; hf++) {
+                const int hb0 = 32 * hf;
+                __m256i D0 = ld(o + 32 + hb0), D1 = ld(o + 96 + hb0), D2 = ld(o + 160 + hb0), U[4];
+                U[0] = _mm256_or_si256(_mm256_and_si256(D0, m4), _mm256_and_si256(_mm256_slli_epi32(D2, 4), m30));
+                U[1] = _mm256_or_si256(_mm256_and_si256(D1, m4), _mm256_and_si256(_mm256_slli_epi32(D2, 2), m30));
+                U[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(D0, 4), m4), _mm256_and_si256(D2, m30));
+                U[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(D1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi32(D2, 2), m30));
+                __m256i isum = _mm256_setzero_si256(), osum = _mm256_setzero_si256();
+                #pragma GCC unroll 2
+                for (int h = 0; h < 2; h++)
+                    #pragma GCC unroll 2
+                    for (int half = 0; half < 2; half++) {
+                        __m256i t[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                        _mm256_setzero_si256()};
+                        #pragma GCC unroll 4
+                        for (int kk = 0; kk < 4; kk++) {
+                            __m256i v = ld(o + 736 + 64 * (8 * h + 4 * half + kk) + hb0);
+                            __m256i hm = ld(o + 224 + 64 * (4 * half + kk) + hb0);
+                            #pragma GCC unroll 4
+                            for (int pl = 0; pl < 4; pl++) {
+                                const int sh = 4 * h + pl - 2;
+                                __m256i hb = sh > 0 ? _mm256_srli_epi32(hm, sh) : sh < 0 ? _mm256_slli_epi32(hm, -sh) : hm;
+                                __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 2 * pl), m2),
+                                                            _mm256_and_si256(hb, b2));
+                                t[pl] = _mm256_add_epi16(
+                                    t[pl], _mm256_maddubs_epi16(u, bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk)));
+                            }
+                        }
+                        #pragma GCC unroll 4
+                        for (int pl = 0; pl < 4; pl++) {
+                            const int sb = 8 * h + 2 * pl + half;
+                            __m256i sc = _mm256_sub_epi16(_mm256_shuffle_epi8(U[sb >> 2], pick16(sb & 3)),
+                                                          _mm256_set1_epi16(32));
+                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(t[pl], sc));
+                            osum = _mm256_add_epi32(
+                                osum, _mm256_madd_epi16(sc, _mm256_set1_epi32((int32_t)(uint16_t)a[b].bsums[sb])));
+                        }
+                    }
+                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(osum, 2));
+                __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
+                acc[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc[hf]);
+            }
+        }
+        store_nr(y + (size_t)c * (size_t)ldy, acc[0], acc[1], nr);
+    }
+}
+
 void ds8b__kops_fill_decode_k_avx2(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_K] = mmg_q4_k;
     k->mmg[DS8B_T_Q5_K] = mmg_q5_k;
     k->mmg[DS8B_T_Q6_K] = mmg_q6_k;
     k->mmg[DS8B_T_Q2_K] = mmg_q2_k;
+    k->mmg[DS8B_T_Q3_K] = mmg_q3_k;
 }

@@ -260,9 +260,78 @@ static void mmg_q2_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t ast
     }
 }
 
+/* The 16 rows' Q3_K scales (6-bit, stored +32) as 4 byte vectors: byte j
+ * of u[i] = scale 4i + j + 32 (the GGUF 12-byte packing: low nibbles in
+ * bytes 0..7, high 2-bit pairs in bytes 8..11). */
+AI void k3_scales(const uint8_t *o, __m512i u[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512i D0 = ld(o + 32), D1 = ld(o + 96), D2 = ld(o + 160);
+    u[0] = _mm512_or_si512(_mm512_and_si512(D0, m4), _mm512_and_si512(_mm512_slli_epi32(D2, 4), m30));
+    u[1] = _mm512_or_si512(_mm512_and_si512(D1, m4), _mm512_and_si512(_mm512_slli_epi32(D2, 2), m30));
+    u[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(D0, 4), m4), _mm512_and_si512(D2, m30));
+    u[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(D1, 4), m4),
+                           _mm512_and_si512(_mm512_srli_epi32(D2, 2), m30));
+}
+
+/* Q3_K: record d[16] | sc[3][16] | hm[8][16] | q[16][16]. Codes are taken
+ * unsigned, u = 2 low bits + 4 * hmask bit (0..7), and the -4 is folded
+ * in as -4 * sum(sc * bsum). A sub-block sum (|t| <= 16*7*127) fits int16,
+ * so vpmaddwd against (sc, 0) multiplies it exactly. */
+static void mmg_q3_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+    const __m512i m2 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4), k32 = _mm512_set1_epi32(32);
+    const int64_t m = nb / 8;
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
+        __m512 acc = _mm512_setzero_ps();
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < m; b++, o += 1760) {
+            for (int off = 0; off < 1760; off += 64) PF(o, off);
+            const int8_t *x = a[b].qs;
+            __m512i U[4];
+            k3_scales(o, U);
+            __m512i isum = _mm512_setzero_si512(), osum = _mm512_setzero_si512();
+            #pragma GCC unroll 2
+            for (int h = 0; h < 2; h++)
+                #pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) {
+                    __m512i t[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                    _mm512_setzero_si512()};
+                    #pragma GCC unroll 4
+                    for (int kk = 0; kk < 4; kk++) {
+                        __m512i v = ld(o + 736 + 64 * (8 * h + 4 * half + kk));
+                        __m512i hm = ld(o + 224 + 64 * (4 * half + kk));
+                        #pragma GCC unroll 4
+                        for (int pl = 0; pl < 4; pl++) {
+                            const int sh = 4 * h + pl - 2; /* hmask bit 4h + pl to bit 2 */
+                            __m512i hb = sh > 0 ? _mm512_srli_epi32(hm, sh) : sh < 0 ? _mm512_slli_epi32(hm, -sh) : hm;
+                            __m512i u = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 2 * pl), m2),
+                                                        _mm512_and_si512(hb, b2));
+                            t[pl] = _mm512_dpbusd_epi32(t[pl], u, bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk));
+                        }
+                    }
+                    #pragma GCC unroll 4
+                    for (int pl = 0; pl < 4; pl++) {
+                        const int sb = 8 * h + 2 * pl + half;
+                        /* (sc, 0) per dword: the scale byte zero-extended, minus 32 in the low int16 */
+                        __m512i sc = _mm512_sub_epi16(_mm512_shuffle_epi8(U[sb >> 2], pick32(sb & 3)), k32);
+                        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(t[pl], sc));
+                        osum = _mm512_add_epi32(osum, _mm512_madd_epi16(sc, _mm512_set1_epi16(a[b].bsums[sb])));
+                    }
+                }
+            isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(osum, 2));
+            __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a[b].d));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+        }
+        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+    }
+}
+
 void ds8b__kops_fill_decode_k_avx512(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_K] = mmg_q4_k;
     k->mmg[DS8B_T_Q5_K] = mmg_q5_k;
     k->mmg[DS8B_T_Q6_K] = mmg_q6_k;
     k->mmg[DS8B_T_Q2_K] = mmg_q2_k;
+    k->mmg[DS8B_T_Q3_K] = mmg_q3_k;
 }
