@@ -418,27 +418,62 @@ static void test_vec_helpers(void) {
 }
 
 
+/* Offsets of the f16 scale fields (d, dmin) in a block of the type, for
+ * weights made of raw bytes; -1: none. */
+static void scale_fields(int type, int *d, int *dm) {
+    *d = 0, *dm = -1;
+    switch (type) {
+    case DS8B_T_Q4_1: case DS8B_T_Q5_1: case DS8B_T_Q4_K: case DS8B_T_Q5_K: *dm = 2; break;
+    case DS8B_T_Q2_K: *d = 80, *dm = 82; break;
+    case DS8B_T_Q3_K: *d = 108; break;
+    case DS8B_T_Q6_K: *d = 208; break;
+    default: break;
+    }
+}
+
 /* Row-group layout (packing.h): pack/unpack round trip; every level's
  * group kernel directly against ds8b__mmg_ref (bit-identical: same
  * integers, same float sequence) and against the scalar level's row
  * kernel (tolerance, different float order), with 1..16 rows in a group,
- * odd block counts and 1..5 activation rows. */
+ * odd block counts and 1..5 activation rows. Weights: quantized normals,
+ * then raw random bytes, then all-0xFF codes and scales against
+ * activations of one magnitude (every code +-127): the largest integer
+ * sums, where an int16 partial of the AVX2 kernels would saturate. */
 static void test_group_kernels(void) {
-    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0};
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1,
+                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
     static const int64_t nbs[] = {1, 3, 5, 13, 33, 128};
     static const int nrs[] = {1, 7, 15, 16};
+    const int ntypes = (int)(sizeof types / sizeof types[0]);
     int tested = 0;
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < ntypes; ti++) {
         int type = types[ti];
         const char *tn = ds8b__type_info(type)->name;
+        const bool kq = ds8b__gact_is_k(type);
+        CHECK(ds8b__pack_supported(type), "%s: not packable", tn);
+        for (int mode = 0; mode < 3; mode++)
         for (int a = 0; a < 6; a++)
             for (int b = 0; b < 4; b++) {
-                int64_t nb = nbs[a], cols = nb * 32;
+                if (mode && (a + b) % 2) continue; /* raw and extreme weights: half the shapes */
+                /* K-quants: nbs[] super-blocks (8 units of 32 each) */
+                int64_t nb = kq ? 8 * (nbs[a] > 40 ? 16 : nbs[a]) : nbs[a], cols = nb * 32;
                 int nr = nrs[b];
                 ds8b__tensor w;
                 make_weights(type, nr, cols, &w);
                 size_t rb;
                 ds8b__row_bytes(type, cols, &rb);
+                if (mode) {
+                    int od, om;
+                    scale_fields(type, &od, &om);
+                    size_t bb = ds8b__type_info(type)->block_bytes;
+                    uint8_t *wd = (uint8_t *)w.data;
+                    for (size_t i = 0; i < rb * (size_t)nr; i++) wd[i] = mode == 1 ? (uint8_t)rnd32() : 0xFF;
+                    for (size_t o = 0; o < rb * (size_t)nr; o += bb) {
+                        uint16_t h = ds8b__f32_to_f16(0.01f + 0.02f * rndu()), m = ds8b__f32_to_f16(0.01f * rndu());
+                        memcpy(wd + o + od, &h, 2);
+                        if (om >= 0) memcpy(wd + o + om, &m, 2);
+                    }
+                }
                 uint8_t *g = malloc(rb * DS8B_G), *back = malloc(rb * DS8B_G);
                 ds8b__pack_group(type, w.data, rb, nr, nb, g);
                 ds8b__unpack_group(type, g, nb, back, rb, nr);
@@ -446,41 +481,58 @@ static void test_group_kernels(void) {
                       (long long)nb, nr);
                 int nc = 1 + (a + b) % 5;
                 float *x = malloc((size_t)(nc * cols) * sizeof(float));
-                for (int64_t i = 0; i < nc * cols; i++) x[i] = rndn() * (i % 89 == 0 ? 5.0f : 1.0f);
-                size_t as = (size_t)nb * sizeof(ds8b__act32);
+                for (int64_t i = 0; i < nc * cols; i++)
+                    x[i] = mode == 2 ? (rnd32() & 1 ? 1.0f : -1.0f) : rndn() * (i % 89 == 0 ? 5.0f : 1.0f);
+                size_t as = ds8b__gact_row_bytes(type, cols);
                 uint8_t *act = malloc(as * (size_t)nc), *act2 = malloc(as * (size_t)nc);
-                for (int c = 0; c < nc; c++) ds8b__gact_quant_scalar(x + c * cols, act + c * as, cols);
+                for (int c = 0; c < nc; c++) {
+                    if (kq) ds8b__gact_quant_k(x + c * cols, act + c * as, cols);
+                    else ds8b__gact_quant_scalar(x + c * cols, act + c * as, cols);
+                }
                 float yref[5 * 16], y[5 * 16], ys[5 * 16];
                 ds8b__mmg_ref(type, g, nb, act, as, nc, yref, 16, nr);
-                /* the scalar row kernel on the same activations */
+                /* the scalar row kernel on the same activations (the scalar
+                 * level's formats are the group formats) */
                 ds8b__isa_force(0);
                 const ds8b__kops *k0 = ds8b__kops_get();
                 for (int c = 0; c < nc; c++)
                     k0->q[type].mm(w.data, rb, nr, act + c * as, as, 1, cols, ys + c * 16, 16);
-                for (int c = 0; c < nc; c++)
-                    for (int r = 0; r < nr; r++) {
-                        double d = fabs((double)yref[c * 16 + r] - ys[c * 16 + r]);
+                float *wf = malloc((size_t)cols * sizeof(float));
+                for (int r = 0; r < nr; r++) {
+                    ds8b__dequant_row(type, (const uint8_t *)w.data + (size_t)r * rb, wf, cols);
+                    for (int c = 0; c < nc; c++) {
+                        /* sum |w| |x| (x from its codes): the scale of the rounding */
                         double mag = 0;
-                        const ds8b__act32 *av = (const ds8b__act32 *)(act + c * as);
-                        for (int64_t bb = 0; bb < nb; bb++) mag += fabs(av[bb].d) * 127.0 * 32 * 16;
-                        CHECK(d <= 1e-5 * mag + 1e-6, "%s nb %lld nr %d [%d,%d]: ref %g scalar row kernel %g", tn,
-                              (long long)nb, nr, c, r, yref[c * 16 + r], ys[c * 16 + r]);
+                        for (int64_t i = 0; i < cols; i++) {
+                            double xv = kq ? ((const ds8b__blk_q8_k *)(act + c * as))[i / 256].d *
+                                                 ((const ds8b__blk_q8_k *)(act + c * as))[i / 256].qs[i % 256]
+                                           : ((const ds8b__act32 *)(act + c * as))[i / 32].d *
+                                                 ((const ds8b__act32 *)(act + c * as))[i / 32].qs[i % 32];
+                            mag += fabs((double)wf[i] * xv);
+                        }
+                        double d = fabs((double)yref[c * 16 + r] - ys[c * 16 + r]);
+                        CHECK(d <= 1e-5 * mag + 1e-6, "%s mode %d nb %lld nr %d [%d,%d]: ref %g scalar row kernel %g",
+                              tn, mode, (long long)nb, nr, c, r, yref[c * 16 + r], ys[c * 16 + r]);
                     }
+                }
+                free(wf);
                 for (int lvl = 1; lvl < levels_available(); lvl++) {
                     ds8b__isa_force(lvl);
                     const ds8b__kops *k = ds8b__kops_get();
                     if (!k->mmg[type]) continue;
                     tested++;
                     /* the level's activation quantizer gives the same bytes */
-                    for (int c = 0; c < nc; c++) k->gact_quant(x + c * cols, act2 + c * as, cols);
-                    CHECK(memcmp(act, act2, as * (size_t)nc) == 0, "%s lvl %d: gact_quant differs from scalar",
-                          tn, lvl);
+                    if (!kq) {
+                        for (int c = 0; c < nc; c++) k->gact_quant(x + c * cols, act2 + c * as, cols);
+                        CHECK(memcmp(act, act2, as * (size_t)nc) == 0, "%s lvl %d: gact_quant differs from scalar",
+                              tn, lvl);
+                    }
                     memset(y, 0x7f, sizeof y);
                     k->mmg[type](g, nb, act, as, nc, y, 16, nr);
                     for (int c = 0; c < nc; c++) {
                         CHECK(memcmp(y + c * 16, yref + c * 16, (size_t)nr * sizeof(float)) == 0,
-                              "%s lvl %d nb %lld nr %d row %d: group kernel differs from reference", tn, lvl,
-                              (long long)nb, nr, c);
+                              "%s lvl %d mode %d nb %lld nr %d row %d: group kernel differs from reference (%g vs %g)",
+                              tn, lvl, mode, (long long)nb, nr, c, y[c * 16], yref[c * 16]);
                         for (int r = nr; r < 16; r++) {
                             uint32_t u;
                             memcpy(&u, &y[c * 16 + r], 4);
@@ -506,16 +558,18 @@ static void test_group_kernels(void) {
  * kernels vs row-major tiles); bit-identical for 1, 2 and 3 threads; rows
  * not a multiple of 16 (row-major tail). */
 static void test_packed_matmul(void) {
-    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0};
+    static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q8_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1,
+                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
     static const int64_t rows_list[] = {16, 37, 160};
     static const int64_t cols_list[] = {96, 4096};
     static const int64_t ns[] = {1, 3, 7, 20};
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < (int)(sizeof types / sizeof types[0]); ti++) {
         int type = types[ti];
         const char *tn = ds8b__type_info(type)->name;
         for (int a = 0; a < 3; a++)
             for (int b = 0; b < 2; b++) {
                 int64_t rows = rows_list[a], cols = cols_list[b];
+                if (ds8b__gact_is_k(type) && cols % 256) cols = 768; /* 3 super-blocks */
                 ds8b__tensor w, p;
                 make_weights(type, rows, cols, &w);
                 p = w;
@@ -876,6 +930,59 @@ static void test_bf16_level(void) {
 #endif
 }
 
+/* ds8b__matmul_multi on packed K-quants (one job, Q8_K activations) and on
+ * a set mixing the two activation formats (falls back to separate calls):
+ * bit-identical to separate calls, 1-3 threads, every level. */
+static void test_matmul_multi_k(void) {
+    const int64_t cols = 512;
+    const int types[4] = {DS8B_T_Q4_K, DS8B_T_Q6_K, DS8B_T_Q4_K, DS8B_T_Q4_0};
+    const int64_t rows[4] = {48, 37, 160, 32};
+    ds8b__tensor w[4];
+    uint8_t *pd[4];
+    for (int i = 0; i < 4; i++) {
+        make_weights(types[i], rows[i], cols, &w[i]);
+        pd[i] = malloc(w[i].nbytes);
+        ds8b__pack_matrix(types[i], w[i].data, rows[i], cols / 32, pd[i]);
+        free((void *)w[i].data);
+        w[i].data = pd[i];
+        w[i].layout = DS8B_LAYOUT_G16;
+    }
+    float *x = malloc(3 * cols * sizeof(float));
+    for (int64_t i = 0; i < 3 * cols; i++) x[i] = rndn();
+    float *ya[3], *yb[3];
+    for (int i = 0; i < 3; i++) {
+        ya[i] = malloc(3 * 160 * sizeof(float));
+        yb[i] = malloc(3 * 160 * sizeof(float));
+    }
+    ds8b__workspace ws = {0};
+    ds8b__err e = {0};
+    const ds8b__tensor *sets[2][3] = {{&w[0], &w[1], &w[2]}, {&w[3], &w[0], &w[1]}};
+    for (int lvl = 0; lvl < levels_available(); lvl++) {
+        ds8b__isa_force(lvl);
+        for (int si = 0; si < 2; si++)
+            for (int64_t n = 1; n <= 3; n++) {
+                int flags = n > 1 ? DS8B_MM_ROWWISE : 0;
+                for (int i = 0; i < 3; i++)
+                    CHECK(ds8b__matmul_ex(g_pools[0], sets[si][i], x, n, ya[i], &ws, flags, &e) == 0, "%s", e.msg);
+                for (int t = 0; t < 3; t++) {
+                    CHECK(ds8b__matmul_multi(g_pools[t], sets[si], 3, x, n, yb, &ws, flags, &e) == 0, "%s", e.msg);
+                    for (int i = 0; i < 3; i++)
+                        CHECK(memcmp(ya[i], yb[i], (size_t)(n * sets[si][i]->ne[1]) * sizeof(float)) == 0,
+                              "lvl %d set %d n %lld threads %d: matrix %d differs from a separate call", lvl, si,
+                              (long long)n, t + 1, i);
+                }
+            }
+    }
+    ds8b__isa_force(-1);
+    ds8b__free(ws.buf);
+    for (int i = 0; i < 3; i++) {
+        free(ya[i]);
+        free(yb[i]);
+    }
+    for (int i = 0; i < 4; i++) free(pd[i]);
+    free(x);
+}
+
 /* DS8B_EXPECT_ISA=NAME (make check-arm64, which runs this program on
  * emulated CPUs with and without each extension): the highest level the
  * dispatcher found is NAME. */
@@ -903,6 +1010,7 @@ int main(void) {
     RUN(test_packed_matmul);
     RUN(test_matmul_multi);
     RUN(test_amx_prompt);
+    RUN(test_matmul_multi_k);
     for (int i = 0; i < 3; i++) ds8b__pool_free(g_pools[i]);
     T_EXIT();
 }

