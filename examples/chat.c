@@ -85,7 +85,7 @@ static double now_s(void) {
 static void usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s [-m MODEL] [-n MAX_TOKENS] [--seed N] [--temp T] [--system TEXT]\n"
-            "          [--threads N] [--no-color]\n"
+            "          [--threads N] [--no-color] [--ignore-eos]\n"
             "Reads one user message per line from stdin until EOF.\n",
             argv0);
 }
@@ -96,6 +96,7 @@ int main(int argc, char **argv) {
     long max_tokens = 256, seed = 0x5eed, threads = 0;
     double temp = 0.6; /* DeepSeek's recommended temperature for R1 models */
     int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    int stop_at_eos = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -106,6 +107,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--system") && more) system_prompt = argv[++i];
         else if (!strcmp(a, "--threads") && more) threads = strtol(argv[++i], NULL, 10);
         else if (!strcmp(a, "--no-color")) color = 0;
+        else if (!strcmp(a, "--ignore-eos")) stop_at_eos = 0;
         else if (!strcmp(a, "--color")) color = 1;
         else { usage(argv[0]); return 2; }
     }
@@ -125,6 +127,7 @@ int main(int argc, char **argv) {
         ds8b_params_set_int(params, DS8B_PARAM_MAX_TOKENS, max_tokens);
         ds8b_params_set_int(params, DS8B_PARAM_SEED, seed);
         ds8b_params_set_float(params, DS8B_PARAM_TEMPERATURE, temp);
+        ds8b_params_set_int(params, DS8B_PARAM_STOP_AT_EOS, stop_at_eos);
         /* a long conversation slides instead of failing when the context fills */
         ds8b_params_set_int(params, DS8B_PARAM_CTX_POLICY, DS8B_CTX_SLIDE);
         rc = ds8b_session_create(model, params, &session);

@@ -640,14 +640,44 @@ static int chat_reply(ds8b_chat *c, ds8b_stream_fn cb, void *user, int64_t *n_ge
     size_t plen = 0;
     cJSON *extra = NULL;
     int rc = chat_extra(c, &extra, &e);
-    if (!rc) rc = chat_render(s->model, c->messages, extra, true, &prompt, &plen, &e);
-    cJSON_Delete(extra);
-    if (rc) return cfail(c, &e);
-    /* tokenize the whole prompt (the template carries BOS itself) */
+    if (rc) { cJSON_Delete(extra); return cfail(c, &e); }
+    /* Render and tokenize (the template carries BOS itself). Under
+     * DS8B_CTX_SLIDE a conversation that no longer fits the context (with
+     * room for a reply) is rendered without its oldest messages, a system
+     * message first in the list always kept: the session's cache slides
+     * the same way, and the conversation itself keeps every message. */
     int32_t *ids = NULL;
     size_t n = 0;
-    rc = ds8b__tok_encode(s->model->tok->tok, prompt, plen, 0, &ids, &n, &e);
-    if (rc) { ds8b__free(prompt); return cfail(c, &e); }
+    int total = cJSON_GetArraySize(c->messages), skip = 0;
+    bool sys = total > 0 && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(c->messages, 0), "role")) &&
+               !strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(c->messages, 0), "role")->valuestring, "system");
+    int64_t room = s->n_ctx - (s->max_tokens > 0 && s->max_tokens < s->n_ctx / 2 ? s->max_tokens : s->n_ctx / 2);
+    for (;;) {
+        const cJSON *msgs = c->messages;
+        cJSON *win = NULL;
+        if (skip > 0) {
+            win = cJSON_CreateArray();
+            if (!win) { rc = ds8b__seterr(&e, DS8B_E_NOMEM, "out of memory rendering the chat"); break; }
+            int i = 0;
+            for (cJSON *it = c->messages->child; it; it = it->next, i++)
+                if ((sys && i == 0) || i >= skip + (sys ? 1 : 0)) cJSON_AddItemReferenceToArray(win, it);
+            msgs = win;
+        }
+        rc = chat_render(s->model, msgs, extra, true, &prompt, &plen, &e);
+        cJSON_Delete(win);
+        if (rc) break;
+        rc = ds8b__tok_encode(s->model->tok->tok, prompt, plen, 0, &ids, &n, &e);
+        if (rc) break;
+        int left = total - skip - (sys ? 1 : 0);
+        if (s->ctx_policy != DS8B_CTX_SLIDE || (int64_t)n <= room || left <= 1) break;
+        ds8b__free(ids);
+        ds8b__free(prompt);
+        ids = NULL;
+        prompt = NULL;
+        skip++;
+    }
+    cJSON_Delete(extra);
+    if (rc) { ds8b__free(prompt); ds8b__free(ids); return cfail(c, &e); }
     size_t keep = common_prefix(s->tokens, s->n_past, ids, n);
     if (keep == n && keep > 0) keep--; /* re-evaluate one token to get fresh logits */
     s->n_past = (int64_t)keep;
