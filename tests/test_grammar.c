@@ -383,8 +383,16 @@ static void test_generate_shared(void) {
             int fr = ds8b_session_finish_reason(s);
             CHECK(fr == DS8B_FINISH_GRAMMAR || fr == DS8B_FINISH_EOS || fr == DS8B_FINISH_MAX_TOKENS,
                   "%s seed %d: finish %d", k_shared[gi], seed, fr);
-            bool v = viable(g, o.t, o.n);
-            CHECK(v, "%s seed %d: the text is not a prefix of the grammar: [%s]", k_shared[gi], seed, o.t);
+            /* a generation cut off by the token limit inside a character ends
+             * the stream with U+FFFD for the incomplete bytes (the
+             * detokenizer's final flush, not sampled text): check the rest */
+            size_t vn = o.n;
+            if (fr == DS8B_FINISH_MAX_TOKENS && vn >= 3 && !memcmp(o.t + vn - 3, "\xEF\xBF\xBD", 3)) vn -= 3;
+            bool v = viable(g, o.t, vn);
+            CHECK(v, "%s seed %d: the text is not a prefix of the grammar: [%s] (last bytes %02x %02x %02x %02x)",
+                  k_shared[gi], seed, o.t, o.n > 3 ? (unsigned char)o.t[o.n - 4] : 0,
+                  o.n > 2 ? (unsigned char)o.t[o.n - 3] : 0, o.n > 1 ? (unsigned char)o.t[o.n - 2] : 0,
+                  o.n > 0 ? (unsigned char)o.t[o.n - 1] : 0);
             viable_n += v;
             if (fr == DS8B_FINISH_GRAMMAR || fr == DS8B_FINISH_EOS) {
                 completed++;
