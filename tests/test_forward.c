@@ -4,6 +4,8 @@
 #include "ds8b.h"
 
 #include "t_json.h"
+#include <limits.h>
+#include <stdlib.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -104,6 +106,7 @@ static void check_reference_at(const char *model_path, const char *json_path, co
 /* Kernel levels (src/kernels/kernels.h; the tests link the static library). */
 int ds8b__isa_force(int level);
 const char *ds8b__isa_name(void);
+_Bool ds8b__isa_bf16_act(void);
 
 /* The reference check, float tolerances (tol, near-ties below 0.01). At
  * the level avx512-bf16 the demo checkpoints' BF16 weights run on
@@ -140,8 +143,10 @@ static void test_qwen3_logits(void) { check_reference("models/demo-qwen3", "demo
 
 /* The demo-qwen3 weights under the shipped YaRN config (vLLM's attn_factor). */
 static void test_qwen3_yarn(void) {
-    char src[1024], jp[1024], fp[1024], dir[] = "/tmp/ds8b-yarn-XXXXXX";
-    t_path(src, sizeof src, "models/demo-qwen3");
+    char src[PATH_MAX], jp[1024], fp[1024], dir[] = "/tmp/ds8b-yarn-XXXXXX";
+    char rel_src[1024];
+    t_path(rel_src, sizeof rel_src, "models/demo-qwen3");
+    CHECK(realpath(rel_src, src) != NULL, "realpath %s", rel_src); /* the links live in /tmp */
     t_path(jp, sizeof jp, "testdata/reference/demo-qwen3-yarn.json");
     t_path(fp, sizeof fp, "testdata/reference/demo-qwen3-yarn.f32");
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
@@ -174,7 +179,7 @@ static void test_qwen3_yarn(void) {
 /* Mean NLL over the held-out windows within 0.05% (as perplexity).
  * DS8B_QUICK: the first two windows of each language, against the
  * reference's NLL of those windows. */
-static void check_ppl(const char *model_dir, const char *ref_name) {
+static void check_ppl_at(const char *model_dir, const char *ref_name, double tol) {
     char mp[1024], jp[1024], rel[256];
     t_path(mp, sizeof mp, model_dir);
     snprintf(rel, sizeof rel, "testdata/reference/%s.json", ref_name);
@@ -221,12 +226,30 @@ static void check_ppl(const char *model_dir, const char *ref_name) {
         double rel_ppl = fabs(exp(mean) / exp(want) - 1.0);
         printf("  # %s %s: mean NLL %.6f (reference %.6f) over %d windows%s, ppl rel diff %.2e\n", ref_name,
                lang->string, mean, want, nw, quick ? " (DS8B_QUICK)" : "", rel_ppl);
-        CHECK(rel_ppl <= 5e-4, "%s %s perplexity differs by %.3g%%", ref_name, lang->string, rel_ppl * 100);
+        CHECK(rel_ppl <= tol, "%s %s perplexity differs by %.3g%% (limit %.3g%%, level %s)", ref_name, lang->string,
+              rel_ppl * 100, tol * 100, ds8b__isa_name());
     }
     free(lg);
     ds8b_session_free(s);
     ds8b_model_free(m);
     cJSON_Delete(ref);
+}
+
+/* Float activations within 0.05%; at a level that rounds the bf16
+ * checkpoints' activations to bf16 (avx512-bf16, amx) the float path is
+ * checked at avx512-vnni, then the level itself within 0.2% (measured up
+ * to 0.075% on two windows; docs/quantization.md gives the full-window
+ * NLL changes, all within 0.02%). */
+static void check_ppl(const char *model_dir, const char *ref_name) {
+    ds8b__isa_force(-1);
+    if (!ds8b__isa_bf16_act()) {
+        check_ppl_at(model_dir, ref_name, 5e-4);
+        return;
+    }
+    ds8b__isa_force(2);
+    check_ppl_at(model_dir, ref_name, 5e-4);
+    ds8b__isa_force(-1);
+    check_ppl_at(model_dir, ref_name, 2e-3);
 }
 
 static void test_llama_ppl(void) { check_ppl("models/demo-llama", "demo-llama"); }

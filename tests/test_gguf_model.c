@@ -103,6 +103,7 @@ static void test_llamacpp_files_nll(void) {
 /* Kernel levels (src/kernels/kernels.h; the tests link the static library). */
 int ds8b__isa_force(int level);
 const char *ds8b__isa_name(void);
+_Bool ds8b__isa_bf16_act(void);
 
 /* The F16 file's logits match the safetensors reference to 2e-3 with float
  * activations; at the level avx512-bf16 (F16 weights rounded to bf16,
