@@ -15,9 +15,9 @@
  *
  * Build: cc editor_complete.c $(pkg-config --cflags --libs ds8b) -lpthread
  * Run:   ./editor_complete [-m MODEL] [--deadline-ms N] [--keystroke-after-ms N]
- *                          [--typed TEXT] [-n MAX_TOKENS] [--threads N] [TEXT]
+ *                          [--typed TEXT] [-n MAX_TOKENS] [--threads N] [--multiline] [TEXT]
  * TEXT defaults to stdin (one trailing newline is dropped).
- * stdout: the completion, on one line. stderr: what happened and timings.
+ * stdout: the completion (one line unless --multiline). stderr: what happened and timings.
  * Exit status: 0 completed, 3 cut by the deadline, 1 error, 2 usage. */
 #define _POSIX_C_SOURCE 200809L
 #include <ds8b.h>
@@ -259,6 +259,7 @@ int main(int argc, char **argv) {
     const char *model_path = "models/demo-llama", *typed = " and";
     const char *text_arg = NULL;
     long deadline_ms = 500, keystroke_ms = -1, max_tokens = 32, threads = 0;
+    int multiline = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -268,11 +269,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--typed") && more) typed = argv[++i];
         else if (!strcmp(a, "-n") && more) max_tokens = strtol(argv[++i], NULL, 10);
         else if (!strcmp(a, "--threads") && more) threads = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--multiline")) multiline = 1;
         else if (a[0] != '-' && !text_arg) text_arg = a;
         else {
             fprintf(stderr,
                     "usage: %s [-m MODEL] [--deadline-ms N] [--keystroke-after-ms N] [--typed TEXT]\n"
-                    "          [-n MAX_TOKENS] [--threads N] [TEXT]\n",
+                    "          [-n MAX_TOKENS] [--threads N] [--multiline] [TEXT]\n",
                     argv[0]);
             return 2;
         }
@@ -292,7 +294,7 @@ int main(int argc, char **argv) {
         ds8b_params_set_int(params, DS8B_PARAM_N_THREADS, threads);
         ds8b_params_set_int(params, DS8B_PARAM_MAX_TOKENS, max_tokens);
         ds8b_params_set_float(params, DS8B_PARAM_TEMPERATURE, 0.0); /* stable suggestions */
-        ds8b_params_add_stop(params, "\n");                          /* to the end of the line */
+        if (!multiline) ds8b_params_add_stop(params, "\n");         /* to the end of the line */
         rc = ds8b_session_create(model, params, &pl.s);
     }
     if (rc) {

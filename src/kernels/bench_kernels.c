@@ -257,7 +257,7 @@ static void amx_task(void *ctx, int ith, int nth) {
 }
 
 double ds8b__measure_amx_bf16_peak(int threads) {
-    if (ds8b__isa_max_level() < 3) return 0;
+    if (ds8b__isa_max_level() < 4) return 0; /* level 4 = amx */
     ds8b__pool *pool = NULL;
     if (ds8b__pool_create(threads, &pool, NULL)) return 0;
     _Atomic int64_t sink = 0;
