@@ -111,7 +111,7 @@ typedef enum ds8b_param {
     /* session */
     DS8B_PARAM_N_CTX = 1,          /* int: context length in tokens (default 4096, clamped to the model's) */
     DS8B_PARAM_N_THREADS = 2,      /* int: worker threads, 0 = number of CPUs (default 0) */
-    DS8B_PARAM_N_BATCH = 3,        /* int: prompt micro-batch size (default 0: auto, 256 on the amx kernel level, 64 elsewhere) */
+    DS8B_PARAM_N_BATCH = 3,        /* int: prompt micro-batch size (default 0: auto, 512 on the amx kernel level, 64 elsewhere) */
     DS8B_PARAM_KV_TYPE = 4,        /* int: DS8B_KV_F32/F16/Q8_0 (default F16) */
     DS8B_PARAM_CTX_POLICY = 5,     /* int: DS8B_CTX_ERROR/STOP/SLIDE (default ERROR) */
     DS8B_PARAM_N_SINK = 6,         /* int: tokens kept at the start when sliding (default 4) */

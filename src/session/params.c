@@ -36,9 +36,11 @@ int64_t ds8b__n_batch_resolve(int64_t v) {
     if (v > 0) return v;
     /* auto: the amx prompt kernels dequantize each weight chunk once per
      * call, so they want long micro-batches (8B q4_0 pp512 on an AMX Xeon,
-     * 2 threads: 17.9 t/s at 64, 29.4 at 256); the VNNI kernels do not
-     * care and 64 keeps the activation buffers small */
-    return strcmp(ds8b__isa_name(), "amx") ? 64 : 256;
+     * 2 threads: 17.9 t/s at 64, 29.4 at 256 on one host; 42.6 at 256 and
+     * 51.3 at 512 on another, after the kernel took 512 activation rows
+     * per call); the VNNI kernels do not care and 64 keeps the activation
+     * buffers small */
+    return strcmp(ds8b__isa_name(), "amx") ? 64 : 512;
 }
 
 static const key_info *info(int key) {

@@ -179,21 +179,40 @@ static void row_bf16(int type, const uint8_t *w, int64_t cols, uint8_t *dst, flo
     }
 }
 
+/* Block k (32 values) of one weight row, as bf16, for the types with a
+ * direct path (has_direct). */
+static inline int has_direct(int type) {
+    return type == DS8B_T_Q4_0 || type == DS8B_T_Q8_0 || type == DS8B_T_Q4_K || type == DS8B_T_Q6_K;
+}
+static inline __m512i blk_bf16(int type, const uint8_t *w, int64_t k) {
+    switch (type) {
+    case DS8B_T_Q4_0: return q4_0_block(w + k * 18);
+    case DS8B_T_Q8_0: return q8_0_block(w + k * 34);
+    case DS8B_T_Q4_K: return q4_k_chunk((const ds8b__blk_q4_k *)w + k / 8, (int)(k % 8));
+    default: return q6_k_chunk((const ds8b__blk_q6_k *)w + k / 8, (int)(k % 8));
+    }
+}
+
 /* B tiles of weight rows 0..nrows-1 (nrows <= AMX_ROWS; rows up to the
  * next multiple of 16 are zero): tile t, k-chunk k at B + (t * nk + k) KiB.
- * rows is nrows x cols bf16 of scratch, f32 one row of floats. */
+ * The direct types are dequantized straight into the transposes; the
+ * others go through rows (nrows x cols bf16 of scratch) and f32 (one row
+ * of floats). */
 static void build_b(int type, const uint8_t *w, size_t wstride, int64_t nrows, int64_t cols, uint8_t *B,
                     uint8_t *rows, float *f32) {
     int64_t nk = cols / 32, nt = (nrows + 15) / 16;
     size_t rb = (size_t)cols * 2;
-    for (int64_t r = 0; r < nrows; r++) row_bf16(type, w + (size_t)r * wstride, cols, rows + (size_t)r * rb, f32);
+    int direct = has_direct(type);
+    if (!direct)
+        for (int64_t r = 0; r < nrows; r++) row_bf16(type, w + (size_t)r * wstride, cols, rows + (size_t)r * rb, f32);
     __m512i z[16];
     for (int64_t t = 0; t < nt; t++)
         for (int64_t k = 0; k < nk; k++) {
             for (int r = 0; r < 16; r++) {
                 int64_t row = t * 16 + r;
-                z[r] = row < nrows ? _mm512_loadu_si512(rows + (size_t)row * rb + (size_t)k * 64)
-                                   : _mm512_setzero_si512();
+                if (row >= nrows) z[r] = _mm512_setzero_si512();
+                else if (direct) z[r] = blk_bf16(type, w + (size_t)row * wstride, k);
+                else z[r] = _mm512_loadu_si512(rows + (size_t)row * rb + (size_t)k * 64);
             }
             transpose16(z);
             uint8_t *o = B + ((size_t)t * (size_t)nk + (size_t)k) * 1024;
@@ -211,14 +230,24 @@ static void pact_quant(const float *x, uint8_t *dst, int64_t cols) {
         _mm512_storeu_si512(dst + (size_t)i * 2, pack_bf16(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)));
 }
 
-/* Weight rows per kernel call (the matmul driver's chunk): four B tiles
- * share each A tile load. */
-enum { AMX_ROWS = 64 };
+/* Weight rows per kernel call (the matmul driver's chunk, rows_for):
+ * up to AMX_ROWS, and no more than AMX_B_VALUES weights, so that the bf16
+ * B tiles of a call (2 bytes a weight) stay within about 1 MiB of L2 with
+ * the activation tiles streaming past them: 128 rows of 4096, 32 of
+ * 14336. Activation rows per call: AMX_COLS, each chunk's B tiles built
+ * once for all of them (the matmul driver's column chunk). */
+enum { AMX_ROWS = 128, AMX_B_VALUES = 128 * 4096, AMX_COLS = 512 };
+
+static int64_t rows_for(int64_t cols) {
+    int64_t r = AMX_ROWS;
+    while (r > 16 && r * cols > AMX_B_VALUES) r -= 16;
+    return r;
+}
 
 /* scratch: B (AMX_ROWS * cols * 2 bytes), the bf16 rows (the same), one
  * f32 row, a padded tail of 16 activation rows (16 * cols * 2), one C
  * tile (1 KiB), alignment */
-static size_t mmp_scratch(int64_t cols) { return (size_t)cols * (4 * AMX_ROWS + 4 + 32) + 1024 + 5 * 64; }
+static size_t mmp_scratch(int64_t cols) { return (size_t)cols * (4 * (size_t)rows_for(cols) + 4 + 32) + 1024 + 5 * 64; }
 
 static inline size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
 
@@ -270,8 +299,8 @@ static inline void run_tile(const uint8_t *a, size_t as, const uint8_t *B, int64
  * straight to y, a partial one through ct. */
 #define STORE_C(t)                                                                                   \
     do {                                                                                             \
-        if ((t) < nt) {                                                                              \
-            int64_t w0 = 16 * (t), wn = nr - w0 < 16 ? nr - w0 : 16;                                 \
+        if ((t) < ntq) {                                                                             \
+            int64_t w0 = 16 * (q + (t)), wn = nr - w0 < 16 ? nr - w0 : 16;                           \
             if (wn == 16 && n16 == 16) {                                                             \
                 _tile_stored(t, yc + w0, (size_t)ldy * 4);                                           \
             } else {                                                                                 \
@@ -285,14 +314,15 @@ static inline void run_tile(const uint8_t *a, size_t as, const uint8_t *B, int64
 static void mmp_amx(int type, const uint8_t *w, size_t wstride, int64_t nrows, const uint8_t *xa, size_t astride,
                     int64_t ncols, int64_t cols, float *y, int64_t ldy, uint8_t *scratch) {
     int64_t nk = cols / 32;
-    size_t bbytes = al64((size_t)AMX_ROWS * (size_t)cols * 2);
+    const int64_t rchunk = rows_for(cols);
+    size_t bbytes = al64((size_t)rchunk * (size_t)cols * 2);
     uint8_t *B = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint8_t *rows = B + bbytes;
     float *f32 = (float *)(rows + bbytes);
     uint8_t *apad = (uint8_t *)f32 + al64((size_t)cols * 4);
     float *ct = (float *)(apad + al64((size_t)cols * 32));
-    for (int64_t r0 = 0; r0 < nrows; r0 += AMX_ROWS) {
-        int64_t nr = nrows - r0 < AMX_ROWS ? nrows - r0 : AMX_ROWS;
+    for (int64_t r0 = 0; r0 < nrows; r0 += rchunk) {
+        int64_t nr = nrows - r0 < rchunk ? nrows - r0 : rchunk;
         int nt = (int)((nr + 15) / 16);
         build_b(type, w + (size_t)r0 * wstride, wstride, nr, cols, B, rows, f32);
         cfg_load();
@@ -310,12 +340,15 @@ static void mmp_amx(int type, const uint8_t *w, size_t wstride, int64_t nrows, c
                 a = apad;
                 as = rb;
             }
-            run_tile(a, as, B, nk, nt);
             float *yc = y + (size_t)c * (size_t)ldy + r0;
-            STORE_C(0);
-            STORE_C(1);
-            STORE_C(2);
-            STORE_C(3);
+            for (int q = 0; q < nt; q += 4) { /* four B tiles at a time */
+                int ntq = nt - q < 4 ? nt - q : 4;
+                run_tile(a, as, B + (size_t)q * (size_t)nk * 1024, nk, ntq);
+                STORE_C(0);
+                STORE_C(1);
+                STORE_C(2);
+                STORE_C(3);
+            }
         }
         _tile_release();
     }
@@ -354,6 +387,8 @@ void ds8b__kops_fill_amx(ds8b__kops *k) {
         q->pact_quant = pact_quant;
         q->mmp_scratch = mmp_scratch;
         q->mmp_rows = AMX_ROWS;
+        q->mmp_rows_for = rows_for;
+        q->mmp_cols = AMX_COLS;
     }
 }
 
