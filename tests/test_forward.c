@@ -278,7 +278,7 @@ static void test_thread_determinism(void) {
 }
 
 /* Micro-batched prompt evaluation equals token-by-token evaluation. */
-static void test_batch_vs_single(void) {
+static void batch_vs_single_at(double tol) {
     char mp[1024];
     t_path(mp, sizeof mp, "models/demo-qwen3");
     ds8b_model *m = NULL;
@@ -300,11 +300,32 @@ static void test_batch_vs_single(void) {
             if (d > maxd) maxd = d;
         }
     }
-    CHECK(maxd < 1e-3, "batched vs single max diff %.3g", maxd);
+    printf("  # level %s: batched vs single max diff %.3g\n", ds8b__isa_name(), maxd);
+    CHECK(maxd < tol, "batched vs single max diff %.3g (limit %.3g, level %s)", maxd, tol, ds8b__isa_name());
     free(all);
     ds8b_session_free(s1);
     ds8b_session_free(s2);
     ds8b_model_free(m);
+}
+
+/* A 20-token eval against 20 one-token evals. With float activations the
+ * prompt and decode paths agree to 1e-3. At amx the prompt runs on
+ * AMX-BF16 tiles and decode on vdpbf16ps: both round the activations to
+ * bf16 but sum in different orders, and a last-bit difference in one
+ * layer's output can move the bf16 rounding of the next layer's input by
+ * a whole bf16 step (2^-8 relative); measured 0.095 in the logits on
+ * demo-qwen3 (bf16 rounding puts them up to 0.12 from the float
+ * reference): the same 0.25 as the reference check at that level. */
+static void test_batch_vs_single(void) {
+    ds8b__isa_force(-1);
+    if (!ds8b__isa_bf16_act()) {
+        batch_vs_single_at(1e-3);
+        return;
+    }
+    ds8b__isa_force(2);
+    batch_vs_single_at(1e-3);
+    ds8b__isa_force(-1);
+    batch_vs_single_at(0.25);
 }
 
 int main(void) {

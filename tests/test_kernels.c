@@ -715,7 +715,8 @@ static void test_amx_prompt(void) {
         return;
     }
     static const int types[] = {DS8B_T_Q4_0, DS8B_T_Q4_1, DS8B_T_Q5_0, DS8B_T_Q5_1, DS8B_T_Q8_0,
-                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K};
+                                DS8B_T_Q2_K, DS8B_T_Q3_K, DS8B_T_Q4_K, DS8B_T_Q5_K, DS8B_T_Q6_K,
+                                DS8B_T_W4A16, DS8B_T_BF16, DS8B_T_F16};
     static const shape shapes[] = {{16, 256, 16}, {17, 512, 33}, {45, 256, 70}, {64, 768, 129}, {3, 256, 19}, {100, 256, 40},
                                    /* rows_for(4352) = 112: two chunks; 530 > AMX_COLS: two column chunks */
                                    {150, 4352, 37}, {20, 256, 530}};

@@ -115,6 +115,22 @@ static inline __m512i q8_0_block(const uint8_t *b) {
     return pack_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
 }
 
+/* 32 values of one Q4_1 / W4A16 block (d, m, qs[16]) as bf16, as dq_q4_1
+ * computes them (q * d + m). */
+static inline __m512i q4_1_block(const uint8_t *b) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(b + 4)), m4 = _mm_set1_epi8(0x0F);
+    __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m4)));
+    __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+    __m512 d = _mm512_set1_ps(f16s(b)), m = _mm512_set1_ps(f16s(b + 2));
+    return pack_bf16(_mm512_add_ps(_mm512_mul_ps(lo, d), m), _mm512_add_ps(_mm512_mul_ps(hi, d), m));
+}
+
+/* 32 F16 values as bf16 (each rounded once: f16 -> f32 is exact). */
+static inline __m512i f16_block(const uint8_t *p) {
+    return pack_bf16(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)),
+                     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))));
+}
+
 /* Q4_K: 32-value chunk c (0..7) of a super-block, as dq_q4_k computes it
  * (d * scale first, then d_j * q - dmin * min). */
 static inline __m512i q4_k_chunk(const ds8b__blk_q4_k *b, int c) {
@@ -182,13 +198,18 @@ static void row_bf16(int type, const uint8_t *w, int64_t cols, uint8_t *dst, flo
 /* Block k (32 values) of one weight row, as bf16, for the types with a
  * direct path (has_direct). */
 static inline int has_direct(int type) {
-    return type == DS8B_T_Q4_0 || type == DS8B_T_Q8_0 || type == DS8B_T_Q4_K || type == DS8B_T_Q6_K;
+    return type == DS8B_T_Q4_0 || type == DS8B_T_Q8_0 || type == DS8B_T_Q4_K || type == DS8B_T_Q6_K ||
+           type == DS8B_T_Q4_1 || type == DS8B_T_W4A16 || type == DS8B_T_BF16 || type == DS8B_T_F16;
 }
 static inline __m512i blk_bf16(int type, const uint8_t *w, int64_t k) {
     switch (type) {
     case DS8B_T_Q4_0: return q4_0_block(w + k * 18);
     case DS8B_T_Q8_0: return q8_0_block(w + k * 34);
     case DS8B_T_Q4_K: return q4_k_chunk((const ds8b__blk_q4_k *)w + k / 8, (int)(k % 8));
+    case DS8B_T_Q4_1:
+    case DS8B_T_W4A16: return q4_1_block(w + k * 20);
+    case DS8B_T_BF16: return _mm512_loadu_si512(w + k * 64);
+    case DS8B_T_F16: return f16_block(w + k * 64);
     default: return q6_k_chunk((const ds8b__blk_q6_k *)w + k / 8, (int)(k % 8));
     }
 }
@@ -206,8 +227,24 @@ static void build_b(int type, const uint8_t *w, size_t wstride, int64_t nrows, i
     if (!direct)
         for (int64_t r = 0; r < nrows; r++) row_bf16(type, w + (size_t)r * wstride, cols, rows + (size_t)r * rb, f32);
     __m512i z[16];
+    /* the direct path reads 16 rows side by side, which the hardware
+     * prefetchers follow poorly (the weights come from DRAM): while tile t
+     * is built, the rows of tile t + 1 are prefetched, spread over its
+     * k-chunks */
+    const size_t lines = (wstride + 63) / 64; /* per row */
+    const size_t per_k = direct ? (16 * lines + (size_t)nk - 1) / (size_t)nk : 0;
+    if (direct)
+        for (int64_t r = 0; r < 16 && r < nrows; r++)
+            for (size_t l = 0; l < lines; l++) _mm_prefetch((const char *)(w + (size_t)r * wstride + l * 64), _MM_HINT_T0);
     for (int64_t t = 0; t < nt; t++)
         for (int64_t k = 0; k < nk; k++) {
+            if (per_k && t + 1 < nt)
+                for (size_t j = 0; j < per_k; j++) {
+                    size_t idx = (size_t)k * per_k + j, r = idx / lines;
+                    int64_t row = (t + 1) * 16 + (int64_t)r;
+                    if (r < 16 && row < nrows)
+                        _mm_prefetch((const char *)(w + (size_t)row * wstride + (idx % lines) * 64), _MM_HINT_T0);
+                }
             for (int r = 0; r < 16; r++) {
                 int64_t row = t * 16 + r;
                 if (row >= nrows) z[r] = _mm512_setzero_si512();
@@ -369,6 +406,9 @@ MMP(mmp_q3_k, DS8B_T_Q3_K)
 MMP(mmp_q4_k, DS8B_T_Q4_K)
 MMP(mmp_q5_k, DS8B_T_Q5_K)
 MMP(mmp_q6_k, DS8B_T_Q6_K)
+MMP(mmp_w4a16, DS8B_T_W4A16)
+MMP(mmp_bf16, DS8B_T_BF16)
+MMP(mmp_f16, DS8B_T_F16)
 
 void ds8b__kops_fill_amx(ds8b__kops *k) {
     static const struct {
@@ -377,7 +417,8 @@ void ds8b__kops_fill_amx(ds8b__kops *k) {
     } tab[] = {{DS8B_T_Q4_0, mmp_q4_0}, {DS8B_T_Q4_1, mmp_q4_1}, {DS8B_T_Q5_0, mmp_q5_0},
                {DS8B_T_Q5_1, mmp_q5_1}, {DS8B_T_Q8_0, mmp_q8_0}, {DS8B_T_Q2_K, mmp_q2_k},
                {DS8B_T_Q3_K, mmp_q3_k}, {DS8B_T_Q4_K, mmp_q4_k}, {DS8B_T_Q5_K, mmp_q5_k},
-               {DS8B_T_Q6_K, mmp_q6_k}};
+               {DS8B_T_Q6_K, mmp_q6_k}, {DS8B_T_W4A16, mmp_w4a16}, {DS8B_T_BF16, mmp_bf16},
+               {DS8B_T_F16, mmp_f16}};
     k->name = "amx";
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
         ds8b__qkern *q = &k->q[tab[i].type];
