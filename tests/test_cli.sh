@@ -132,6 +132,19 @@ done <<<"$GOOD"
 if [ -s "$tmp/l.f32" ] && [ $(( $(stat -c %s "$tmp/l.f32") % (3 * 4) )) -eq 0 ]; then ok cli_eval_wrote_logits
 else bad cli_eval_wrote_logits "$(stat -c %s "$tmp/l.f32" 2>&1)"; fi
 
+# A checkpoint whose tokenizer is larger than its embedding table cannot
+# become a GGUF (llama.cpp refuses such a file): quantize says so, exit 1,
+# and leaves no file.
+mis="$tmp/mismatch"; mkdir -p "$mis"
+for f in "$M"/*; do ln -sf "$(readlink -f "$f")" "$mis/"; done
+ln -sf "$(readlink -f "$SH/tokenizers/deepseek-v3/tokenizer.json")" "$mis/tokenizer.json"
+ln -sf "$(readlink -f "$SH/tokenizers/deepseek-v3/tokenizer_config.json")" "$mis/tokenizer_config.json"
+timeout 120 "$CLI" quantize "$mis" "$tmp/mis.gguf" q8_0 --threads 1 >"$tmp/out" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'tokenizer has 128815 tokens but the model.s vocabulary (embedding rows) is 8192' "$tmp/out" &&
+   [ ! -e "$tmp/mis.gguf" ]; then ok cli_quantize_tokenizer_too_large
+else bad cli_quantize_tokenizer_too_large "exit $rc" "$(head -c 400 "$tmp/out")"; fi
+
 # ------------------------------------------------- DS8B_ISA caps the level
 # On a CPU with AVX512-BF16 the default level is avx512-bf16 and
 # DS8B_ISA=avx512 falls back to avx512-vnni (float activations for W4A16).

@@ -524,6 +524,13 @@ static int write_metadata(ds8b__gguf_writer *w, const ds8b_model *m, const schem
     /* tokenizer */
     const ds8b_tokenizer *tok = m->tok->tok;
     int32_t nv = ds8b__tok_n_vocab(tok);
+    if (nv > hp->n_vocab)
+        /* a GGUF's token list is the vocabulary of its embedding rows
+         * (llama.cpp refuses the file otherwise); fewer tokens are padded */
+        return ds8b__seterr(e, DS8B_E_INVALID,
+                            "the tokenizer has %d tokens but the model's vocabulary (embedding rows) is %lld: a GGUF "
+                            "needs a tokenizer that fits the model",
+                            (int)nv, (long long)hp->n_vocab);
     if (nv < hp->n_vocab) nv = (int32_t)hp->n_vocab;
     const char **strs = ds8b__malloc(DS8B_MEM_OTHER, (size_t)nv * sizeof(char *));
     size_t *lens = ds8b__malloc(DS8B_MEM_OTHER, (size_t)nv * sizeof(size_t));
