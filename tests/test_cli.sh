@@ -145,6 +145,12 @@ if [ $rc -eq 1 ] && grep -q 'tokenizer has 128815 tokens but the model.s vocabul
    [ ! -e "$tmp/mis.gguf" ]; then ok cli_quantize_tokenizer_too_large
 else bad cli_quantize_tokenizer_too_large "exit $rc" "$(head -c 400 "$tmp/out")"; fi
 
+timeout 60 "$CLI" make-random "$M/config.json" "$tmp/rnd-mis" --tokenizer "$SH/tokenizers/deepseek-v3" >"$tmp/out" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'has 128815 tokens, more than the config.s vocab_size 8192' "$tmp/out" && [ ! -e "$tmp/rnd-mis" ]
+then ok cli_make_random_tokenizer_too_large
+else bad cli_make_random_tokenizer_too_large "exit $rc" "$(head -c 400 "$tmp/out")"; fi
+
 # ------------------------------------------------- DS8B_ISA caps the level
 # On a CPU with AVX512-BF16 the default level is avx512-bf16 and
 # DS8B_ISA=avx512 falls back to avx512-vnni (float activations for W4A16).

@@ -326,14 +326,6 @@ int cmd_make_random(const cli_args *a) {
     bool qwen3 = cJSON_IsString(mt) && strcmp(mt->valuestring, "qwen3") == 0;
     cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
     bool tied = cJSON_IsTrue(tie);
-    mkdir(outdir, 0755);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", outdir);
-    FILE *cf = fopen(path, "wb");
-    if (!cf) { fprintf(stderr, "ds8b: cannot write %s\n", path); return 1; }
-    fwrite(js, 1, len, cf);
-    fclose(cf);
-    free(js);
     /* tokenizer: the one given, else the real tokenizer matching the family */
     const char *tokdir = cli_opt(a, "--tokenizer");
     char tdef[4096];
@@ -342,6 +334,32 @@ int cmd_make_random(const cli_args *a) {
         snprintf(tdef, sizeof tdef, "%s/tokenizers/%s", sh && *sh ? sh : "../shared", qwen3 ? "qwen3" : "llama3.1");
         tokdir = tdef;
     }
+    {
+        /* the tokenizer must fit the embedding table, or no GGUF can be
+         * written from the checkpoint (llama.cpp refuses such files) */
+        char s[4096];
+        snprintf(s, sizeof s, "%s/tokenizer.json", tokdir);
+        ds8b_tokenizer *tk = NULL;
+        if (ds8b_tokenizer_load(s, &tk) == DS8B_OK) {
+            int32_t nv = ds8b_tokenizer_vocab_size(tk);
+            ds8b_tokenizer_free(tk);
+            if (nv > vocab) {
+                fprintf(stderr, "ds8b: make-random: %s has %d tokens, more than the config's vocab_size %lld\n", s,
+                        (int)nv, (long long)vocab);
+                cJSON_Delete(cfg);
+                free(js);
+                return 1;
+            }
+        }
+    }
+    mkdir(outdir, 0755);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", outdir);
+    FILE *cf = fopen(path, "wb");
+    if (!cf) { fprintf(stderr, "ds8b: cannot write %s\n", path); return 1; }
+    fwrite(js, 1, len, cf);
+    fclose(cf);
+    free(js);
     const char *tf[] = {"tokenizer.json", "tokenizer_config.json"};
     for (int i = 0; i < 2; i++) {
         char s[4096];
