@@ -121,6 +121,10 @@ typedef struct ds8b__kops {
     void (*gact_quant)(const float *x, uint8_t *dst, int64_t cols);
 } ds8b__kops;
 
+/* Prefetch distance of the row-group decode kernels (bytes; dispatch.c
+ * picks it per CPU vendor at init, DS8B_GRP_PF overrides). */
+extern size_t ds8b__grp_pf;
+
 void ds8b__kops_fill_scalar(ds8b__kops *k);
 void ds8b__kops_fill_avx2(ds8b__kops *k);   /* overrides entries of a filled table */
 void ds8b__kops_fill_avx512(ds8b__kops *k);

@@ -28,10 +28,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-#ifndef GRP_PF
-#define GRP_PF 8192
-#endif
-#define PF(p, off) _mm_prefetch((const char *)(p) + GRP_PF + (off), _MM_HINT_T0)
+#define PF(p, off) _mm_prefetch((const char *)(p) + ds8b__grp_pf + (off), _MM_HINT_T0)
 
 AI __m256i bc32(const int8_t *q, int k) {
     int32_t v;
