@@ -27,7 +27,7 @@ void ds8b__params_defaults(ds8b_params *p);
 int ds8b__param_check(int key, double v, bool want_float, ds8b__err *e);
 
 /* DS8B_PARAM_N_BATCH as used: 0 (the default) picks it for the kernel
- * level in use (256 at amx, 64 elsewhere). */
+ * level in use (512 at amx, 64 elsewhere). */
 int64_t ds8b__n_batch_resolve(int64_t v);
 
 #endif
