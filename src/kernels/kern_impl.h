@@ -49,10 +49,8 @@ typedef struct ds8b__qkern {
     size_t (*pact_size)(int64_t cols);
     void (*pact_quant)(const float *x, uint8_t *dst, int64_t cols);
     size_t (*mmp_scratch)(int64_t cols);
-    int mmp_rows;                            /* weight rows per mmp call (0: 16) */
-    /* Optional, instead of mmp_rows: weight rows per call for rows of
-     * `cols` values (a multiple of 16); and activation rows per call
-     * (0: 256). */
+    /* Optional: weight rows per mmp call for rows of `cols` values (a
+     * multiple of 16; NULL: 16), and activation rows per call (0: 256). */
     int64_t (*mmp_rows_for)(int64_t cols);
     int64_t mmp_cols;
 } ds8b__qkern;

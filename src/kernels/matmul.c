@@ -330,7 +330,7 @@ int ds8b__matmul_ex(ds8b__pool *pool, const ds8b__tensor *w, const float *x, int
             return ds8b__seterr(e, DS8B_E_LIMIT, "matmul: workspace size overflows");
         off_scratch = acts;
         /* the kernel unpacks each weight row once per chunk */
-        j.rchunk = qk->mmp_rows_for ? qk->mmp_rows_for(cols) : qk->mmp_rows > 0 ? qk->mmp_rows : 16;
+        j.rchunk = qk->mmp_rows_for ? qk->mmp_rows_for(cols) : 16;
         j.cchunk = qk->mmp_cols > 0 ? qk->mmp_cols : 256;
     } else if (j.path == P_DOT) {
         j.rchunk = clamp64((int64_t)(65536 / wstride), 4, 256) & ~(int64_t)3;

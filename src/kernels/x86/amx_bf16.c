@@ -169,30 +169,13 @@ static inline __m512i q6_k_chunk(const ds8b__blk_q6_k *b, int c) {
     return pack_bf16(out[0], out[1]);
 }
 
-/* One weight row as bf16 (cols values) at dst; f32 is a row of scratch
- * for the types without a direct path (ds8b__dequant_row, then rounded). */
+/* One weight row as bf16 (cols values) at dst, for the types without a
+ * direct path (has_direct): ds8b__dequant_row into f32 (a row of
+ * scratch), then rounded. */
 static void row_bf16(int type, const uint8_t *w, int64_t cols, uint8_t *dst, float *f32) {
-    int64_t nk = cols / 32;
-    switch (type) {
-    case DS8B_T_Q4_0:
-        for (int64_t k = 0; k < nk; k++) _mm512_storeu_si512(dst + k * 64, q4_0_block(w + k * 18));
-        return;
-    case DS8B_T_Q8_0:
-        for (int64_t k = 0; k < nk; k++) _mm512_storeu_si512(dst + k * 64, q8_0_block(w + k * 34));
-        return;
-    case DS8B_T_Q4_K:
-        for (int64_t k = 0; k < nk; k++)
-            _mm512_storeu_si512(dst + k * 64, q4_k_chunk((const ds8b__blk_q4_k *)w + k / 8, (int)(k % 8)));
-        return;
-    case DS8B_T_Q6_K:
-        for (int64_t k = 0; k < nk; k++)
-            _mm512_storeu_si512(dst + k * 64, q6_k_chunk((const ds8b__blk_q6_k *)w + k / 8, (int)(k % 8)));
-        return;
-    default:
-        ds8b__dequant_row(type, w, f32, cols);
-        for (int64_t k = 0; k < nk; k++)
-            _mm512_storeu_si512(dst + k * 64, pack_bf16(_mm512_loadu_ps(f32 + k * 32), _mm512_loadu_ps(f32 + k * 32 + 16)));
-    }
+    ds8b__dequant_row(type, w, f32, cols);
+    for (int64_t k = 0; k < cols / 32; k++)
+        _mm512_storeu_si512(dst + k * 64, pack_bf16(_mm512_loadu_ps(f32 + k * 32), _mm512_loadu_ps(f32 + k * 32 + 16)));
 }
 
 /* Block k (32 values) of one weight row, as bf16, for the types with a
@@ -281,7 +264,7 @@ static int64_t rows_for(int64_t cols) {
     return r;
 }
 
-/* scratch: B (AMX_ROWS * cols * 2 bytes), the bf16 rows (the same), one
+/* scratch: B (rows_for(cols) * cols * 2 bytes), the bf16 rows (the same), one
  * f32 row, a padded tail of 16 activation rows (16 * cols * 2), one C
  * tile (1 KiB), alignment */
 static size_t mmp_scratch(int64_t cols) { return (size_t)cols * (4 * (size_t)rows_for(cols) + 4 + 32) + 1024 + 5 * 64; }
@@ -427,7 +410,6 @@ void ds8b__kops_fill_amx(ds8b__kops *k) {
         q->pact_size = pact_size;
         q->pact_quant = pact_quant;
         q->mmp_scratch = mmp_scratch;
-        q->mmp_rows = AMX_ROWS;
         q->mmp_rows_for = rows_for;
         q->mmp_cols = AMX_COLS;
     }
