@@ -4,6 +4,7 @@
 #include "ds8b.h"
 
 #include "t_json.h"
+#include "t_levels.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <math.h>
@@ -103,29 +104,25 @@ static void check_reference_at(const char *model_path, const char *json_path, co
     free(want);
 }
 
-/* Kernel levels (src/kernels/kernels.h; the tests link the static library). */
-int ds8b__isa_force(int level);
-const char *ds8b__isa_name(void);
-_Bool ds8b__isa_bf16_act(void);
-
 /* The reference check, float tolerances (tol, near-ties below 0.01). At
  * the level avx512-bf16 the demo checkpoints' BF16 weights run on
  * bf16-rounded activations: the strict check runs at the level below
  * (float activations), then again at avx512-bf16 with a tolerance for
  * bf16 rounding (logits measured up to 0.12 off; near-ties below it). */
+typedef struct ref_job {
+    const char *model_path, *json_path, *f32_path;
+    int threads, kv_type;
+    float tol;
+} ref_job;
+static void ref_check(void *ctx, int bf16) {
+    const ref_job *r = ctx;
+    if (bf16) check_reference_at(r->model_path, r->json_path, r->f32_path, r->threads, r->kv_type, 0.25f, 0.25);
+    else check_reference_at(r->model_path, r->json_path, r->f32_path, r->threads, r->kv_type, r->tol, 0.01);
+}
 static void check_reference_paths(const char *model_path, const char *json_path, const char *f32_path,
                                   int threads, int kv_type, float tol) {
-    ds8b__isa_force(-1);
-    if (!ds8b__isa_bf16_act()) {
-        check_reference_at(model_path, json_path, f32_path, threads, kv_type, tol, 0.01);
-        return;
-    }
-    ds8b__isa_force(2);
-    printf("  # level %s\n", ds8b__isa_name());
-    check_reference_at(model_path, json_path, f32_path, threads, kv_type, tol, 0.01);
-    ds8b__isa_force(-1);
-    printf("  # level %s\n", ds8b__isa_name());
-    check_reference_at(model_path, json_path, f32_path, threads, kv_type, 0.25f, 0.25);
+    ref_job r = {model_path, json_path, f32_path, threads, kv_type, tol};
+    t_float_then_bf16(ref_check, &r);
 }
 
 static void check_reference(const char *model_dir, const char *ref_name, int threads, int kv_type) {
@@ -240,16 +237,16 @@ static void check_ppl_at(const char *model_dir, const char *ref_name, double tol
  * checked at avx512-vnni, then the level itself within 0.2% (measured up
  * to 0.075% on two windows; docs/quantization.md gives the full-window
  * NLL changes, all within 0.02%). */
+typedef struct ppl_job {
+    const char *model_dir, *ref_name;
+} ppl_job;
+static void ppl_check(void *ctx, int bf16) {
+    const ppl_job *p = ctx;
+    check_ppl_at(p->model_dir, p->ref_name, bf16 ? 2e-3 : 5e-4);
+}
 static void check_ppl(const char *model_dir, const char *ref_name) {
-    ds8b__isa_force(-1);
-    if (!ds8b__isa_bf16_act()) {
-        check_ppl_at(model_dir, ref_name, 5e-4);
-        return;
-    }
-    ds8b__isa_force(2);
-    check_ppl_at(model_dir, ref_name, 5e-4);
-    ds8b__isa_force(-1);
-    check_ppl_at(model_dir, ref_name, 2e-3);
+    ppl_job p = {model_dir, ref_name};
+    t_float_then_bf16(ppl_check, &p);
 }
 
 static void test_llama_ppl(void) { check_ppl("models/demo-llama", "demo-llama"); }
@@ -316,17 +313,11 @@ static void batch_vs_single_at(double tol) {
  * a whole bf16 step (2^-8 relative); measured 0.095 in the logits on
  * demo-qwen3 (bf16 rounding puts them up to 0.12 from the float
  * reference): the same 0.25 as the reference check at that level. */
-static void test_batch_vs_single(void) {
-    ds8b__isa_force(-1);
-    if (!ds8b__isa_bf16_act()) {
-        batch_vs_single_at(1e-3);
-        return;
-    }
-    ds8b__isa_force(2);
-    batch_vs_single_at(1e-3);
-    ds8b__isa_force(-1);
-    batch_vs_single_at(0.25);
+static void batch_vs_single_check(void *ctx, int bf16) {
+    (void)ctx;
+    batch_vs_single_at(bf16 ? 0.25 : 1e-3);
 }
+static void test_batch_vs_single(void) { t_float_then_bf16(batch_vs_single_check, NULL); }
 
 int main(void) {
     RUN(test_llama_logits);

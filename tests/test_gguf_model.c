@@ -2,6 +2,7 @@
  * match the references; our quantizer's files round-trip, load in memory
  * and on disk identically, and are no worse than llama.cpp's. */
 #include "t.h"
+#include "t_levels.h"
 #include "ds8b.h"
 
 #include "t_json.h"
@@ -100,27 +101,16 @@ static void test_llamacpp_files_nll(void) {
     cJSON_Delete(nllj);
 }
 
-/* Kernel levels (src/kernels/kernels.h; the tests link the static library). */
-int ds8b__isa_force(int level);
-const char *ds8b__isa_name(void);
-_Bool ds8b__isa_bf16_act(void);
-
 /* The F16 file's logits match the safetensors reference to 2e-3 with float
  * activations; at the level avx512-bf16 (F16 weights rounded to bf16,
  * bf16 activations) to 0.25 (measured up to 0.16), after the strict check
  * at the level below. */
 static void f16_logits_at(double tol);
-static void test_f16_logits(void) {
-    ds8b__isa_force(-1);
-    if (!ds8b__isa_bf16_act()) {
-        f16_logits_at(2e-3);
-        return;
-    }
-    ds8b__isa_force(2);
-    f16_logits_at(2e-3);
-    ds8b__isa_force(-1);
-    f16_logits_at(0.25);
+static void f16_check(void *ctx, int bf16) {
+    (void)ctx;
+    f16_logits_at(bf16 ? 0.25 : 2e-3);
 }
+static void test_f16_logits(void) { t_float_then_bf16(f16_check, NULL); }
 static void f16_logits_at(double tol) {
     char p[1024], jp[1024], fp[1024];
     ds8b_model *m = NULL;
