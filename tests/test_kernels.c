@@ -435,7 +435,7 @@ static void scale_fields(int type, int *d, int *dm) {
  * group kernel directly against ds8b__mmg_ref (bit-identical: same
  * integers, same float sequence) and against the scalar level's row
  * kernel (tolerance, different float order), with 1..16 rows in a group,
- * odd block counts and 1..5 activation rows. Weights: quantized normals,
+ * odd block counts and 1..9 activation rows (the kernels take them in fours). Weights: quantized normals,
  * then raw random bytes, then all-0xFF codes and scales against
  * activations of one magnitude (every code +-127): the largest integer
  * sums, where an int16 partial of the AVX2 kernels would saturate. */
@@ -479,7 +479,7 @@ static void test_group_kernels(void) {
                 ds8b__unpack_group(type, g, nb, back, rb, nr);
                 CHECK(memcmp(back, w.data, rb * (size_t)nr) == 0, "%s nb %lld nr %d: unpack(pack) differs", tn,
                       (long long)nb, nr);
-                int nc = 1 + (a + b) % 5;
+                int nc = 1 + (a + b + mode) % 9;
                 float *x = malloc((size_t)(nc * cols) * sizeof(float));
                 for (int64_t i = 0; i < nc * cols; i++)
                     x[i] = mode == 2 ? (rnd32() & 1 ? 1.0f : -1.0f) : rndn() * (i % 89 == 0 ? 5.0f : 1.0f);
@@ -489,7 +489,7 @@ static void test_group_kernels(void) {
                     if (kq) ds8b__gact_quant_k(x + c * cols, act + c * as, cols);
                     else ds8b__gact_quant_scalar(x + c * cols, act + c * as, cols);
                 }
-                float yref[5 * 16], y[5 * 16], ys[5 * 16];
+                float yref[9 * 16], y[9 * 16], ys[9 * 16];
                 ds8b__mmg_ref(type, g, nb, act, as, nc, yref, 16, nr);
                 /* the scalar row kernel on the same activations (the scalar
                  * level's formats are the group formats) */

@@ -23,6 +23,7 @@
  */
 #include "kernels/kern_impl.h"
 #include "kernels/packing.h"
+#include "kernels/x86/grp_cols.h"
 
 #include <immintrin.h>
 
@@ -128,38 +129,26 @@ AI void k45_half(const uint8_t *o, int hf, const ds8b__blk_q8_k *a, int five, __
     *ms = msum;
 }
 
-AI void mmg_k45(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                int64_t ldy, int nr, int five) {
-    const size_t rec = five ? 2816 : 2304;
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += rec) {
-            for (size_t off = 0; off < rec; off += 64) PF(o, off);
-            const __m256 dx = _mm256_set1_ps(a[b].d);
-            for (int hf = 0; hf < 2; hf++) {
-                __m256i isum, msum;
-                k45_half(o, hf, &a[b], five, &isum, &msum);
-                __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
-                __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 32 + 16 * hf))), dx);
-                acc[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc[hf]);
-                acc[hf] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dm, acc[hf]);
-            }
-        }
-        store_nr(y + (size_t)c * (size_t)ldy, acc[0], acc[1], nr);
-    }
-}
+typedef struct { __m256 v[2]; } acc2; /* rows 0..7, 8..15 */
+AI acc2 zero2(void) { return (acc2){{_mm256_setzero_ps(), _mm256_setzero_ps()}}; }
+AI void store2(float *y, acc2 acc, int nr) { store_nr(y, acc.v[0], acc.v[1], nr); }
 
-static void mmg_q4_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    mmg_k45(g, nb, xa, astride, ncols, y, ldy, nr, 0);
+AI acc2 k45_step(const uint8_t *o, const ds8b__blk_q8_k *a, acc2 acc, int five) {
+    const __m256 dx = _mm256_set1_ps(a->d);
+    for (int hf = 0; hf < 2; hf++) {
+        __m256i isum, msum;
+        k45_half(o, hf, a, five, &isum, &msum);
+        __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
+        __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 32 + 16 * hf))), dx);
+        acc.v[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc.v[hf]);
+        acc.v[hf] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dm, acc.v[hf]);
+    }
+    return acc;
 }
-static void mmg_q5_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    mmg_k45(g, nb, xa, astride, ncols, y, ldy, nr, 1);
-}
+AI acc2 q4_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, acc2 acc) { return k45_step(o, a, acc, 0); }
+AI acc2 q5_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, acc2 acc) { return k45_step(o, a, acc, 1); }
+DEF_GRP(mmg_q4_k, ds8b__blk_q8_k, acc2, zero2, store2, q4_k_step, 2304, DS8B_GRP_UNIT256)
+DEF_GRP(mmg_q5_k, ds8b__blk_q8_k, acc2, zero2, store2, q5_k_step, 2816, DS8B_GRP_UNIT256)
 
 /* Q6_K: half hf of the record at o; returns the integer sum. */
 AI __m256i q6_half(const uint8_t *o, int hf, const ds8b__blk_q8_k *a) {
@@ -205,140 +194,113 @@ AI __m256i q6_half(const uint8_t *o, int hf, const ds8b__blk_q8_k *a) {
     return _mm256_sub_epi32(isum, _mm256_slli_epi32(osum, 5));
 }
 
-static void mmg_q6_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += 3360) {
-            for (int off = 0; off < 3360; off += 64) PF(o, off);
-            const __m256 dx = _mm256_set1_ps(a[b].d);
-            for (int hf = 0; hf < 2; hf++) {
-                __m256i isum = q6_half(o, hf, &a[b]);
-                __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
-                acc[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc[hf]);
-            }
-        }
-        store_nr(y + (size_t)c * (size_t)ldy, acc[0], acc[1], nr);
+AI acc2 q6_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, acc2 acc) {
+    const __m256 dx = _mm256_set1_ps(a->d);
+    for (int hf = 0; hf < 2; hf++) {
+        __m256i isum = q6_half(o, hf, a);
+        __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
+        acc.v[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc.v[hf]);
     }
+    return acc;
 }
+DEF_GRP(mmg_q6_k, ds8b__blk_q8_k, acc2, zero2, store2, q6_k_step, 3360, DS8B_GRP_UNIT256)
 
 /* Q2_K: the AVX-512 record and sums in halves of 8 rows; the 4
  * vpmaddubsw of a sub-block add in int16 (8 products of 2-bit codes:
  * <= 3048), then vpmaddwd against the zero-extended scale. */
-static void mmg_q2_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
+AI acc2 q2_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, acc2 acc) {
     const __m256i m2 = _mm256_set1_epi8(3), m4d = _mm256_set1_epi32(0xF);
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += 1344) {
-            for (int off = 0; off < 1344; off += 64) PF(o, off);
-            const int8_t *x = a[b].qs;
-            const __m256 dx = _mm256_set1_ps(a[b].d);
-            for (int hf = 0; hf < 2; hf++) {
-                __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
-                #pragma GCC unroll 2
-                for (int h = 0; h < 2; h++)
-                    #pragma GCC unroll 2
-                    for (int half = 0; half < 2; half++) {
-                        __m256i t[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                                        _mm256_setzero_si256()};
-                        #pragma GCC unroll 4
-                        for (int kk = 0; kk < 4; kk++) {
-                            __m256i v = ld(o + 320 + 64 * (8 * h + 4 * half + kk) + 32 * hf);
-                            #pragma GCC unroll 4
-                            for (int pl = 0; pl < 4; pl++)
-                                t[pl] = _mm256_add_epi16(
-                                    t[pl], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 2 * pl), m2),
-                                                                bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk)));
-                        }
-                        #pragma GCC unroll 4
-                        for (int pl = 0; pl < 4; pl++) {
-                            const int sb = 8 * h + 2 * pl + half;
-                            __m256i sm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(o + 64 + 16 * sb + 8 * hf)));
-                            __m256i sc = _mm256_and_si256(sm, m4d);
-                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(t[pl], _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16))));
-                            msum = _mm256_add_epi32(
-                                msum, _mm256_madd_epi16(_mm256_srli_epi32(sm, 4), _mm256_set1_epi16(a[b].bsums[sb])));
-                        }
-                    }
-                __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
-                __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 32 + 16 * hf))), dx);
-                acc[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc[hf]);
-                acc[hf] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dm, acc[hf]);
+    const int8_t *x = a->qs;
+    const __m256 dx = _mm256_set1_ps(a->d);
+    for (int hf = 0; hf < 2; hf++) {
+        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
+        #pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+            #pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) {
+                __m256i t[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                _mm256_setzero_si256()};
+                #pragma GCC unroll 4
+                for (int kk = 0; kk < 4; kk++) {
+                    __m256i v = ld(o + 320 + 64 * (8 * h + 4 * half + kk) + 32 * hf);
+                    #pragma GCC unroll 4
+                    for (int pl = 0; pl < 4; pl++)
+                        t[pl] = _mm256_add_epi16(
+                            t[pl], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 2 * pl), m2),
+                                                        bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk)));
+                }
+                #pragma GCC unroll 4
+                for (int pl = 0; pl < 4; pl++) {
+                    const int sb = 8 * h + 2 * pl + half;
+                    __m256i sm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(o + 64 + 16 * sb + 8 * hf)));
+                    __m256i sc = _mm256_and_si256(sm, m4d);
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(t[pl], _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16))));
+                    msum = _mm256_add_epi32(
+                        msum, _mm256_madd_epi16(_mm256_srli_epi32(sm, 4), _mm256_set1_epi16(a->bsums[sb])));
+                }
             }
-        }
-        store_nr(y + (size_t)c * (size_t)ldy, acc[0], acc[1], nr);
+        __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
+        __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 32 + 16 * hf))), dx);
+        acc.v[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc.v[hf]);
+        acc.v[hf] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dm, acc.v[hf]);
     }
+    return acc;
 }
+DEF_GRP(mmg_q2_k, ds8b__blk_q8_k, acc2, zero2, store2, q2_k_step, 1344, DS8B_GRP_UNIT256)
 
 /* Q3_K: the AVX-512 record and sums in halves of 8 rows; 4 vpmaddubsw of
  * unsigned codes 0..7 per sub-block add in int16 (<= 7112), then
  * vpmaddwd against the scale duplicated into both int16 halves. */
-static void mmg_q3_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
+AI acc2 q3_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, acc2 acc) {
     const __m256i m2 = _mm256_set1_epi8(3), b2 = _mm256_set1_epi8(4), m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += 1760) {
-            for (int off = 0; off < 1760; off += 64) PF(o, off);
-            const int8_t *x = a[b].qs;
-            const __m256 dx = _mm256_set1_ps(a[b].d);
-            for (int hf = 0; hf < 2; hf++) {
-                const int hb0 = 32 * hf;
-                __m256i D0 = ld(o + 32 + hb0), D1 = ld(o + 96 + hb0), D2 = ld(o + 160 + hb0), U[4];
-                U[0] = _mm256_or_si256(_mm256_and_si256(D0, m4), _mm256_and_si256(_mm256_slli_epi32(D2, 4), m30));
-                U[1] = _mm256_or_si256(_mm256_and_si256(D1, m4), _mm256_and_si256(_mm256_slli_epi32(D2, 2), m30));
-                U[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(D0, 4), m4), _mm256_and_si256(D2, m30));
-                U[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(D1, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi32(D2, 2), m30));
-                __m256i isum = _mm256_setzero_si256(), osum = _mm256_setzero_si256();
-                #pragma GCC unroll 2
-                for (int h = 0; h < 2; h++)
-                    #pragma GCC unroll 2
-                    for (int half = 0; half < 2; half++) {
-                        __m256i t[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                                        _mm256_setzero_si256()};
-                        #pragma GCC unroll 4
-                        for (int kk = 0; kk < 4; kk++) {
-                            __m256i v = ld(o + 736 + 64 * (8 * h + 4 * half + kk) + hb0);
-                            __m256i hm = ld(o + 224 + 64 * (4 * half + kk) + hb0);
-                            #pragma GCC unroll 4
-                            for (int pl = 0; pl < 4; pl++) {
-                                const int sh = 4 * h + pl - 2;
-                                __m256i hb = sh > 0 ? _mm256_srli_epi32(hm, sh) : sh < 0 ? _mm256_slli_epi32(hm, -sh) : hm;
-                                __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 2 * pl), m2),
-                                                            _mm256_and_si256(hb, b2));
-                                t[pl] = _mm256_add_epi16(
-                                    t[pl], _mm256_maddubs_epi16(u, bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk)));
-                            }
-                        }
-                        #pragma GCC unroll 4
-                        for (int pl = 0; pl < 4; pl++) {
-                            const int sb = 8 * h + 2 * pl + half;
-                            __m256i sc = _mm256_sub_epi16(_mm256_shuffle_epi8(U[sb >> 2], pick16(sb & 3)),
-                                                          _mm256_set1_epi16(32));
-                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(t[pl], sc));
-                            osum = _mm256_add_epi32(
-                                osum, _mm256_madd_epi16(sc, _mm256_set1_epi32((int32_t)(uint16_t)a[b].bsums[sb])));
-                        }
+    const int8_t *x = a->qs;
+    const __m256 dx = _mm256_set1_ps(a->d);
+    for (int hf = 0; hf < 2; hf++) {
+        const int hb0 = 32 * hf;
+        __m256i D0 = ld(o + 32 + hb0), D1 = ld(o + 96 + hb0), D2 = ld(o + 160 + hb0), U[4];
+        U[0] = _mm256_or_si256(_mm256_and_si256(D0, m4), _mm256_and_si256(_mm256_slli_epi32(D2, 4), m30));
+        U[1] = _mm256_or_si256(_mm256_and_si256(D1, m4), _mm256_and_si256(_mm256_slli_epi32(D2, 2), m30));
+        U[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(D0, 4), m4), _mm256_and_si256(D2, m30));
+        U[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(D1, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi32(D2, 2), m30));
+        __m256i isum = _mm256_setzero_si256(), osum = _mm256_setzero_si256();
+        #pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+            #pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) {
+                __m256i t[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                _mm256_setzero_si256()};
+                #pragma GCC unroll 4
+                for (int kk = 0; kk < 4; kk++) {
+                    __m256i v = ld(o + 736 + 64 * (8 * h + 4 * half + kk) + hb0);
+                    __m256i hm = ld(o + 224 + 64 * (4 * half + kk) + hb0);
+                    #pragma GCC unroll 4
+                    for (int pl = 0; pl < 4; pl++) {
+                        const int sh = 4 * h + pl - 2;
+                        __m256i hb = sh > 0 ? _mm256_srli_epi32(hm, sh) : sh < 0 ? _mm256_slli_epi32(hm, -sh) : hm;
+                        __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(v, 2 * pl), m2),
+                                                    _mm256_and_si256(hb, b2));
+                        t[pl] = _mm256_add_epi16(
+                            t[pl], _mm256_maddubs_epi16(u, bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk)));
                     }
-                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(osum, 2));
-                __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
-                acc[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc[hf]);
+                }
+                #pragma GCC unroll 4
+                for (int pl = 0; pl < 4; pl++) {
+                    const int sb = 8 * h + 2 * pl + half;
+                    __m256i sc = _mm256_sub_epi16(_mm256_shuffle_epi8(U[sb >> 2], pick16(sb & 3)),
+                                                  _mm256_set1_epi16(32));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(t[pl], sc));
+                    osum = _mm256_add_epi32(
+                        osum, _mm256_madd_epi16(sc, _mm256_set1_epi32((int32_t)(uint16_t)a->bsums[sb])));
+                }
             }
-        }
-        store_nr(y + (size_t)c * (size_t)ldy, acc[0], acc[1], nr);
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(osum, 2));
+        __m256 dw = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16 * hf))), dx);
+        acc.v[hf] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dw, acc.v[hf]);
     }
+    return acc;
 }
+DEF_GRP(mmg_q3_k, ds8b__blk_q8_k, acc2, zero2, store2, q3_k_step, 1760, DS8B_GRP_UNIT256)
 
 void ds8b__kops_fill_decode_k_avx2(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_K] = mmg_q4_k;

@@ -16,6 +16,7 @@
  */
 #include "kernels/kern_impl.h"
 #include "kernels/packing.h"
+#include "kernels/x86/grp_cols.h"
 
 #include <immintrin.h>
 
@@ -29,124 +30,129 @@ AI __m512i bc32(const int8_t *q, int k) {
     return _mm512_set1_epi32(v);
 }
 
-static void mmg_q4_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols,
-                     float *y, int64_t ldy, int nr) {
+AI __m512 zero512(void) { return _mm512_setzero_ps(); }
+AI void store512(float *y, __m512 acc, int nr) { _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1u), acc); }
+
+/* Q4_0 unpacks each record once for up to four activation rows (the
+ * nibble masks and shifts are a third of the work of one row); the rest is
+ * DEF_GRP's loop with the step below. */
+AI void q4_0_cols(const uint8_t *g, int64_t m, const uint8_t *xa, size_t astride, float *y, int64_t ldy, int nr,
+                  const int C) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
-        __m512 acc = _mm512_setzero_ps();
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < nb; b++, o += 288) {
-            PF(o, 0); PF(o, 64); PF(o, 128); PF(o, 192); PF(o, 256);
-            const int8_t *q = a[b].qs;
-            __m512i v0 = _mm512_loadu_si512(o + 32), v1 = _mm512_loadu_si512(o + 96);
-            __m512i v2 = _mm512_loadu_si512(o + 160), v3 = _mm512_loadu_si512(o + 224);
-            __m512i s0 = _mm512_set1_epi32(-8 * a[b].sum), s1 = _mm512_setzero_si512();
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v0, m4), bc32(q, 0));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), bc32(q, 4));
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v1, m4), bc32(q, 1));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), bc32(q, 5));
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v2, m4), bc32(q, 2));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v2, 4), m4), bc32(q, 6));
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v3, m4), bc32(q, 3));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v3, 4), m4), bc32(q, 7));
-            __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)),
-                                     _mm512_set1_ps(a[b].d));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
+    const ds8b__act32 *a[DS8B_GRP_COLS];
+    __m512 acc[DS8B_GRP_COLS];
+    #pragma GCC unroll 4
+    for (int c = 0; c < C; c++) {
+        a[c] = (const ds8b__act32 *)(xa + (size_t)c * astride);
+        acc[c] = _mm512_setzero_ps();
+    }
+    const uint8_t *o = g;
+    for (int64_t b = 0; b < m; b++, o += 288) {
+        PF(o, 0); PF(o, 64); PF(o, 128); PF(o, 192); PF(o, 256);
+        __m512i lo[4], hi[4];
+        #pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m512i v = _mm512_loadu_si512(o + 32 + 64 * k);
+            lo[k] = _mm512_and_si512(v, m4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
-        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
+        #pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const ds8b__act32 *ab = &a[c][b];
+            const int8_t *q = ab->qs;
+            __m512i s0 = _mm512_set1_epi32(-8 * ab->sum), s1 = _mm512_setzero_si512();
+            s0 = _mm512_dpbusd_epi32(s0, lo[0], bc32(q, 0));
+            s1 = _mm512_dpbusd_epi32(s1, hi[0], bc32(q, 4));
+            s0 = _mm512_dpbusd_epi32(s0, lo[1], bc32(q, 1));
+            s1 = _mm512_dpbusd_epi32(s1, hi[1], bc32(q, 5));
+            s0 = _mm512_dpbusd_epi32(s0, lo[2], bc32(q, 2));
+            s1 = _mm512_dpbusd_epi32(s1, hi[2], bc32(q, 6));
+            s0 = _mm512_dpbusd_epi32(s0, lo[3], bc32(q, 3));
+            s1 = _mm512_dpbusd_epi32(s1, hi[3], bc32(q, 7));
+            __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(ab->d));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc[c]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int c = 0; c < C; c++) store512(y + (size_t)c * (size_t)ldy, acc[c], nr);
+}
+static void mmg_q4_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
+                     int64_t ldy, int nr) {
+    for (int64_t c = 0; c < ncols;) {
+        int64_t cc = ncols - c < DS8B_GRP_COLS ? ncols - c : DS8B_GRP_COLS;
+        const uint8_t *xc = xa + (size_t)c * astride;
+        float *yc = y + (size_t)c * (size_t)ldy;
+        switch (cc) {
+        case 1: q4_0_cols(g, nb, xc, astride, yc, ldy, nr, 1); break;
+        case 2: q4_0_cols(g, nb, xc, astride, yc, ldy, nr, 2); break;
+        case 3: q4_0_cols(g, nb, xc, astride, yc, ldy, nr, 3); break;
+        default: q4_0_cols(g, nb, xc, astride, yc, ldy, nr, 4); break;
+        }
+        c += cc;
     }
 }
 
-static void mmg_q8_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols,
-                     float *y, int64_t ldy, int nr) {
-    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
-        __m512 acc = _mm512_setzero_ps();
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < nb; b++, o += 544) {
-            PF(o, 0); PF(o, 64); PF(o, 128); PF(o, 192); PF(o, 256);
-            PF(o, 320); PF(o, 384); PF(o, 448); PF(o, 512);
-            const int8_t *q = a[b].qs;
-            const uint8_t *w = o + 32;
-            __m512i s0 = _mm512_set1_epi32(-128 * a[b].sum), s1 = _mm512_setzero_si512();
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 0), bc32(q, 0));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 64), bc32(q, 1));
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 128), bc32(q, 2));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 192), bc32(q, 3));
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 256), bc32(q, 4));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 320), bc32(q, 5));
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 384), bc32(q, 6));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 448), bc32(q, 7));
-            __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)),
-                                     _mm512_set1_ps(a[b].d));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
-        }
-        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
-    }
+AI __m512 q8_0_step(const uint8_t *o, const ds8b__act32 *a, __m512 acc) {
+    const int8_t *q = a->qs;
+    const uint8_t *w = o + 32;
+    __m512i s0 = _mm512_set1_epi32(-128 * a->sum), s1 = _mm512_setzero_si512();
+    s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 0), bc32(q, 0));
+    s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 64), bc32(q, 1));
+    s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 128), bc32(q, 2));
+    s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 192), bc32(q, 3));
+    s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 256), bc32(q, 4));
+    s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 320), bc32(q, 5));
+    s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(w + 384), bc32(q, 6));
+    s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(w + 448), bc32(q, 7));
+    __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a->d));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
 }
+DEF_GRP(mmg_q8_0, ds8b__act32, __m512, zero512, store512, q8_0_step, 544, DS8B_GRP_UNIT32)
 
 /* Q4_1 (five 0, mins 1), Q5_0 (1, 0), Q5_1 (1, 1): d[16] | m[16] (mins) |
  * qh[16] transposed (five: bit b of byte i = fifth bit of value 4b + i) |
  * q[4][16]. The fifth bits of value dword b reach bit 4 of their bytes by
  * one dword shift; Q5_0's -16 starts the accumulator at -16 * sum(x);
  * mins: acc = fma(m_w, d_x * sum(x), acc) after the block's FMA. */
-AI void mmg_q45(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                int64_t ldy, int nr, int five, int mins) {
+AI __m512 q45_step(const uint8_t *o, const ds8b__act32 *a, __m512 acc, int five, int mins) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
-    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
     const size_t hoff = mins ? 64 : 32, qoff = 32 + (mins ? 32 : 0) + (five ? 64 : 0);
-    const size_t rec = qoff + 256;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__act32 *a = (const ds8b__act32 *)(xa + (size_t)c * astride);
-        __m512 acc = _mm512_setzero_ps();
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < nb; b++, o += rec) {
-            for (size_t off = 0; off < rec; off += 64) PF(o, off);
-            const int8_t *q = a[b].qs;
-            __m512i s0 = _mm512_set1_epi32(five && !mins ? -16 * a[b].sum : 0), s1 = _mm512_setzero_si512();
-            __m512i H = five ? _mm512_loadu_si512(o + hoff) : _mm512_setzero_si512();
-            #pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                __m512i v = _mm512_loadu_si512(o + qoff + 64 * k);
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                if (five) {
-                    __m512i hl, hh;
-                    switch (k) {
-                    case 0: hl = _mm512_slli_epi32(H, 4); hh = H; break;
-                    case 1: hl = _mm512_slli_epi32(H, 3); hh = _mm512_srli_epi32(H, 1); break;
-                    case 2: hl = _mm512_slli_epi32(H, 2); hh = _mm512_srli_epi32(H, 2); break;
-                    default: hl = _mm512_slli_epi32(H, 1); hh = _mm512_srli_epi32(H, 3); break;
-                    }
-                    lo = _mm512_or_si512(lo, _mm512_and_si512(hl, b4));
-                    hi = _mm512_or_si512(hi, _mm512_and_si512(hh, b4));
-                }
-                s0 = _mm512_dpbusd_epi32(s0, lo, bc32(q, k));
-                s1 = _mm512_dpbusd_epi32(s1, hi, bc32(q, 4 + k));
+    const int8_t *q = a->qs;
+    __m512i s0 = _mm512_set1_epi32(five && !mins ? -16 * a->sum : 0), s1 = _mm512_setzero_si512();
+    __m512i H = five ? _mm512_loadu_si512(o + hoff) : _mm512_setzero_si512();
+    #pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i v = _mm512_loadu_si512(o + qoff + 64 * k);
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if (five) {
+            __m512i hl, hh;
+            switch (k) {
+            case 0: hl = _mm512_slli_epi32(H, 4); hh = H; break;
+            case 1: hl = _mm512_slli_epi32(H, 3); hh = _mm512_srli_epi32(H, 1); break;
+            case 2: hl = _mm512_slli_epi32(H, 2); hh = _mm512_srli_epi32(H, 2); break;
+            default: hl = _mm512_slli_epi32(H, 1); hh = _mm512_srli_epi32(H, 3); break;
             }
-            __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a[b].d));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
-            if (mins)
-                acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))),
-                                      _mm512_set1_ps(a[b].d * (float)a[b].sum), acc);
+            lo = _mm512_or_si512(lo, _mm512_and_si512(hl, b4));
+            hi = _mm512_or_si512(hi, _mm512_and_si512(hh, b4));
         }
-        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+        s0 = _mm512_dpbusd_epi32(s0, lo, bc32(q, k));
+        s1 = _mm512_dpbusd_epi32(s1, hi, bc32(q, 4 + k));
     }
+    __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a->d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc);
+    if (mins)
+        acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))),
+                              _mm512_set1_ps(a->d * (float)a->sum), acc);
+    return acc;
 }
-static void mmg_q4_1(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 0, 1);
-}
-static void mmg_q5_0(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 1, 0);
-}
-static void mmg_q5_1(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    mmg_q45(g, nb, xa, astride, ncols, y, ldy, nr, 1, 1);
-}
+AI __m512 q4_1_step(const uint8_t *o, const ds8b__act32 *a, __m512 acc) { return q45_step(o, a, acc, 0, 1); }
+AI __m512 q5_0_step(const uint8_t *o, const ds8b__act32 *a, __m512 acc) { return q45_step(o, a, acc, 1, 0); }
+AI __m512 q5_1_step(const uint8_t *o, const ds8b__act32 *a, __m512 acc) { return q45_step(o, a, acc, 1, 1); }
+/* records: qoff + 256 bytes */
+DEF_GRP(mmg_q4_1, ds8b__act32, __m512, zero512, store512, q4_1_step, 320, DS8B_GRP_UNIT32)
+DEF_GRP(mmg_q5_0, ds8b__act32, __m512, zero512, store512, q5_0_step, 352, DS8B_GRP_UNIT32)
+DEF_GRP(mmg_q5_1, ds8b__act32, __m512, zero512, store512, q5_1_step, 384, DS8B_GRP_UNIT32)
 
 /* ds8b__act32 rows with the AVX-512 quantizer (bit-identical to the
  * scalar one, tested in test_kernels). */

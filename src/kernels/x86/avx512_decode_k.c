@@ -26,6 +26,7 @@
  */
 #include "kernels/kern_impl.h"
 #include "kernels/packing.h"
+#include "kernels/x86/grp_cols.h"
 
 #include <immintrin.h>
 
@@ -115,147 +116,112 @@ AI void k45_block(const uint8_t *o, const ds8b__blk_q8_k *a, int five, __m512i *
     *ms = msum;
 }
 
-AI void mmg_k45(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                int64_t ldy, int nr, int five) {
-    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
-    const size_t rec = five ? 2816 : 2304;
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m512 acc = _mm512_setzero_ps();
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += rec) {
-            for (size_t off = 0; off < rec; off += 64) PF(o, off);
-            __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
-            k45_block(o, &a[b], five, &isum, &msum);
-            const __m512 dx = _mm512_set1_ps(a[b].d);
-            __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), dx);
-            __m512 dm = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))), dx);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
-            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), dm, acc);
-        }
-        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
-    }
-}
+AI __m512 zero512(void) { return _mm512_setzero_ps(); }
+AI void store512(float *y, __m512 acc, int nr) { _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1u), acc); }
 
-static void mmg_q4_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    mmg_k45(g, nb, xa, astride, ncols, y, ldy, nr, 0);
+AI __m512 k45_step(const uint8_t *o, const ds8b__blk_q8_k *a, __m512 acc, int five) {
+    __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
+    k45_block(o, a, five, &isum, &msum);
+    const __m512 dx = _mm512_set1_ps(a->d);
+    __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), dx);
+    __m512 dm = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))), dx);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), dm, acc);
 }
-static void mmg_q5_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    mmg_k45(g, nb, xa, astride, ncols, y, ldy, nr, 1);
-}
+AI __m512 q4_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, __m512 acc) { return k45_step(o, a, acc, 0); }
+AI __m512 q5_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, __m512 acc) { return k45_step(o, a, acc, 1); }
+DEF_GRP(mmg_q4_k, ds8b__blk_q8_k, __m512, zero512, store512, q4_k_step, 2304, DS8B_GRP_UNIT256)
+DEF_GRP(mmg_q5_k, ds8b__blk_q8_k, __m512, zero512, store512, q5_k_step, 2816, DS8B_GRP_UNIT256)
 
 /* Q6_K: record d[16] | scale pairs [8][16] | ql [32][16] | qh [16][16]. */
-static void mmg_q6_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+AI __m512 q6_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, __m512 acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m512 acc = _mm512_setzero_ps();
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += 3360) {
-            for (int off = 0; off < 3360; off += 64) PF(o, off);
-            const int8_t *x = a[b].qs;
-            const uint8_t *ql = o + 288, *qh = o + 2336;
-            /* scale pairs as int16: dword = (sc[2p], sc[2p+1]) per row */
-            __m512i P[8];
-            __m512i isum = _mm512_setzero_si512(), osum = _mm512_setzero_si512();
-            #pragma GCC unroll 8
-            for (int p = 0; p < 8; p++) {
-                P[p] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(o + 32 + 32 * p)));
-                osum = _mm512_dpwssd_epi32(osum, P[p], bsd(&a[b], p));
-            }
-            #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++)
-                #pragma GCC unroll 2
-                for (int g4 = 0; g4 < 2; g4++) {
-                    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-                    #pragma GCC unroll 4
-                    for (int ii = 0; ii < 4; ii++) {
-                        const int i = 4 * g4 + ii;
-                        __m512i l0 = ld(ql + 64 * (16 * h + i)), l1 = ld(ql + 64 * (16 * h + 8 + i));
-                        __m512i hb = ld(qh + 64 * (8 * h + i));
-                        __m512i v0 = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi32(hb, 4), m30));
-                        __m512i v1 = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi32(hb, 2), m30));
-                        __m512i v2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(l0, 4), m4), _mm512_and_si512(hb, m30));
-                        __m512i v3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(l1, 4), m4),
-                                                     _mm512_and_si512(_mm512_srli_epi32(hb, 2), m30));
-                        s0 = _mm512_dpbusd_epi32(s0, v0, bc32(x, 128 * h + 4 * i));
-                        s1 = _mm512_dpbusd_epi32(s1, v1, bc32(x, 128 * h + 32 + 4 * i));
-                        s2 = _mm512_dpbusd_epi32(s2, v2, bc32(x, 128 * h + 64 + 4 * i));
-                        s3 = _mm512_dpbusd_epi32(s3, v3, bc32(x, 128 * h + 96 + 4 * i));
-                    }
-                    /* sub-block 8h + 2k + g4 has scale pair p = 4h + k, half g4 */
-                    __m512i s[4] = {s0, s1, s2, s3};
-                    #pragma GCC unroll 4
-                    for (int k = 0; k < 4; k++) {
-                        __m512i pp = P[4 * h + k];
-                        __m512i sc = g4 ? _mm512_srai_epi32(pp, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pp, 16), 16);
-                        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s[k], sc));
-                    }
-                }
-            isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(osum, 5));
-            __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a[b].d));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
-        }
-        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
+    const int8_t *x = a->qs;
+    const uint8_t *ql = o + 288, *qh = o + 2336;
+    /* scale pairs as int16: dword = (sc[2p], sc[2p+1]) per row */
+    __m512i P[8];
+    __m512i isum = _mm512_setzero_si512(), osum = _mm512_setzero_si512();
+    #pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) {
+        P[p] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(o + 32 + 32 * p)));
+        osum = _mm512_dpwssd_epi32(osum, P[p], bsd(a, p));
     }
+    #pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+        #pragma GCC unroll 2
+        for (int g4 = 0; g4 < 2; g4++) {
+            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+            #pragma GCC unroll 4
+            for (int ii = 0; ii < 4; ii++) {
+                const int i = 4 * g4 + ii;
+                __m512i l0 = ld(ql + 64 * (16 * h + i)), l1 = ld(ql + 64 * (16 * h + 8 + i));
+                __m512i hb = ld(qh + 64 * (8 * h + i));
+                __m512i v0 = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi32(hb, 4), m30));
+                __m512i v1 = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi32(hb, 2), m30));
+                __m512i v2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(l0, 4), m4), _mm512_and_si512(hb, m30));
+                __m512i v3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(l1, 4), m4),
+                                             _mm512_and_si512(_mm512_srli_epi32(hb, 2), m30));
+                s0 = _mm512_dpbusd_epi32(s0, v0, bc32(x, 128 * h + 4 * i));
+                s1 = _mm512_dpbusd_epi32(s1, v1, bc32(x, 128 * h + 32 + 4 * i));
+                s2 = _mm512_dpbusd_epi32(s2, v2, bc32(x, 128 * h + 64 + 4 * i));
+                s3 = _mm512_dpbusd_epi32(s3, v3, bc32(x, 128 * h + 96 + 4 * i));
+            }
+            /* sub-block 8h + 2k + g4 has scale pair p = 4h + k, half g4 */
+            __m512i s[4] = {s0, s1, s2, s3};
+            #pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m512i pp = P[4 * h + k];
+                __m512i sc = g4 ? _mm512_srai_epi32(pp, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pp, 16), 16);
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s[k], sc));
+            }
+        }
+    isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(osum, 5));
+    __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a->d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+    return acc;
 }
+DEF_GRP(mmg_q6_k, ds8b__blk_q8_k, __m512, zero512, store512, q6_k_step, 3360, DS8B_GRP_UNIT256)
 
 /* Q2_K: record d[16] | dmin[16] | scale bytes [16][16] | q[16][16].
  * Sub-block s = 8h + 2pl + half takes plane pl (bits 2pl, 2pl+1) of code
  * dwords 8h + 4half .. +3; its sum (|t| <= 16*3*127) fits int16, so
  * vpmaddwd against the zero-extended 4-bit scale multiplies it (and the
  * 4-bit min against the int16 block sum). */
-static void mmg_q2_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+AI __m512 q2_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, __m512 acc) {
     const __m512i m2 = _mm512_set1_epi8(3), m4d = _mm512_set1_epi32(0xF);
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m512 acc = _mm512_setzero_ps();
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += 1344) {
-            for (int off = 0; off < 1344; off += 64) PF(o, off);
-            const int8_t *x = a[b].qs;
-            __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
-            #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++)
-                #pragma GCC unroll 2
-                for (int half = 0; half < 2; half++) {
-                    __m512i t[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                                    _mm512_setzero_si512()};
-                    #pragma GCC unroll 4
-                    for (int kk = 0; kk < 4; kk++) {
-                        __m512i v = ld(o + 320 + 64 * (8 * h + 4 * half + kk));
-                        #pragma GCC unroll 4
-                        for (int pl = 0; pl < 4; pl++)
-                            t[pl] = _mm512_dpbusd_epi32(t[pl], _mm512_and_si512(_mm512_srli_epi32(v, 2 * pl), m2),
-                                                        bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk));
-                    }
-                    #pragma GCC unroll 4
-                    for (int pl = 0; pl < 4; pl++) {
-                        const int sb = 8 * h + 2 * pl + half;
-                        __m512i sm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o + 64 + 16 * sb)));
-                        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(t[pl], _mm512_and_si512(sm, m4d)));
-                        msum = _mm512_add_epi32(
-                            msum, _mm512_madd_epi16(_mm512_srli_epi32(sm, 4), _mm512_set1_epi16(a[b].bsums[sb])));
-                    }
-                }
-            const __m512 dx = _mm512_set1_ps(a[b].d);
-            __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), dx);
-            __m512 dm = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))), dx);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
-            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), dm, acc);
+    const int8_t *x = a->qs;
+    __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
+    #pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+        #pragma GCC unroll 2
+        for (int half = 0; half < 2; half++) {
+            __m512i t[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                            _mm512_setzero_si512()};
+            #pragma GCC unroll 4
+            for (int kk = 0; kk < 4; kk++) {
+                __m512i v = ld(o + 320 + 64 * (8 * h + 4 * half + kk));
+                #pragma GCC unroll 4
+                for (int pl = 0; pl < 4; pl++)
+                    t[pl] = _mm512_dpbusd_epi32(t[pl], _mm512_and_si512(_mm512_srli_epi32(v, 2 * pl), m2),
+                                                bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk));
+            }
+            #pragma GCC unroll 4
+            for (int pl = 0; pl < 4; pl++) {
+                const int sb = 8 * h + 2 * pl + half;
+                __m512i sm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o + 64 + 16 * sb)));
+                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(t[pl], _mm512_and_si512(sm, m4d)));
+                msum = _mm512_add_epi32(
+                    msum, _mm512_madd_epi16(_mm512_srli_epi32(sm, 4), _mm512_set1_epi16(a->bsums[sb])));
+            }
         }
-        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
-    }
+    const __m512 dx = _mm512_set1_ps(a->d);
+    __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), dx);
+    __m512 dm = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32))), dx);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+    acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), dm, acc);
+    return acc;
 }
+DEF_GRP(mmg_q2_k, ds8b__blk_q8_k, __m512, zero512, store512, q2_k_step, 1344, DS8B_GRP_UNIT256)
 
 /* The 16 rows' Q3_K scales (6-bit, stored +32) as 4 byte vectors: byte j
  * of u[i] = scale 4i + j + 32 (the GGUF 12-byte packing: low nibbles in
@@ -274,56 +240,46 @@ AI void k3_scales(const uint8_t *o, __m512i u[4]) {
  * unsigned, u = 2 low bits + 4 * hmask bit (0..7), and the -4 is folded
  * in as -4 * sum(sc * bsum). A sub-block sum (|t| <= 16*7*127) fits int16,
  * so vpmaddwd against (sc, 0) multiplies it exactly. */
-static void mmg_q3_k(const uint8_t *g, int64_t nb, const uint8_t *xa, size_t astride, int64_t ncols, float *y,
-                     int64_t ldy, int nr) {
-    const __mmask16 om = (__mmask16)((1u << nr) - 1u);
+AI __m512 q3_k_step(const uint8_t *o, const ds8b__blk_q8_k *a, __m512 acc) {
     const __m512i m2 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4), k32 = _mm512_set1_epi32(32);
-    const int64_t m = nb / 8;
-    for (int64_t c = 0; c < ncols; c++) {
-        const ds8b__blk_q8_k *a = (const ds8b__blk_q8_k *)(xa + (size_t)c * astride);
-        __m512 acc = _mm512_setzero_ps();
-        const uint8_t *o = g;
-        for (int64_t b = 0; b < m; b++, o += 1760) {
-            for (int off = 0; off < 1760; off += 64) PF(o, off);
-            const int8_t *x = a[b].qs;
-            __m512i U[4];
-            k3_scales(o, U);
-            __m512i isum = _mm512_setzero_si512(), osum = _mm512_setzero_si512();
-            #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++)
-                #pragma GCC unroll 2
-                for (int half = 0; half < 2; half++) {
-                    __m512i t[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                                    _mm512_setzero_si512()};
-                    #pragma GCC unroll 4
-                    for (int kk = 0; kk < 4; kk++) {
-                        __m512i v = ld(o + 736 + 64 * (8 * h + 4 * half + kk));
-                        __m512i hm = ld(o + 224 + 64 * (4 * half + kk));
-                        #pragma GCC unroll 4
-                        for (int pl = 0; pl < 4; pl++) {
-                            const int sh = 4 * h + pl - 2; /* hmask bit 4h + pl to bit 2 */
-                            __m512i hb = sh > 0 ? _mm512_srli_epi32(hm, sh) : sh < 0 ? _mm512_slli_epi32(hm, -sh) : hm;
-                            __m512i u = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 2 * pl), m2),
-                                                        _mm512_and_si512(hb, b2));
-                            t[pl] = _mm512_dpbusd_epi32(t[pl], u, bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk));
-                        }
-                    }
-                    #pragma GCC unroll 4
-                    for (int pl = 0; pl < 4; pl++) {
-                        const int sb = 8 * h + 2 * pl + half;
-                        /* (sc, 0) per dword: the scale byte zero-extended, minus 32 in the low int16 */
-                        __m512i sc = _mm512_sub_epi16(_mm512_shuffle_epi8(U[sb >> 2], pick32(sb & 3)), k32);
-                        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(t[pl], sc));
-                        osum = _mm512_add_epi32(osum, _mm512_madd_epi16(sc, _mm512_set1_epi16(a[b].bsums[sb])));
-                    }
+    const int8_t *x = a->qs;
+    __m512i U[4];
+    k3_scales(o, U);
+    __m512i isum = _mm512_setzero_si512(), osum = _mm512_setzero_si512();
+    #pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+        #pragma GCC unroll 2
+        for (int half = 0; half < 2; half++) {
+            __m512i t[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                            _mm512_setzero_si512()};
+            #pragma GCC unroll 4
+            for (int kk = 0; kk < 4; kk++) {
+                __m512i v = ld(o + 736 + 64 * (8 * h + 4 * half + kk));
+                __m512i hm = ld(o + 224 + 64 * (4 * half + kk));
+                #pragma GCC unroll 4
+                for (int pl = 0; pl < 4; pl++) {
+                    const int sh = 4 * h + pl - 2; /* hmask bit 4h + pl to bit 2 */
+                    __m512i hb = sh > 0 ? _mm512_srli_epi32(hm, sh) : sh < 0 ? _mm512_slli_epi32(hm, -sh) : hm;
+                    __m512i u = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 2 * pl), m2),
+                                                _mm512_and_si512(hb, b2));
+                    t[pl] = _mm512_dpbusd_epi32(t[pl], u, bc32(x, 128 * h + 32 * pl + 16 * half + 4 * kk));
                 }
-            isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(osum, 2));
-            __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a[b].d));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+            }
+            #pragma GCC unroll 4
+            for (int pl = 0; pl < 4; pl++) {
+                const int sb = 8 * h + 2 * pl + half;
+                /* (sc, 0) per dword: the scale byte zero-extended, minus 32 in the low int16 */
+                __m512i sc = _mm512_sub_epi16(_mm512_shuffle_epi8(U[sb >> 2], pick32(sb & 3)), k32);
+                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(t[pl], sc));
+                osum = _mm512_add_epi32(osum, _mm512_madd_epi16(sc, _mm512_set1_epi16(a->bsums[sb])));
+            }
         }
-        _mm512_mask_storeu_ps(y + (size_t)c * (size_t)ldy, om, acc);
-    }
+    isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(osum, 2));
+    __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o)), _mm512_set1_ps(a->d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+    return acc;
 }
+DEF_GRP(mmg_q3_k, ds8b__blk_q8_k, __m512, zero512, store512, q3_k_step, 1760, DS8B_GRP_UNIT256)
 
 void ds8b__kops_fill_decode_k_avx512(ds8b__kops *k) {
     k->mmg[DS8B_T_Q4_K] = mmg_q4_k;
